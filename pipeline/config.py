@@ -1,0 +1,255 @@
+"""Workspace configuration: `iom.toml` loaded once into a typed object.
+
+Precedence: the file, then environment variables (`IOM_WAREHOUSE`, `IOM_OUTPUTS`, `IOM_RULES`),
+then command-line flags (applied by the caller with `Config.with_overrides`). Relative paths are
+resolved against the folder holding `iom.toml`, so a workspace can be moved or run from cron.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.contract import EXTRACTS
+from pipeline.errors import ConfigError
+
+CONFIG_FILENAME = "iom.toml"
+Format = Literal["csv", "parquet", "xlsx"]
+Encoding = Literal["utf-8", "utf-8-sig", "cp1252"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExtractConfig(_Strict):
+    file: str = Field(description="path or glob, relative to the folder of iom.toml")
+    format: Format | None = None
+    encoding: Encoding = "utf-8"
+    delimiter: str = ","
+    date_formats: list[str] = Field(default_factory=lambda: ["%Y-%m-%d"])
+    sheet: str | None = None
+    header_row: int = Field(default=1, ge=1, le=1000)
+    extract_date: date | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        if value in ("\\t", "tab"):
+            return "\t"
+        if len(value) != 1:
+            raise ValueError("must be a single character such as ',', ';', '|' or '\\t'")
+        return value
+
+    @field_validator("date_formats")
+    @classmethod
+    def _formats(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must list at least one strptime format such as '%d/%m/%Y'")
+        for fmt in value:
+            if "%" not in fmt:
+                raise ValueError(f"'{fmt}' is not a strptime format (e.g. '%Y-%m-%d', '%d/%m/%Y')")
+        return value
+
+    def format_for(self, path: Path) -> Format:
+        if self.format:
+            return self.format
+        suffix = path.suffix.lower()
+        return {".parquet": "parquet", ".pq": "parquet", ".xlsx": "xlsx", ".xlsm": "xlsx"}.get(suffix, "csv")
+
+
+class WorkspaceConfig(_Strict):
+    warehouse: Path = Path("warehouse.duckdb")
+    outputs: Path = Path("outputs")
+    rules: str = "default"
+    offence_reference: Path | None = None
+    period: Literal["month_start", "today"] = "month_start"
+    max_rejected_percent: float | None = Field(default=None, ge=0, le=100)
+    encryption_key_env: str | None = None
+    log_file: Path | None = None
+
+
+class Config(_Strict):
+    path: Path
+    workspace: WorkspaceConfig = WorkspaceConfig()
+    extracts: dict[str, ExtractConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_extracts_and_columns(self) -> Config:
+        for name, extract in self.extracts.items():
+            if name not in EXTRACTS:
+                raise ValueError(
+                    f"[extracts.{name}] is not a known extract; allowed: {', '.join(EXTRACTS)}"
+                )
+            allowed = EXTRACTS[name].column_names
+            targets: dict[str, str] = {}
+            for source_column, canonical in extract.columns.items():
+                if canonical not in allowed:
+                    raise ValueError(
+                        f"[extracts.{name}.columns] \"{source_column}\" maps to '{canonical}', which is not "
+                        f"a column of {name}; allowed: {', '.join(allowed)}"
+                    )
+                if canonical in targets:
+                    raise ValueError(
+                        f"[extracts.{name}.columns] both \"{targets[canonical]}\" and \"{source_column}\" "
+                        f"map to '{canonical}'; map each canonical column once"
+                    )
+                targets[canonical] = source_column
+        return self
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, path: Path | str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.resolve(self.workspace.warehouse)
+
+    @property
+    def outputs_path(self) -> Path:
+        return self.resolve(self.workspace.outputs)
+
+    def with_overrides(self, **workspace_overrides) -> Config:
+        changes = {k: v for k, v in workspace_overrides.items() if v is not None}
+        if not changes:
+            return self
+        return self.model_copy(update={"workspace": self.workspace.model_copy(update=changes)})
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"] if part != "__root__")
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see `iom init` for a commented template)"
+        elif item["type"] == "literal_error" and "expected" in item.get("ctx", {}):
+            message = f"got {item['input']!r}; allowed: {item['ctx']['expected']}"
+        lines.append(f"{path}: {key or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read `iom.toml`; raise ConfigError naming the file, the key and what is allowed."""
+    path = Path(path or CONFIG_FILENAME).expanduser().absolute()
+    env = os.environ if environ is None else environ
+    if path.is_dir():
+        path = path / CONFIG_FILENAME
+    if not path.is_file():
+        raise ConfigError(
+            f"config file not found: {path}",
+            hint="run `iom init DIR` to write a commented iom.toml, or pass --config PATH",
+        )
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+
+    workspace = dict(raw.get("workspace", {}))
+    for key, variable in (("warehouse", "IOM_WAREHOUSE"), ("outputs", "IOM_OUTPUTS"), ("rules", "IOM_RULES")):
+        if env.get(variable):
+            workspace[key] = env[variable]
+    raw["workspace"] = workspace
+    try:
+        return Config(path=path, **raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+# --- writing a commented iom.toml ------------------------------------------------------------
+
+_HEADER = """\
+# IOM Cohort workspace configuration.
+# Paths are relative to the folder holding this file. Every command takes --config PATH.
+# Environment variables IOM_WAREHOUSE, IOM_OUTPUTS and IOM_RULES override the [workspace] keys.
+
+[workspace]
+# The DuckDB warehouse file: loads, rejects, people, runs, scores, cohorts, decisions.
+warehouse = "{warehouse}"
+# Each run writes its outputs to OUTPUTS/RUN_ID/.
+outputs = "{outputs}"
+# Rule set: "default" (the shipped rules/default.toml) or a path to your own TOML rule file.
+rules = "default"
+# Offence reference table (Home Office code -> group, flags, gravity). Empty: the shipped table.
+# offence_reference = "offence_reference.csv"
+# The as-of date of `iom run` without --as-of: "month_start" (first day of this month) or "today".
+period = "month_start"
+# Fail the run (exit 5) when any source rejects more than this percentage of its rows.
+# max_rejected_percent = 5.0
+# Encrypt the warehouse at rest: name an environment variable that holds the key.
+# encryption_key_env = "IOM_WAREHOUSE_KEY"
+"""
+
+_EXTRACT = """\
+
+[extracts.{name}]
+# {description}
+file = "{file}"            # a path or a glob such as "police/offences_*.csv"
+format = "{format}"        # csv, parquet or xlsx (inferred from the file name when left out)
+encoding = "{encoding}"    # utf-8, utf-8-sig (with BOM) or cp1252 (Windows Excel exports)
+delimiter = "{delimiter}"  # CSV only
+date_formats = [{date_formats}]  # tried in order; ISO yyyy-mm-dd is always accepted
+# extract_date = 2026-11-01  # dates after this are rejected; default: the file's modification date
+# sheet = "Sheet1"           # XLSX only; default the first sheet
+# header_row = 1             # XLSX/CSV: the row holding the column names (for title rows above it)
+
+[extracts.{name}.columns]
+# Your column name = canonical column name. Canonical columns of {name}:
+# {canonical}
+# (required: {required})
+{mapping}"""
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t") + '"'
+
+
+def render_config(
+    extracts: Iterable[dict],
+    warehouse: str = "warehouse.duckdb",
+    outputs: str = "outputs",
+) -> str:
+    """Render a commented iom.toml. Each extract dict has name, file, and optionally format,
+    encoding, delimiter, date_formats, columns (source -> canonical), extract_date."""
+    parts = [_HEADER.format(warehouse=warehouse, outputs=outputs)]
+    for spec in extracts:
+        contract = EXTRACTS[spec["name"]]
+        mapping = spec.get("columns") or {c: c for c in contract.column_names}
+        body = _EXTRACT.format(
+            name=contract.name,
+            description=contract.description,
+            file=spec["file"],
+            format=spec.get("format", "csv"),
+            encoding=spec.get("encoding", "utf-8"),
+            delimiter=spec.get("delimiter", ",").replace("\t", "\\t"),
+            date_formats=", ".join(_toml_string(f) for f in spec.get("date_formats", ["%Y-%m-%d"])),
+            canonical=", ".join(contract.column_names),
+            required=", ".join(contract.required_columns),
+            mapping="\n".join(f"{_toml_string(k)} = {_toml_string(v)}" for k, v in mapping.items()) + "\n",
+        )
+        if spec.get("extract_date"):
+            body = body.replace(
+                "# extract_date = 2026-11-01  # dates after this are rejected; default: the file's modification date",
+                f"extract_date = {spec['extract_date'].isoformat()}  # dates after this are rejected",
+            )
+        parts.append(body)
+    return "".join(parts)
+
+
+def default_extract_specs() -> list[dict]:
+    return [{"name": name, "file": f"extracts/{name}.csv"} for name in EXTRACTS]

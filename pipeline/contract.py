@@ -1,0 +1,237 @@
+"""The extract contract: the canonical columns of the five extracts.
+
+One definition serves everything that needs to know the shape of an extract: the validation
+schemas (`pipeline.validate`), the warehouse tables (`pipeline.warehouse`), the synthetic
+generator, the `iom init` template and `docs/extract-contract.md`. Changing a column here
+changes all of them together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    TEXT = "text"
+    DATE = "date"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+
+
+# Identifier patterns: CJS data standards as used in MoJ public code (see docs/extract-contract.md).
+PNC_PATTERN = r"^[0-9]{0,2}([0-9]{2})/([0-9]{1,7})([A-Z])$"
+CRO_PATTERN = r"^(([0-9]{1,6})/([0-9]{2})([A-Z])|SF([0-9]{2})/([0-9]{1,6})([A-Z]))$"
+NOMIS_PATTERN = r"^[A-Z][0-9]{4}[A-Z]{2}$"
+CRN_PATTERN = r"^[A-Z][0-9]{6}$"
+LOCAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$"
+HO_CODE_PATTERN = r"^[0-9]{3}[A-Z]?/[0-9]{2}$"
+AREA_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 &'\-]{0,59}$"
+
+SEX_CODES = ("M", "F", "X", "U")
+OUTCOMES = (
+    "charged",
+    "summonsed",
+    "cautioned",
+    "community_resolution",
+    "convicted",
+    "nfa",
+    "pending",
+    "other",
+)
+SUPERVISION_TYPES = ("licence", "community_order", "suspended_sentence", "pss", "none")
+ROSH_LEVELS = ("low", "medium", "high", "very_high")
+PROBATION_EVENT_TYPES = ("breach", "recall", "missed_appointment", "positive_drug_test", "other")
+CUSTODY_TYPES = ("sentenced", "remand", "recall")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind = Kind.TEXT
+    required: bool = False
+    allowed: tuple[str, ...] = ()
+    pattern: str | None = None
+    identifier: str | None = None  # "pnc", "cro", "nomis", "crn": format plus any check digit
+    minimum: float | None = None
+    maximum: float | None = None
+    may_be_future: bool = False  # planned dates (expected release, supervision end)
+    is_date_of_birth: bool = False
+    max_length: int = 200
+    description: str = ""
+    example: str = ""
+
+
+@dataclass(frozen=True)
+class Extract:
+    name: str
+    agency: str
+    description: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]  # natural key; later loads replace earlier rows with the same key
+    # (later, earlier) pairs of date columns that must be ordered
+    ordered_dates: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def _id(name: str, identifier: str, pattern: str, description: str, example: str, required=False) -> Column:
+    return Column(
+        name,
+        required=required,
+        pattern=pattern,
+        identifier=identifier,
+        max_length=20,
+        description=description,
+        example=example,
+    )
+
+
+_PNC = _id("pnc_id", "pnc", PNC_PATTERN, "Police National Computer id, long or short form, valid check letter", "12/394773H")
+_SURNAME = Column("surname", max_length=80, description="Family name as recorded", example="Ashworth")
+_FORENAMES = Column("forenames", max_length=120, description="Given names, space separated", example="Daniel James")
+_DOB = Column(
+    "date_of_birth", Kind.DATE, is_date_of_birth=True,
+    description="Date of birth; must give an age of 10 to 100 on the extract date", example="1991-04-17",
+)
+_SEX = Column("sex", allowed=SEX_CODES, description="M, F, X (other) or U (unknown)", example="M")
+
+
+POLICE_NOMINALS = Extract(
+    name="police_nominals",
+    agency="police",
+    description="One row per person known to the force (a 'nominal').",
+    key=("police_person_id",),
+    columns=(
+        Column("police_person_id", required=True, pattern=LOCAL_ID_PATTERN, max_length=40,
+               description="The force's own person id; unique in the extract", example="N0001234"),
+        _PNC,
+        _id("cro_number", "cro", CRO_PATTERN, "Criminal Records Office number", "097501/98T"),
+        Column("surname", required=True, max_length=80, description=_SURNAME.description, example="Ashworth"),
+        Column("forenames", required=True, max_length=120, description=_FORENAMES.description, example="Daniel James"),
+        Column("date_of_birth", Kind.DATE, required=True, is_date_of_birth=True,
+               description=_DOB.description, example="1991-04-17"),
+        _SEX,
+        Column("ethnicity", max_length=40,
+               description="Self or officer-defined ethnicity; used ONLY to monitor outcomes, never to score",
+               example="W1"),
+        Column("area", required=True, pattern=AREA_PATTERN, max_length=60,
+               description="Local policing / IOM area the person is managed in", example="Northgate"),
+        Column("deceased_date", Kind.DATE, description="Date of death if known", example=""),
+    ),
+)
+
+POLICE_OFFENCES = Extract(
+    name="police_offences",
+    agency="police",
+    description="One row per offence a nominal is linked to (suspect, arrested, charged or convicted).",
+    key=("offence_id",),
+    ordered_dates=(("recorded_date", "offence_date"), ("outcome_date", "offence_date")),
+    columns=(
+        Column("offence_id", required=True, pattern=LOCAL_ID_PATTERN, max_length=40,
+               description="The force's own offence/crime id; unique in the extract", example="CR0000098765"),
+        Column("police_person_id", required=True, pattern=LOCAL_ID_PATTERN, max_length=40,
+               description="The nominal this offence belongs to", example="N0001234"),
+        Column("offence_date", Kind.DATE, required=True, description="Date committed (start date if a range)",
+               example="2026-09-03"),
+        Column("recorded_date", Kind.DATE, description="Date recorded by the force", example="2026-09-04"),
+        Column("ho_offence_code", required=True, pattern=HO_CODE_PATTERN, max_length=8,
+               description="Home Office offence code, class/subclass", example="028/01"),
+        Column("offence_description", max_length=200, description="Free text description", example="Burglary - residential"),
+        Column("outcome", allowed=OUTCOMES, description="Outcome of the offence for this person", example="charged"),
+        Column("outcome_date", Kind.DATE, description="Date of the outcome", example="2026-09-05"),
+        Column("area", pattern=AREA_PATTERN, max_length=60, description="Area where the offence happened",
+               example="Northgate"),
+    ),
+)
+
+PROBATION_CASES = Extract(
+    name="probation_cases",
+    agency="probation",
+    description="One row per probation case (CRN) and supervision period, with the latest assessment.",
+    key=("crn", "supervision_start"),
+    ordered_dates=(("supervision_end", "supervision_start"),),
+    columns=(
+        _id("crn", "crn", CRN_PATTERN, "Case reference number (nDelius)", "X123456", required=True),
+        _PNC,
+        _id("nomis_id", "nomis", NOMIS_PATTERN, "Prison number, once linked", "A1234AA"),
+        _SURNAME,
+        _FORENAMES,
+        _DOB,
+        _SEX,
+        Column("supervision_type", allowed=SUPERVISION_TYPES,
+               description="licence, community_order, suspended_sentence, pss or none", example="licence"),
+        Column("supervision_start", Kind.DATE, description="Start of this supervision period", example="2026-02-01"),
+        Column("supervision_end", Kind.DATE, may_be_future=True,
+               description="Planned or actual end of the period (may be in the future)", example="2027-02-01"),
+        Column("assessment_date", Kind.DATE,
+               description="Date of the OGRS3/RoSH assessment; supervision_start is used when empty",
+               example="2026-02-10"),
+        Column("ogrs3_2yr", Kind.DECIMAL, minimum=0, maximum=100,
+               description="OGRS3 two-year proven reoffending probability, percent", example="67.5"),
+        Column("rosh", allowed=ROSH_LEVELS, description="Risk of serious harm level", example="medium"),
+        Column("mappa_level", Kind.INTEGER, minimum=0, maximum=3, description="MAPPA level 0 to 3 (0 = none)",
+               example="0"),
+        Column("previous_sanctions", Kind.INTEGER, minimum=0, maximum=500,
+               description="Number of previous sanctions (convictions, cautions)", example="7"),
+        Column("first_sanction_date", Kind.DATE, description="Date of first sanction", example="2008-06-12"),
+        Column("area", pattern=AREA_PATTERN, max_length=60, description="Probation delivery area", example="Northgate"),
+    ),
+)
+
+PROBATION_EVENTS = Extract(
+    name="probation_events",
+    agency="probation",
+    description="One row per enforcement or compliance event on a case.",
+    key=("crn", "event_date", "event_type"),  # plus occurrence number, see warehouse
+    columns=(
+        _id("crn", "crn", CRN_PATTERN, "Case reference number (nDelius)", "X123456", required=True),
+        Column("event_date", Kind.DATE, required=True, description="Date of the event", example="2026-08-14"),
+        Column("event_type", required=True, allowed=PROBATION_EVENT_TYPES,
+               description="breach, recall, missed_appointment, positive_drug_test or other", example="breach"),
+    ),
+)
+
+PRISON_CUSTODY = Extract(
+    name="prison_custody",
+    agency="prison",
+    description="One row per custody spell (reception to release).",
+    key=("spell_id",),
+    ordered_dates=(("release_date", "reception_date"),),
+    columns=(
+        Column("spell_id", required=True, pattern=LOCAL_ID_PATTERN, max_length=40,
+               description="Custody spell id; unique in the extract", example="S00001234"),
+        _id("nomis_id", "nomis", NOMIS_PATTERN, "Prison (NOMIS) number", "A1234AA", required=True),
+        _PNC,
+        _SURNAME,
+        _FORENAMES,
+        _DOB,
+        _SEX,
+        Column("reception_date", Kind.DATE, required=True, description="Date received into custody",
+               example="2026-05-02"),
+        Column("release_date", Kind.DATE, description="Date released; empty while still in custody", example=""),
+        Column("expected_release_date", Kind.DATE, may_be_future=True,
+               description="Expected (earliest) release date while in custody", example="2026-12-20"),
+        Column("sentence_days", Kind.INTEGER, minimum=0, maximum=40000,
+               description="Sentence length in days (empty for remand)", example="180"),
+        Column("custody_type", allowed=CUSTODY_TYPES, description="sentenced, remand or recall", example="sentenced"),
+        Column("release_area", pattern=AREA_PATTERN, max_length=60,
+               description="Area the person is released to", example="Northgate"),
+    ),
+)
+
+EXTRACTS: dict[str, Extract] = {
+    e.name: e for e in (POLICE_NOMINALS, POLICE_OFFENCES, PROBATION_CASES, PROBATION_EVENTS, PRISON_CUSTODY)
+}

@@ -1,0 +1,76 @@
+"""One exception hierarchy; each class carries the documented process exit code.
+
+The CLI maps these to exit codes and prints the message; anything else is an internal error.
+Messages must never contain personal data (names, dates of birth, identifiers).
+"""
+
+from __future__ import annotations
+
+
+class IomError(Exception):
+    """Base class: a failure we expected and can explain to the user."""
+
+    exit_code = 1
+    label = "error"
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  What to do: {self.hint}"
+
+
+class UsageError(IomError):
+    exit_code = 2
+    label = "usage error"
+
+
+class ConfigError(IomError):
+    exit_code = 3
+    label = "config error"
+
+
+class InputFileError(IomError):
+    """An extract file cannot be read as a whole: nothing from it is loaded."""
+
+    exit_code = 4
+    label = "input file error"
+
+
+class ValidationThresholdError(IomError):
+    exit_code = 5
+    label = "validation threshold exceeded"
+
+
+class LockedError(IomError):
+    exit_code = 6
+    label = "workspace locked"
+
+
+class WarehouseError(IomError):
+    """The warehouse cannot be opened (wrong or missing key, corrupt file)."""
+
+    exit_code = 7
+    label = "warehouse error"
+
+
+class NotFoundError(IomError):
+    """A run or person asked for does not exist."""
+
+    exit_code = 8
+    label = "not found"
+
+
+EXIT_CODES: list[tuple[int, str, str]] = [
+    (0, "ok", "the command completed (including a no-op re-run of a completed period)"),
+    (1, "internal", "an unexpected error; the log names the step, please report it"),
+    (2, "usage", "bad command-line options or arguments"),
+    (3, "config", "iom.toml or a rule file is missing or invalid; the message names file and key"),
+    (4, "input file", "an extract file cannot be read (missing, unreadable, undecodable, missing a required column); nothing from it was loaded"),
+    (5, "validation threshold", "a source's rejected share exceeded `max_rejected_percent`; the run is stored as failed"),
+    (6, "locked", "another run holds the workspace lock"),
+    (7, "warehouse", "the warehouse cannot be opened: encryption key missing or wrong, or the file is damaged"),
+    (8, "not found", "the run or person asked for does not exist"),
+]

@@ -1,0 +1,263 @@
+"""Identity linking: one person key across police id, PNC id, CRN and NOMIS number.
+
+Named steps, all in SQL:
+1. `current_tables`  [one row per natural key]: the latest load of each source wins.
+2. `id_records`      [one row per source record]: a police nominal, a probation case (CRN) or a
+                     prisoner (NOMIS number), with normalised PNC, names and date of birth.
+3. `components`      [one row per record]: records sharing a PNC id (normal form) or a NOMIS
+                     number are joined, by label propagation until nothing changes.
+4. `fallback`        [one row per record]: a component with no PNC id joins the one component
+                     that shares its normalised surname, first forename and date of birth; where
+                     two or more candidates with different PNC ids match, it is left alone and
+                     counted as ambiguous. Components with PNC ids never merge on names.
+5. `people`, `person_ids`, `link_report`.
+
+Nothing is dropped: an unlinked probation or prison record is a person of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import duckdb
+
+from pipeline.contract import EXTRACTS
+from pipeline.identifiers import name_normal_sql, pnc_normal_sql
+from pipeline.warehouse import cur_table, q, src_table
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 50
+
+
+def refresh_current_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Step 1 [one row per natural key]: rows of the latest load replace earlier rows with the same key."""
+    for extract in EXTRACTS.values():
+        key = [q(k) for k in extract.key]
+        source = f"(SELECT s.*, l.load_seq FROM {q(src_table(extract))} s JOIN loads l ON l.load_id = s._load_id)"
+        if extract.name == "probation_events":
+            # Events have no id: the n-th identical event of a load is the same event in the next load.
+            source = (
+                f"(SELECT *, row_number() OVER (PARTITION BY _load_id, {', '.join(key)} ORDER BY _line) AS _occurrence "
+                f"FROM {source})"
+            )
+            key.append("_occurrence")
+        con.execute(
+            f"""CREATE OR REPLACE TABLE {q(cur_table(extract))} AS
+            SELECT * EXCLUDE (_rank, load_seq) FROM (
+                SELECT *, row_number() OVER (PARTITION BY {', '.join(key)} ORDER BY load_seq DESC, _line DESC) AS _rank
+                FROM {source}) WHERE _rank = 1"""
+        )
+
+
+def _records_sql() -> str:
+    """Step 2 [one row per source record]. Probation and prison records take their latest values."""
+    latest_case = "coalesce(supervision_start, DATE '1900-01-01')"
+    records = []
+    for source, id_column, nomis, table in (
+        ("police", "police_person_id", "NULL::VARCHAR", "police"),
+        ("probation", "crn", "nomis_id", "probation"),
+        ("prison", "nomis_id", "nomis_id", "prison"),
+    ):
+        records.append(
+            f"""SELECT '{source}:' || {id_column} AS record_id, '{source}' AS source, {id_column} AS source_id,
+                   nullif({pnc_normal_sql('pnc_id')}, '/') AS pnc_norm, {nomis} AS nomis,
+                   nullif({name_normal_sql('surname')}, '') AS surname_n,
+                   nullif({name_normal_sql("split_part(trim(forenames), ' ', 1)")}, '') AS forename_n,
+                   date_of_birth
+            FROM {table}"""
+        )
+    return f"""
+    CREATE OR REPLACE TEMP TABLE id_records AS
+    WITH police AS (SELECT * FROM {cur_table('police_nominals')}),
+    probation AS (
+        SELECT crn, arg_max(pnc_id, {latest_case}) FILTER (WHERE pnc_id IS NOT NULL) AS pnc_id,
+               arg_max(nomis_id, {latest_case}) FILTER (WHERE nomis_id IS NOT NULL) AS nomis_id,
+               arg_max(surname, {latest_case}) AS surname, arg_max(forenames, {latest_case}) AS forenames,
+               arg_max(date_of_birth, {latest_case}) AS date_of_birth
+        FROM {cur_table('probation_cases')} GROUP BY crn),
+    prison AS (
+        SELECT nomis_id, arg_max(pnc_id, reception_date) FILTER (WHERE pnc_id IS NOT NULL) AS pnc_id,
+               arg_max(surname, reception_date) AS surname, arg_max(forenames, reception_date) AS forenames,
+               arg_max(date_of_birth, reception_date) AS date_of_birth
+        FROM {cur_table('prison_custody')} GROUP BY nomis_id)
+    {" UNION ALL ".join(records)}
+    """
+
+
+def _components(con: duckdb.DuckDBPyConnection) -> int:
+    """Step 3: label propagation over shared PNC ids and NOMIS numbers; returns rounds used."""
+    con.execute("CREATE OR REPLACE TEMP TABLE labels AS SELECT record_id, pnc_norm, nomis, record_id AS label FROM id_records")
+    for round_number in range(1, MAX_ROUNDS + 1):
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE labels_next AS
+            WITH by_key AS (
+                SELECT record_id, pnc_norm, nomis, label,
+                       min(label) OVER (PARTITION BY coalesce(pnc_norm, record_id)) AS via_pnc,
+                       min(label) OVER (PARTITION BY coalesce(nomis, record_id)) AS via_nomis
+                FROM labels)
+            SELECT record_id, pnc_norm, nomis, least(label, via_pnc, via_nomis) AS candidate FROM by_key"""
+        )
+        # Spread the smallest label to the whole group that already shares a label.
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE labels_next AS
+            SELECT record_id, pnc_norm, nomis, min(candidate) OVER (PARTITION BY label_group) AS label FROM (
+                SELECT n.*, l.label AS label_group FROM labels_next n JOIN labels l USING (record_id))"""
+        )
+        changed = con.execute(
+            "SELECT count(*) FROM labels_next n JOIN labels l USING (record_id) WHERE n.label <> l.label"
+        ).fetchone()[0]
+        con.execute("CREATE OR REPLACE TEMP TABLE labels AS SELECT * FROM labels_next")
+        if not changed:
+            return round_number
+    log.warning("identity linking stopped after %d rounds without settling", MAX_ROUNDS)
+    return MAX_ROUNDS
+
+
+_FALLBACK = """
+CREATE OR REPLACE TEMP TABLE linked AS
+WITH comp AS (
+    SELECT l.label, bool_or(r.pnc_norm IS NOT NULL) AS has_pnc
+    FROM labels l JOIN id_records r USING (record_id) GROUP BY l.label),
+keys AS (
+    SELECT DISTINCT l.label, r.surname_n || '|' || r.forename_n || '|' || CAST(r.date_of_birth AS VARCHAR) AS name_key
+    FROM labels l JOIN id_records r USING (record_id)
+    WHERE r.surname_n IS NOT NULL AND r.forename_n IS NOT NULL AND r.date_of_birth IS NOT NULL),
+key_groups AS (
+    SELECT k.name_key,
+           count(DISTINCT k.label) FILTER (WHERE c.has_pnc) AS pnc_components,
+           min(k.label) FILTER (WHERE c.has_pnc) AS pnc_label,
+           min(k.label) AS any_label,
+           count(DISTINCT k.label) AS components
+    FROM keys k JOIN comp c USING (label) GROUP BY k.name_key),
+candidates AS (
+    SELECT k.label,
+           count(DISTINCT CASE WHEN g.pnc_components = 1 THEN g.pnc_label
+                               WHEN g.pnc_components = 0 THEN g.any_label END) AS targets,
+           min(CASE WHEN g.pnc_components = 1 THEN g.pnc_label
+                    WHEN g.pnc_components = 0 THEN g.any_label END) AS target,
+           bool_or(g.pnc_components > 1) AS ambiguous,
+           bool_or(g.components > 1) AS has_match
+    FROM keys k JOIN comp c USING (label) JOIN key_groups g USING (name_key)
+    WHERE NOT c.has_pnc GROUP BY k.label),
+relabel AS (
+    SELECT label,
+           CASE WHEN NOT ambiguous AND targets = 1 AND has_match THEN target ELSE label END AS final_label,
+           ambiguous
+    FROM candidates)
+SELECT r.record_id, r.source, r.source_id, r.pnc_norm, r.nomis, l.label AS pnc_label,
+       coalesce(x.final_label, l.label) AS final_label, coalesce(x.ambiguous, false) AS ambiguous
+FROM id_records r JOIN labels l USING (record_id) LEFT JOIN relabel x ON x.label = l.label
+"""
+
+_PERSON_IDS = """
+CREATE OR REPLACE TABLE person_ids AS
+SELECT 'P' || upper(left(sha256(final_label), 12)) AS person_key, source, source_id, pnc_norm,
+       CASE
+         WHEN count(*) OVER (PARTITION BY final_label) = 1 THEN 'unlinked'
+         WHEN pnc_norm IS NOT NULL AND count(*) OVER (PARTITION BY final_label, pnc_norm) > 1 THEN 'pnc'
+         WHEN nomis IS NOT NULL AND count(*) OVER (PARTITION BY final_label, nomis) > 1 THEN 'nomis'
+         WHEN final_label <> pnc_label OR count(*) OVER (PARTITION BY final_label) > count(*) OVER (PARTITION BY pnc_label) THEN 'name_dob'
+         ELSE 'pnc'
+       END AS link_method,
+       ambiguous,
+       count(DISTINCT source) OVER (PARTITION BY final_label) > 1 AS linked_across_agencies
+FROM linked
+ORDER BY person_key, source, source_id
+"""
+
+_PEOPLE = f"""
+CREATE OR REPLACE TABLE people AS
+WITH police AS (
+    SELECT i.person_key, arg_min(n.police_person_id, n.police_person_id) AS police_person_id,
+           arg_min(n.pnc_id, n.police_person_id) FILTER (WHERE n.pnc_id IS NOT NULL) AS pnc_id,
+           arg_min(n.surname, n.police_person_id) AS surname, arg_min(n.forenames, n.police_person_id) AS forenames,
+           arg_min(n.date_of_birth, n.police_person_id) AS date_of_birth, arg_min(n.sex, n.police_person_id) AS sex,
+           arg_min(n.ethnicity, n.police_person_id) AS ethnicity, arg_min(n.area, n.police_person_id) AS area,
+           min(n.deceased_date) AS deceased_date, count(*) AS police_records
+    FROM person_ids i JOIN {cur_table('police_nominals')} n ON i.source = 'police' AND n.police_person_id = i.source_id
+    GROUP BY i.person_key),
+probation AS (
+    SELECT i.person_key, min(c.crn) AS crn,
+           arg_max(c.pnc_id, coalesce(c.supervision_start, DATE '1900-01-01')) FILTER (WHERE c.pnc_id IS NOT NULL) AS pnc_id,
+           arg_max(c.surname, coalesce(c.supervision_start, DATE '1900-01-01')) AS surname,
+           arg_max(c.forenames, coalesce(c.supervision_start, DATE '1900-01-01')) AS forenames,
+           arg_max(c.date_of_birth, coalesce(c.supervision_start, DATE '1900-01-01')) AS date_of_birth,
+           arg_max(c.sex, coalesce(c.supervision_start, DATE '1900-01-01')) AS sex,
+           arg_max(c.area, coalesce(c.supervision_start, DATE '1900-01-01')) AS area
+    FROM person_ids i JOIN {cur_table('probation_cases')} c ON i.source = 'probation' AND c.crn = i.source_id
+    GROUP BY i.person_key),
+prison AS (
+    SELECT i.person_key, min(p.nomis_id) AS nomis_id,
+           arg_max(p.pnc_id, p.reception_date) FILTER (WHERE p.pnc_id IS NOT NULL) AS pnc_id,
+           arg_max(p.surname, p.reception_date) AS surname, arg_max(p.forenames, p.reception_date) AS forenames,
+           arg_max(p.date_of_birth, p.reception_date) AS date_of_birth, arg_max(p.sex, p.reception_date) AS sex,
+           arg_max(p.release_area, p.reception_date) AS area
+    FROM person_ids i JOIN {cur_table('prison_custody')} p ON i.source = 'prison' AND p.nomis_id = i.source_id
+    GROUP BY i.person_key),
+keys AS (SELECT DISTINCT person_key FROM person_ids)
+SELECT k.person_key,
+       police.police_person_id, coalesce(police.pnc_id, probation.pnc_id, prison.pnc_id) AS pnc_id,
+       probation.crn, prison.nomis_id,
+       coalesce(police.surname, probation.surname, prison.surname) AS surname,
+       coalesce(police.forenames, probation.forenames, prison.forenames) AS forenames,
+       coalesce(police.date_of_birth, probation.date_of_birth, prison.date_of_birth) AS date_of_birth,
+       coalesce(police.sex, probation.sex, prison.sex) AS sex,
+       police.ethnicity,
+       coalesce(police.area, probation.area, prison.area) AS area,
+       police.deceased_date,
+       police.person_key IS NOT NULL AS in_police,
+       probation.person_key IS NOT NULL AS in_probation,
+       prison.person_key IS NOT NULL AS in_prison
+FROM keys k
+LEFT JOIN police USING (person_key) LEFT JOIN probation USING (person_key) LEFT JOIN prison USING (person_key)
+ORDER BY k.person_key
+"""
+
+_REPORT = """
+CREATE OR REPLACE TABLE link_report AS
+SELECT source,
+       count(*) AS records,
+       count(*) FILTER (WHERE linked_across_agencies) AS linked,
+       count(*) FILTER (WHERE NOT linked_across_agencies) AS unlinked,
+       count(*) FILTER (WHERE link_method = 'pnc') AS by_pnc,
+       count(*) FILTER (WHERE link_method = 'nomis') AS by_nomis,
+       count(*) FILTER (WHERE link_method = 'name_dob') AS by_name_dob,
+       count(*) FILTER (WHERE ambiguous) AS ambiguous
+FROM person_ids GROUP BY source ORDER BY source
+"""
+
+
+@dataclass(frozen=True)
+class LinkSummary:
+    people: int
+    rounds: int
+    per_source: list[dict]
+    orphan_offences: int
+    orphan_events: int
+
+
+def link_identities(con: duckdb.DuckDBPyConnection) -> LinkSummary:
+    refresh_current_tables(con)
+    con.execute(_records_sql())
+    rounds = _components(con)
+    con.execute(_FALLBACK)
+    con.execute(_PERSON_IDS)
+    con.execute(_PEOPLE)
+    con.execute(_REPORT)
+    for temp in ("id_records", "labels", "labels_next", "linked"):
+        con.execute(f"DROP TABLE IF EXISTS {temp}")
+    people = con.execute("SELECT count(*) FROM people").fetchone()[0]
+    columns = [d[0] for d in con.execute("SELECT * FROM link_report").description]
+    per_source = [dict(zip(columns, row, strict=True)) for row in con.execute("SELECT * FROM link_report").fetchall()]
+    orphan_offences = con.execute(
+        f"""SELECT count(*) FROM {cur_table('police_offences')} o
+        WHERE NOT EXISTS (SELECT 1 FROM {cur_table('police_nominals')} n WHERE n.police_person_id = o.police_person_id)"""
+    ).fetchone()[0]
+    orphan_events = con.execute(
+        f"""SELECT count(*) FROM {cur_table('probation_events')} e
+        WHERE NOT EXISTS (SELECT 1 FROM {cur_table('probation_cases')} c WHERE c.crn = e.crn)"""
+    ).fetchone()[0]
+    log.info("linked %d people in %d rounds", people, rounds)
+    return LinkSummary(people, rounds, per_source, orphan_offences, orphan_events)

@@ -1,0 +1,218 @@
+"""Row validation with pandera's polars backend; schemas derived from the extract contract.
+
+Validation runs on the text of each extract (after column mapping and light normalisation) so
+that a value that cannot be parsed is reported with what was in the file, not lost to a failed
+cast. Every failure is collected (lazy validation) with a reason code; a row with any failure is
+quarantined, the others are cast to their contract types.
+
+Uniqueness of natural keys is checked across the whole file in the warehouse (see
+`pipeline.ingest`), because a large extract is validated in batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pandera.polars as pa
+import polars as pl
+from pandera.api.polars.types import PolarsData
+
+from pipeline.contract import Column, Extract, Kind
+from pipeline.identifiers import pnc_check_ok_expr
+
+ISO_FORMATS = ["%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+LINE = "_line"
+
+# reason code -> plain-English message template ({column} and {value} are filled in)
+REASONS: dict[str, str] = {
+    "missing_required": "{column} is required but empty",
+    "too_long": "{column} is longer than allowed",
+    "not_allowed_value": "{column} value '{value}' is not one of the allowed values",
+    "bad_format": "{column} value '{value}' is not in the expected format",
+    "bad_check_letter": "{column} value '{value}' has the wrong PNC check letter",
+    "unparseable_date": "{column} value '{value}' is not a date in the configured formats",
+    "future_date": "{column} value '{value}' is after the extract date",
+    "age_out_of_range": "{column} value '{value}' gives an age outside 10 to 100 on the extract date",
+    "not_a_number": "{column} value '{value}' is not a number",
+    "out_of_range": "{column} value '{value}' is outside the allowed range",
+    "date_order": "{column} value '{value}' is before the date it must follow",
+    "duplicate_id": "{column} value '{value}' repeats a key already seen earlier in the file",
+    "malformed_row": "the row could not be parsed: {value}",
+    "repeated_header": "the row repeats the header line",
+}
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    extract_date: date
+    date_formats: tuple[str, ...]
+
+
+def _date_expr(column: str, formats: tuple[str, ...]) -> pl.Expr:
+    tried = list(dict.fromkeys([*formats, *ISO_FORMATS]))
+    return pl.coalesce(
+        [pl.col(column).str.strptime(pl.Date, fmt, strict=False, exact=True) for fmt in tried]
+    )
+
+
+def _number_expr(column: Column) -> pl.Expr:
+    dtype = pl.Int64 if column.kind is Kind.INTEGER else pl.Float64
+    return pl.col(column.name).cast(dtype, strict=False)
+
+
+def typed_expr(column: Column, options: ParseOptions) -> pl.Expr:
+    """Expression casting the text of a column to its contract type."""
+    if column.kind is Kind.DATE:
+        return _date_expr(column.name, options.date_formats).alias(column.name)
+    if column.kind in (Kind.INTEGER, Kind.DECIMAL):
+        return _number_expr(column).alias(column.name)
+    return pl.col(column.name)
+
+
+def _check(reason: str, fn) -> pa.Check:
+    """A vectorised pandera check whose name is our reason code. `fn(name) -> bool Expr`."""
+
+    def run(data: PolarsData) -> pl.LazyFrame:
+        # An empty value passes every check but `missing_required`, which pandera does itself.
+        return data.lazyframe.select((pl.col(data.key).is_null() | fn(data.key)).fill_null(True))
+
+    return pa.Check(run, name=reason)
+
+
+def _column_checks(column: Column, extract: Extract, options: ParseOptions) -> list[pa.Check]:
+    checks = [_check("too_long", lambda c, n=column.max_length: pl.col(c).str.len_chars() <= n)]
+    if column.allowed:
+        checks.append(_check("not_allowed_value", lambda c, a=column.allowed: pl.col(c).is_in(list(a))))
+    if column.pattern:
+        checks.append(_check("bad_format", lambda c, p=column.pattern: pl.col(c).str.contains(p)))
+    if column.identifier == "pnc":
+        checks.append(
+            _check(
+                "bad_check_letter",
+                lambda c, p=column.pattern: pnc_check_ok_expr(c) | ~pl.col(c).str.contains(p),
+            )
+        )
+    if column.kind is Kind.DATE:
+        parsed = lambda c: _date_expr(c, options.date_formats)  # noqa: E731
+        checks.append(_check("unparseable_date", lambda c: parsed(c).is_not_null()))
+        if not column.may_be_future:
+            checks.append(
+                _check("future_date", lambda c: parsed(c).is_null() | (parsed(c) <= options.extract_date))
+            )
+        if column.is_date_of_birth:
+            age_years = lambda c: (  # noqa: E731
+                pl.lit(options.extract_date).dt.year() - parsed(c).dt.year()
+                - (
+                    pl.lit(options.extract_date).dt.ordinal_day() < parsed(c).dt.ordinal_day()
+                ).cast(pl.Int32)
+            )
+            checks.append(
+                _check("age_out_of_range", lambda c: parsed(c).is_null() | age_years(c).is_between(10, 100))
+            )
+        for later, earlier in extract.ordered_dates:
+            if later == column.name:
+                checks.append(
+                    _check(
+                        "date_order",
+                        lambda c, e=earlier: parsed(c).is_null()
+                        | _date_expr(e, options.date_formats).is_null()
+                        | (parsed(c) >= _date_expr(e, options.date_formats)),
+                    )
+                )
+    if column.kind in (Kind.INTEGER, Kind.DECIMAL):
+        checks.append(_check("not_a_number", lambda c, col=column: _number_expr(col).is_not_null()))
+        lo = column.minimum if column.minimum is not None else float("-inf")
+        hi = column.maximum if column.maximum is not None else float("inf")
+        checks.append(
+            _check(
+                "out_of_range",
+                lambda c, col=column: _number_expr(col).is_null() | _number_expr(col).is_between(lo, hi),
+            )
+        )
+    return checks
+
+
+def build_schema(extract: Extract, options: ParseOptions) -> pa.DataFrameSchema:
+    columns = {
+        c.name: pa.Column(
+            pl.Utf8,
+            nullable=not c.required,
+            checks=_column_checks(c, extract, options),
+            required=True,
+        )
+        for c in extract.columns
+    }
+    return pa.DataFrameSchema(columns, name=extract.name, strict=False)
+
+
+def normalise(frame: pl.DataFrame, extract: Extract) -> pl.DataFrame:
+    """Trim, empty to null, canonical case for codes and identifiers. Changes no meaning."""
+    exprs = []
+    for c in extract.columns:
+        expr = pl.col(c.name).cast(pl.Utf8).str.strip_chars()
+        expr = pl.when(expr == "").then(None).otherwise(expr)
+        if c.identifier or c.name == "sex":
+            expr = expr.str.to_uppercase()
+        elif c.allowed:
+            expr = expr.str.to_lowercase().str.replace_all(r"[ \-]", "_")
+        exprs.append(expr.alias(c.name))
+    return frame.with_columns(exprs)
+
+
+_REASON_FROM_PANDERA = {"not_nullable": "missing_required"}
+
+
+def validate_batch(
+    frame: pl.DataFrame, extract: Extract, schema: pa.DataFrameSchema, options: ParseOptions
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate one batch (text columns plus `_line`).
+
+    Returns (typed rows that passed, failures with _line, column, value, reason_code, message).
+    """
+    failures = _empty_failures()
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        cases = cases.filter(pl.col("index").is_not_null())
+        if cases.height:
+            lines = frame.select(pl.col(LINE)).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
+            failures = (
+                cases.select(
+                    pl.col("index").cast(pl.Int64),
+                    pl.col("column").alias("column_name"),
+                    pl.col("failure_case").alias("value"),
+                    pl.col("check").replace(_REASON_FROM_PANDERA).alias("reason_code"),
+                )
+                .join(lines, on="index", how="left")
+                .select(LINE, "column_name", "value", "reason_code")
+            )
+            failures = with_messages(failures)
+    bad_lines = failures.get_column(LINE).unique()
+    good = frame.filter(~pl.col(LINE).is_in(bad_lines.implode()))
+    typed = good.select(LINE, *[typed_expr(c, options) for c in extract.columns])
+    return typed, failures
+
+
+def with_messages(failures: pl.DataFrame) -> pl.DataFrame:
+    """Add a plain-English message per failure, built set-based from the templates."""
+    template = pl.col("reason_code").replace_strict(REASONS, default="{column}: {value}", return_dtype=pl.Utf8)
+    message = template.str.replace(
+        "{column}", pl.col("column_name").fill_null("row"), literal=True
+    ).str.replace("{value}", pl.col("value").fill_null("").str.slice(0, 80), literal=True)
+    return failures.with_columns(message.alias("message"))
+
+
+def _empty_failures() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={LINE: pl.Int64, "column_name": pl.Utf8, "value": pl.Utf8, "reason_code": pl.Utf8, "message": pl.Utf8}
+    )
+
+
+def polars_dtype(column: Column) -> pl.DataType:
+    return {Kind.TEXT: pl.Utf8, Kind.DATE: pl.Date, Kind.INTEGER: pl.Int64, Kind.DECIMAL: pl.Float64}[column.kind]()
+
+
+def sql_type(column: Column) -> str:
+    return {Kind.TEXT: "VARCHAR", Kind.DATE: "DATE", Kind.INTEGER: "BIGINT", Kind.DECIMAL: "DOUBLE"}[column.kind]
