@@ -204,7 +204,7 @@ format = "{format}"        # csv, parquet or xlsx (inferred from the file name w
 encoding = "{encoding}"    # utf-8, utf-8-sig (with BOM) or cp1252 (Windows Excel exports)
 delimiter = "{delimiter}"  # CSV only
 date_formats = [{date_formats}]  # tried in order; ISO yyyy-mm-dd is always accepted
-# extract_date = 2026-11-01  # dates after this are rejected; default: the file's modification date
+# extract_date = 2026-11-01  # dates after this are rejected; default: the day of the ingest
 # sheet = "Sheet1"           # XLSX only; default the first sheet
 # header_row = 1             # XLSX/CSV: the row holding the column names (for title rows above it)
 
@@ -244,7 +244,7 @@ def render_config(
         )
         if spec.get("extract_date"):
             body = body.replace(
-                "# extract_date = 2026-11-01  # dates after this are rejected; default: the file's modification date",
+                "# extract_date = 2026-11-01  # dates after this are rejected; default: the day of the ingest",
                 f"extract_date = {spec['extract_date'].isoformat()}  # dates after this are rejected",
             )
         parts.append(body)

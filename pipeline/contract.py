@@ -235,3 +235,88 @@ PRISON_CUSTODY = Extract(
 EXTRACTS: dict[str, Extract] = {
     e.name: e for e in (POLICE_NOMINALS, POLICE_OFFENCES, PROBATION_CASES, PROBATION_EVENTS, PRISON_CUSTODY)
 }
+
+
+_IDENTIFIER_TEXT = {
+    "pnc": "PNC id `" + PNC_PATTERN + "` with a valid check letter",
+    "cro": "CRO number `" + CRO_PATTERN + "`",
+    "nomis": "NOMIS number `" + NOMIS_PATTERN + "`",
+    "crn": "CRN `" + CRN_PATTERN + "`",
+}
+
+
+def _rule_text(column: Column) -> str:
+    parts = []
+    if column.allowed:
+        parts.append("one of " + ", ".join(f"`{v}`" for v in column.allowed))
+    if column.identifier:
+        parts.append(_IDENTIFIER_TEXT[column.identifier])
+    elif column.pattern:
+        parts.append(f"matches `{column.pattern}`")
+    if column.kind is Kind.DATE:
+        parts.append("may be after the extract date" if column.may_be_future else "not after the extract date")
+    if column.is_date_of_birth:
+        parts.append("age 10 to 100 on the extract date")
+    if column.minimum is not None or column.maximum is not None:
+        parts.append(f"{column.minimum:g} to {column.maximum:g}")
+    if column.kind is Kind.TEXT and not (column.allowed or column.identifier):
+        parts.append(f"at most {column.max_length} characters")
+    return "; ".join(parts).replace("|", "\\|")  # a bare | would end the Markdown table cell
+
+
+def contract_markdown() -> str:
+    """The extract contract as Markdown (docs/extract-contract.md is this text; a test keeps them equal)."""
+    lines = [
+        "# Extract contract",
+        "",
+        "Generated from `pipeline/contract.py` by `python -m pipeline.contract > docs/extract-contract.md`;",
+        "a test fails when the two differ.",
+        "",
+        "Each force maps its own column names onto these canonical names in `iom.toml`",
+        "(`[extracts.NAME.columns]`, your name = canonical name). Columns named canonically need no mapping.",
+        "Extra columns are ignored (and listed in the load report); absent optional columns are empty.",
+        "Dates are read with the extract's `date_formats` (ISO `yyyy-mm-dd` always works). Values are",
+        "trimmed; an empty value is missing; codes are case-insensitive (`Charged` = `charged`, `m` = `M`).",
+        "",
+        "A row that breaks a rule is quarantined in the `rejects` table with file, line, column, value,",
+        "reason code and message; it is never silently dropped. A later load replaces earlier rows with",
+        "the same natural key, so monthly full extracts and deltas both work.",
+        "",
+        "Reason codes: " + ", ".join(f"`{code}`" for code in _reason_codes()) + ".",
+        "",
+    ]
+    for extract in EXTRACTS.values():
+        lines += [
+            f"## `{extract.name}` ({extract.agency})",
+            "",
+            extract.description + f" Natural key: {', '.join(f'`{k}`' for k in extract.key)}"
+            + (" (plus occurrence number within a file)." if extract.name == "probation_events" else ".")
+            + " Date order checked: "
+            + (", ".join(f"`{a}` ≥ `{b}`" for a, b in extract.ordered_dates) or "none")
+            + ".",
+            "",
+            "| column | type | required | rules | example | meaning |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for c in extract.columns:
+            lines.append(
+                f"| `{c.name}` | {c.kind.value} | {'yes' if c.required else 'no'} | {_rule_text(c)} | "
+                f"{('`' + c.example + '`') if c.example else ''} | {c.description} |"
+            )
+        lines += ["", "Example row (CSV, canonical names):", "", "```csv",
+                  ",".join(extract.column_names),
+                  ",".join(('"' + c.example + '"') if "," in c.example else c.example for c in extract.columns),
+                  "```", ""]
+    return "\n".join(lines)
+
+
+def _reason_codes() -> list[str]:
+    from pipeline.validate import REASONS
+
+    return list(REASONS)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.stdout.write(contract_markdown())

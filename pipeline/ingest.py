@@ -56,6 +56,7 @@ class _Planned:
     settings: ExtractConfig
     path: Path
     sha256: str
+    mixed_newlines: bool
     fmt: str
     header: list[str]  # the file's column names, in order
     rename: dict[str, str]  # file column -> canonical
@@ -105,11 +106,21 @@ def _check_readable(name: str, path: Path) -> None:
 
 
 def file_sha256(path: Path) -> str:
+    return _scan_file(path)[0]
+
+
+def _scan_file(path: Path) -> tuple[str, bool]:
+    """sha256 of the bytes, and whether line endings are mixed (CRLF and bare LF in one file)."""
     digest = hashlib.sha256()
+    crlf = lf = 0
+    previous = b""
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(8 * 1024 * 1024), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+            lf += chunk.count(b"\n")
+            crlf += chunk.count(b"\r\n") + (previous == b"\r" and chunk[:1] == b"\n")
+            previous = chunk[-1:]
+    return digest.hexdigest(), 0 < crlf < lf
 
 
 def _decode_error(name: str, path: Path, encoding: str, detail: str) -> InputFileError:
@@ -120,19 +131,27 @@ def _decode_error(name: str, path: Path, encoding: str, detail: str) -> InputFil
     )
 
 
-def _utf8_copy(name: str, path: Path, encoding: str, workdir: Path) -> Path:
-    """DuckDB reads UTF-8 only: transcode other encodings once, in large chunks."""
-    if encoding in ("utf-8", "utf-8-sig"):
+def _utf8_copy(name: str, path: Path, encoding: str, mixed_newlines: bool, workdir: Path) -> Path:
+    """DuckDB's strict CSV reader wants UTF-8 and one kind of line ending: copy the file once,
+    in large chunks, when it has another encoding or mixed CRLF / LF endings."""
+    if encoding in ("utf-8", "utf-8-sig") and not mixed_newlines:
         return path
     target = workdir / (path.stem + ".utf8.csv")
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     offset = 0
+    pending_cr = False
     try:
         with path.open("rb") as source, target.open("w", encoding="utf-8", newline="") as sink:
             for chunk in iter(lambda: source.read(16 * 1024 * 1024), b""):
-                sink.write(decoder.decode(chunk))
+                text = decoder.decode(chunk)
+                if mixed_newlines:
+                    if pending_cr:
+                        text = "\r" + text
+                    pending_cr = text.endswith("\r")
+                    text = (text[:-1] if pending_cr else text).replace("\r\n", "\n")
+                sink.write(text)
                 offset += len(chunk)
-            sink.write(decoder.decode(b"", final=True))
+            sink.write(decoder.decode(b"", final=True) + ("\r" if pending_cr else ""))
     except UnicodeDecodeError as exc:
         raise _decode_error(name, path, encoding, f"undecodable byte at offset {offset + exc.start}") from None
     return target
@@ -232,7 +251,8 @@ def _plan(config: Config, name: str, path: Path) -> _Planned:
         )
     ignored = [h for h in header if h not in rename]
     absent = [c for c in extract.column_names if c not in rename.values()]
-    return _Planned(extract, settings, path, file_sha256(path), fmt, header, rename, ignored, absent)
+    sha256, mixed_newlines = _scan_file(path)
+    return _Planned(extract, settings, path, sha256, mixed_newlines, fmt, header, rename, ignored, absent)
 
 
 # --- reading batches of text -----------------------------------------------------------------
@@ -273,12 +293,12 @@ def _read_batches(plan: _Planned, workdir: Path) -> tuple[Iterator[pl.DataFrame]
         params: list = [str(plan.path)]
         first_line = 1
     else:
-        source = _utf8_copy(plan.extract.name, plan.path, settings.encoding, workdir)
+        source = _utf8_copy(plan.extract.name, plan.path, settings.encoding, plan.mixed_newlines, workdir)
         positional = {f"c{i}": "VARCHAR" for i in range(len(plan.header))}
         query = (
             "SELECT * FROM read_csv(?, header = true, delim = ?, quote = '\"', escape = '\"', "
             "skip = ?, columns = ?, auto_detect = false, store_rejects = true, "
-            "null_padding = false, strict_mode = false, max_line_size = 4194304)"
+            "null_padding = false, strict_mode = true, max_line_size = 4194304)"
         )
         params = [str(source), settings.delimiter, settings.header_row - 1, positional]
         first_line = settings.header_row + 1

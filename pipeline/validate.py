@@ -189,6 +189,14 @@ def validate_batch(
                 .select(LINE, "column_name", "value", "reason_code")
             )
             failures = with_messages(failures)
+            earlier = dict(extract.ordered_dates)
+            if earlier:  # name the date a date must follow
+                failures = failures.with_columns(
+                    pl.when(pl.col("reason_code") == "date_order")
+                    .then(pl.col("message").str.replace(
+                        "the date it must follow", pl.col("column_name").replace_strict(earlier, default="?"), literal=True))
+                    .otherwise(pl.col("message")).alias("message")
+                )
     bad_lines = failures.get_column(LINE).unique()
     good = frame.filter(~pl.col(LINE).is_in(bad_lines.implode()))
     typed = good.select(LINE, *[typed_expr(c, options) for c in extract.columns])

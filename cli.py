@@ -1,0 +1,268 @@
+"""The `iom` command: a thin layer over the library.
+
+Each command parses its options, calls one library function, renders the result, and maps the
+project's exceptions to the documented exit codes (see `pipeline.errors.EXIT_CODES`). Logging
+handlers are configured here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.errors import IomError
+
+log = logging.getLogger("iom")
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="IOM Cohort: transparent, auditable cohort selection for Integrated Offender Management.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+# Wide when piped to a file or cron mail, so tables are not cut.
+out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class _State:
+    quiet = False
+    verbose = False
+    log_format = LogFormat.text
+
+
+state = _State()
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Workspace config file (iom.toml).", show_default=True)
+]
+
+
+# --- logging -----------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for cron and log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and state.verbose:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def setup_logging(log_format: LogFormat, quiet: bool, verbose: bool, log_file: Path | None = None) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format is LogFormat.json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    handler.setLevel(level)
+    root.addHandler(handler)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(JsonFormatter())
+        file_handler.setLevel(logging.INFO)
+        root.addHandler(file_handler)
+        os.chmod(log_file, 0o600)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("mlflow", "alembic", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.callback()
+def main(
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="text (default) or json (for cron).")] = LogFormat.text,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and tracebacks.")] = False,
+) -> None:
+    """IOM Cohort command line."""
+    os.umask(0o077)  # everything we create (warehouse, outputs, logs) is owner-only
+    state.quiet, state.verbose, state.log_format = quiet, verbose, log_format
+    setup_logging(log_format, quiet, verbose)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _call(fn: Callable[[], T]) -> T:
+    """Run one library call; map our exceptions to exit codes, never show a raw traceback."""
+    try:
+        return fn()
+    except IomError as exc:
+        err.print(f"[bold red]{exc.label}:[/] {escape(str(exc))}")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # anything unexpected is an internal error, exit 1
+        log.error("internal error: %s", type(exc).__name__)
+        first_line = str(exc).splitlines()[0][:300] if str(exc) else ""
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(first_line)}")
+        if state.verbose:
+            err.print(traceback.format_exc())
+        else:
+            err.print("  run again with --verbose for the traceback, and report it")
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _progress():
+    """A progress bar on a terminal only; a callback (label, done, total) for the library."""
+    if state.quiet or not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(), console=err, transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(label: str, done: int = 0, total: int | None = None) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        yield update
+
+
+def _table(title: str, columns: list[str], rows: list[list], justify_numbers: bool = True) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    for name in columns:
+        table.add_column(name)
+    for row in rows:
+        table.add_row(*[f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else ("" if v is None else str(v)) for v in row])
+    return table
+
+
+def _print_ingest(report) -> None:
+    rows = [[r.source, r.file_name, r.status, r.rows_read, r.rows_loaded, r.rows_rejected,
+             ", ".join(f"{k} {v:,}" for k, v in r.reasons.items())] for r in report.loads]
+    out.print(_table("Loads", ["source", "file", "status", "read", "loaded", "rejected", "reasons"], rows))
+    out.print()
+    recon = []
+    for r in report.reconciliation:
+        ok = r["rows_read"] == r["rows_loaded"] + r["rows_rejected"]
+        recon.append([r["source"], r["files"], r["rows_read"], r["rows_loaded"], r["rows_rejected"],
+                      "read = loaded + rejected" if ok else "MISMATCH"])
+    out.print(_table("Reconciliation (all loads)", ["source", "files", "read", "loaded", "rejected", "check"], recon))
+    out.print()
+    link_rows = [[s["source"], s["records"], s["linked"], s["unlinked"], s["by_pnc"], s["by_nomis"], s["by_name_dob"],
+                  s["ambiguous"]] for s in report.link.per_source]
+    out.print(_table(f"Identity linking: {report.link.people:,} people",
+                     ["source", "records", "linked across agencies", "unlinked", "by PNC", "by NOMIS",
+                      "by name+DOB", "ambiguous"], link_rows))
+    if report.link.orphan_offences or report.link.orphan_events:
+        out.print(f"  offences whose police id has no nominal: {report.link.orphan_offences:,}; "
+                  f"probation events whose CRN has no case: {report.link.orphan_events:,} (kept, not scored)")
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new workspace.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing iom.toml.")] = False,
+) -> None:
+    """Write a commented iom.toml (warehouse, extracts, column mappings) into DIRECTORY."""
+    from pipeline.workspace import init_workspace
+
+    path = _call(lambda: init_workspace(directory, force))
+    out.print(f"Wrote {path}. Edit the [extracts.*] sections to point at your files and map your column names.")
+
+
+@app.command()
+def generate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the extracts and iom.toml into.")],
+    people: Annotated[int, typer.Option("--people", help="Number of people to generate.")] = 5000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed and date give the same files.")] = 42,
+    extract_date: Annotated[str | None, typer.Option("--extract-date", help="YYYY-MM-DD; default the first day of this month.")] = None,
+    fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of rows with injected faults.")] = 0.002,
+) -> None:
+    """Generate realistic synthetic extracts (all five) and a matching iom.toml."""
+    from pipeline.workspace import generate_workspace
+
+    when = _call(lambda: _parse_date(extract_date, "--extract-date")) if extract_date else date.today().replace(day=1)
+    data, config_path = _call(lambda: generate_workspace(out_dir, people, seed, when, fault_rate))
+    rows = [[e.name, e.path.name, e.format, e.rows] for e in data.extracts]
+    out.print(_table(f"Generated {people:,} people (seed {seed}, extract date {when})", ["extract", "file", "format", "rows"], rows))
+    out.print(f"Injected faults: {', '.join(f'{k} {v:,}' for k, v in sorted(data.faults.items())) or 'none'}")
+    out.print(f"Config: {config_path}")
+
+
+@app.command()
+def ingest(config: ConfigOption = Path("iom.toml")) -> None:
+    """Load every new extract into the warehouse, quarantine bad rows, link identities."""
+    from pipeline.config import load_config
+    from pipeline.workspace import ingest_workspace
+
+    cfg = _call(lambda: load_config(config))
+    with _progress() as progress:
+        report = _call(lambda: ingest_workspace(cfg, progress))
+    _print_ingest(report)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Workspace folder for the demo.")] = Path("iom-demo"),
+    people: Annotated[int, typer.Option("--people", help="Number of people to generate.")] = 5000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+) -> None:
+    """Generate a small realistic data set and run the whole chain on it."""
+    from pipeline.config import load_config
+    from pipeline.workspace import generate_workspace, ingest_workspace
+
+    when = date.today().replace(day=1)
+    out.print(f"Generating {people:,} synthetic people into {directory} (seed {seed}, extract date {when}) ...")
+    data, config_path = _call(lambda: generate_workspace(directory, people, seed, when, 0.002))
+    out.print(f"Injected faults (to show quarantine at work): {', '.join(f'{k} {v:,}' for k, v in sorted(data.faults.items()))}")
+    cfg = _call(lambda: load_config(config_path))
+    with _progress() as progress:
+        report = _call(lambda: ingest_workspace(cfg, progress))
+    _print_ingest(report)
+    out.print(f"\nWarehouse: {cfg.warehouse_path}")
+
+
+def _parse_date(value: str, option: str) -> date:
+    from pipeline.errors import UsageError
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not a date; use YYYY-MM-DD") from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,98 @@
+"""Workspace-level jobs behind the CLI: init, generate, ingest-and-link, the demo."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from pipeline.config import CONFIG_FILENAME, Config, default_extract_specs, load_config, render_config
+from pipeline.errors import UsageError
+from pipeline.ingest import LoadResult, Progress, ingest
+from pipeline.link import LinkSummary, link_identities
+from pipeline.warehouse import connect, private_file, transaction
+
+log = logging.getLogger(__name__)
+
+
+def init_workspace(directory: Path, force: bool = False) -> Path:
+    """Write a commented iom.toml (and an empty extracts/ folder) into DIR."""
+    directory = Path(directory)
+    target = directory / CONFIG_FILENAME
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists", hint="use --force to overwrite it")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (directory / "extracts").mkdir(exist_ok=True, mode=0o700)
+    target.write_text(render_config(default_extract_specs()), encoding="utf-8")
+    private_file(target)
+    log.info("wrote %s", target.name)
+    return target
+
+
+def generate_workspace(
+    directory: Path,
+    people: int,
+    seed: int,
+    extract_date: date,
+    fault_rate: float,
+    progress=None,
+):
+    """Write synthetic extracts and a matching iom.toml into DIR; return (GeneratedData, config path)."""
+    from pipeline.generate import generate_extracts  # numpy-heavy: import only when generating
+
+    if people < 1:
+        raise UsageError("--people must be at least 1")
+    if not 0 <= fault_rate <= 0.5:
+        raise UsageError("--fault-rate must be between 0 and 0.5")
+    directory = Path(directory).absolute()
+    extracts_dir = directory / "extracts"
+    data = generate_extracts(extracts_dir, people=people, seed=seed, extract_date=extract_date,
+                             fault_rate=fault_rate, progress=progress)
+    specs = [
+        {
+            "name": e.name,
+            "file": str(e.path.relative_to(directory)),
+            "format": e.format,
+            "encoding": e.encoding,
+            "delimiter": e.delimiter,
+            "date_formats": e.date_formats,
+            "columns": e.column_mapping,
+            "extract_date": extract_date,
+        }
+        for e in data.extracts
+    ]
+    config_path = directory / CONFIG_FILENAME
+    config_path.write_text(render_config(specs), encoding="utf-8")
+    private_file(config_path)
+    return data, config_path
+
+
+@dataclass
+class IngestReport:
+    loads: list[LoadResult]
+    link: LinkSummary
+    reconciliation: list[dict]
+
+
+def ingest_workspace(config: Config, progress: Progress | None = None) -> IngestReport:
+    """Ingest every new extract file, then link identities; one warehouse transaction each."""
+    con = connect(config)
+    try:
+        loads = ingest(config, progress=progress, con=con)
+        with transaction(con):
+            summary = link_identities(con)
+        rows = con.execute(
+            "SELECT source, count(*) AS files, sum(rows_read) AS rows_read, sum(rows_loaded) AS rows_loaded, "
+            "sum(rows_rejected) AS rows_rejected FROM loads GROUP BY source ORDER BY source"
+        ).fetchall()
+    finally:
+        con.close()
+    reconciliation = [
+        {"source": r[0], "files": r[1], "rows_read": r[2], "rows_loaded": r[3], "rows_rejected": r[4]} for r in rows
+    ]
+    return IngestReport(loads, summary, reconciliation)
+
+
+def load_workspace_config(path: Path | None) -> Config:
+    return load_config(path)

@@ -1,0 +1,100 @@
+"""Identity linking: PNC first, NOMIS, then name + date of birth; nothing dropped."""
+
+from __future__ import annotations
+
+from conftest import example_row
+
+from pipeline.ingest import ingest
+from pipeline.link import link_identities
+from pipeline.warehouse import connect
+
+
+def nominal(pid, pnc, surname="Ashworth", forenames="Daniel", dob="1991-04-17"):
+    return example_row("police_nominals", police_person_id=pid, pnc_id=pnc, surname=surname, forenames=forenames,
+                       date_of_birth=dob)
+
+
+def case(crn, pnc="", nomis="", surname="Ashworth", forenames="Daniel", dob="1991-04-17"):
+    return example_row("probation_cases", crn=crn, pnc_id=pnc, nomis_id=nomis, surname=surname, forenames=forenames,
+                       date_of_birth=dob)
+
+
+def spell(spell_id, nomis, pnc="", surname="Ashworth", forenames="Daniel", dob="1991-04-17"):
+    return example_row("prison_custody", spell_id=spell_id, nomis_id=nomis, pnc_id=pnc, surname=surname,
+                       forenames=forenames, date_of_birth=dob)
+
+
+def linked(config) -> tuple[dict[tuple[str, str], str], dict[str, dict]]:
+    ingest(config)
+    con = connect(config)
+    try:
+        summary = link_identities(con)
+        keys = {(s, i): k for k, s, i in con.execute("SELECT person_key, source, source_id FROM person_ids").fetchall()}
+        methods = {(s, i): m for s, i, m in con.execute("SELECT source, source_id, link_method FROM person_ids").fetchall()}
+    finally:
+        con.close()
+    return keys, {"summary": summary, "methods": methods}
+
+
+def test_pnc_links_all_three_agencies_in_short_and_long_form(workspace):
+    config = workspace({
+        "police_nominals": [nominal("N1", "2012/0394773H")],
+        "probation_cases": [case("X000001", pnc="12/394773H", surname="Other")],
+        "prison_custody": [spell("S1", "A1234AA", pnc="12/394773H", surname="Different")],
+    })
+    keys, info = linked(config)
+    assert keys[("police", "N1")] == keys[("probation", "X000001")] == keys[("prison", "A1234AA")]
+    assert info["methods"][("prison", "A1234AA")] == "pnc"
+
+
+def test_nomis_number_links_probation_to_prison_without_pnc(workspace):
+    config = workspace({
+        "probation_cases": [case("X000001", nomis="A1234AA", surname="Smythe")],
+        "prison_custody": [spell("S1", "A1234AA", surname="Jones")],
+    })
+    keys, info = linked(config)
+    assert keys[("probation", "X000001")] == keys[("prison", "A1234AA")]
+    assert info["methods"][("probation", "X000001")] == "nomis"
+
+
+def test_name_and_dob_fallback_normalises_case_punctuation_and_accents(workspace):
+    config = workspace({
+        "police_nominals": [nominal("N1", "12/394773H", surname="O'Brien", forenames="Zoë Ann")],
+        "prison_custody": [spell("S1", "A1234AA", surname="OBRIEN", forenames="ZOE")],
+    })
+    keys, info = linked(config)
+    assert keys[("police", "N1")] == keys[("prison", "A1234AA")]
+    assert info["methods"][("prison", "A1234AA")] == "name_dob"
+
+
+def test_fallback_never_merges_two_different_pnc_ids_and_reports_ambiguity(workspace):
+    config = workspace({
+        "police_nominals": [nominal("N1", "12/394773H"), nominal("N2", "2002/0073319Z")],
+        "probation_cases": [case("X000001")],  # same name and dob as both, no PNC
+    })
+    keys, info = linked(config)
+    assert keys[("police", "N1")] != keys[("police", "N2")]
+    assert keys[("probation", "X000001")] not in {keys[("police", "N1")], keys[("police", "N2")]}
+    report = {r["source"]: r for r in info["summary"].per_source}
+    assert report["probation"]["ambiguous"] == 1 and report["probation"]["unlinked"] == 1
+
+
+def test_unlinked_records_are_people_of_their_own_and_nothing_is_dropped(workspace):
+    config = workspace({
+        "police_nominals": [nominal("N1", "12/394773H")],
+        "probation_cases": [case("X000001", surname="Nobody", dob="1980-01-01")],
+        "prison_custody": [spell("S1", "B1234BB", surname="Someone", dob="1975-01-01")],
+    })
+    keys, info = linked(config)
+    assert len(set(keys.values())) == 3
+    assert info["summary"].people == 3
+    report = {r["source"]: r for r in info["summary"].per_source}
+    assert all(report[s]["unlinked"] == 1 for s in ("police", "probation", "prison"))
+
+
+def test_person_key_is_stable_when_other_people_are_added(workspace, tmp_path):
+    config = workspace({"police_nominals": [nominal("N1", "12/394773H")]})
+    first, _ = linked(config)
+    config = workspace({"police_nominals": [nominal("N0", "2002/0073319Z", surname="Before"), nominal("N1", "12/394773H")]})
+    second, _ = linked(config)
+    assert first[("police", "N1")] == second[("police", "N1")]
