@@ -255,6 +255,111 @@ def demo(
     out.print(f"\nWarehouse: {cfg.warehouse_path}")
 
 
+def _print_run(result) -> None:
+    if result.status == "skipped":
+        out.print(result.message)
+        return
+    stats = result.counts.get("stats", {})
+    out.print(f"Run {result.run_id} (as of {result.as_of}): {result.counts.get('assessed', 0):,} people assessed")
+    for key, value in stats.items():
+        if not isinstance(value, dict | list):
+            out.print(f"  {key.replace('_', ' ')}: {value:,}" if isinstance(value, int) else f"  {key.replace('_', ' ')}: {value}")
+    moves = result.counts.get("movement", {})
+    if moves:
+        out.print("  movement: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in moves.items()))
+    out.print(f"  release watch (in custody, release due within 90 days, would qualify): {result.counts.get('release_watch', 0):,}")
+    out.print(f"Outputs: {result.output_dir}")
+    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "manifest.json"):
+        out.print(f"  {result.output_dir / name}")
+
+
+@app.command()
+def run(
+    config: ConfigOption = Path("iom.toml"),
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD; default from [workspace].period.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run again even if this period has a completed run.")] = False,
+) -> None:
+    """Ingest new extracts, compute features, score, select the cohorts, write the outputs."""
+    from pipeline.config import load_config
+    from pipeline.run import run_period
+
+    cfg = _call(lambda: load_config(config))
+    when = _call(lambda: _parse_date(as_of, "--as-of")) if as_of else None
+    with _progress() as progress:
+        result = _call(lambda: run_period(cfg, when, force, progress))
+    _print_run(result)
+
+
+@app.command()
+def explain(
+    identifier: Annotated[str, typer.Argument(help="Person key, police id, PNC id, CRN or NOMIS number.")],
+    config: ConfigOption = Path("iom.toml"),
+    run_id: Annotated[str | None, typer.Option("--run", help="Run id; default the latest completed run.")] = None,
+    events: Annotated[int, typer.Option("--events", help="How many timeline events to show.")] = 15,
+) -> None:
+    """Why is this person ranked here? Score breakdown, feature values and a short timeline."""
+    from pipeline.config import load_config
+    from pipeline.explain import explain_person, feature_lines
+
+    cfg = _call(lambda: load_config(config))
+    e = _call(lambda: explain_person(cfg, identifier, run_id, events))
+    row, person = e.row, e.person
+    name = f"{person.get('forenames') or ''} {person.get('surname') or ''}".strip()
+    out.print(f"{name} ({person['person_key']}) in run {e.run_id}, as of {e.as_of}")
+    ids = ", ".join(f"{k} {person[k]}" for k in ("police_person_id", "pnc_id", "crn", "nomis_id") if person.get(k))
+    out.print(f"  identifiers: {ids}")
+    if row.get("eligible"):
+        status = f"rank {row.get('rank')} overall, {row.get('area_rank')} in {row.get('area')}"
+    else:
+        status = f"not eligible: {row.get('ineligible_reason')}"
+    cohorts = [c for c, flag in (("priority cohort", "priority"), ("super-prolific", "super_prolific")) if row.get(flag)]
+    out.print(f"  score {row.get('score')}: {status}; " + (
+        f"proposed for the {' and '.join(cohorts)} ({row.get('cohort_type') or 'n/a'})" if cohorts
+        else f"not proposed ({row.get('selection_note') or 'below the cohort definition'})"))
+    out.print("\nWhy (each component of the score):")
+    for line in (row.get("reasons") or "no points awarded").splitlines():
+        out.print(f"  {line}")
+    out.print("\nFeature values at the as-of date:")
+    skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity"}
+    out.print(_table("", ["feature", "value"], [list(x) for x in feature_lines(row, skip)]))
+    out.print("\nTimeline (newest first):")
+    out.print(_table("", ["date", "agency", "event", "detail"],
+                     [[t["day"], t["agency"], t["event"], t["detail"]] for t in e.timeline]))
+
+
+@app.command()
+def runs(
+    config: ConfigOption = Path("iom.toml"),
+    show: Annotated[str | None, typer.Argument(help="'show' followed by a run id prints that run's manifest.")] = None,
+    run_id: Annotated[str | None, typer.Argument(help="Run id for `iom runs show RUN`.")] = None,
+) -> None:
+    """List the runs of this workspace, or `iom runs show RUN` for one run's manifest."""
+    from pipeline.config import load_config
+    from pipeline.run import get_run, list_runs
+    from pipeline.warehouse import connect
+
+    cfg = _call(lambda: load_config(config))
+    if show is None:
+        rows = _call(lambda: list_runs(cfg))
+        out.print(_table("Runs", ["run", "as of", "status", "started", "finished", "rules", "code"],
+                         [[r["run_id"], r["as_of"], r["status"], r["started_at"], r["finished_at"],
+                           f"{r['rules_name'] or ''} {r['rules_version'] or ''}".strip(), r["code_version"]] for r in rows]))
+        return
+    if show != "show" or not run_id:
+        err.print("usage error: use `iom runs` to list runs or `iom runs show RUN` for one run")
+        raise typer.Exit(2)
+
+    def fetch():
+        con = connect(cfg, read_only=True)
+        try:
+            return get_run(con, run_id)
+        finally:
+            con.close()
+
+    run_info = _call(fetch)
+    out.print(json.dumps(run_info["manifest"], indent=2, default=str, sort_keys=True))
+
+
 def _parse_date(value: str, option: str) -> date:
     from pipeline.errors import UsageError
 

@@ -1,0 +1,167 @@
+"""Benchmark: IOM Cohort stages against DuckDB-alone floors, on generated data.
+
+    uv run python benchmarks/bench.py --people 1000000 --dir bench-data
+
+Each measured step runs in its own child process, so its wall time and peak memory (maximum
+resident set size, from wait4) are its own. Steps:
+
+- `floor-load`:  DuckDB alone loads the same extract files into a fresh database file
+                 (read_csv / read_parquet -> CREATE TABLE), no validation.
+- `ingest`:      `iom ingest` work: read, validate (pandera), quarantine, load, link identities.
+- `floor-features`: DuckDB alone computes per-person 3/12/36-month offence counts and the last
+                 offence date from the warehouse tables.
+- `run`:         features + rule scoring + cohort selection (no ingest) at the as-of date.
+
+The results are printed as a Markdown table to paste into docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def step_floor_load(workdir: Path) -> dict:
+    import duckdb
+
+    from pipeline.config import load_config
+
+    config = load_config(workdir / "iom.toml")
+    target = workdir / "floor.duckdb"
+    target.unlink(missing_ok=True)
+    con = duckdb.connect(str(target))
+    rows = 0
+    for name, settings in config.extracts.items():
+        path = config.resolve(settings.file)
+        if settings.format_for(path) == "parquet":
+            source = f"read_parquet('{path}')"
+        else:
+            encoding = "latin-1" if settings.encoding == "cp1252" else "utf-8"
+            source = f"read_csv('{path}', header = true, delim = '{settings.delimiter}', encoding = '{encoding}')"
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {source}")
+        rows += con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+    con.close()
+    return {"rows": rows}
+
+
+def step_ingest(workdir: Path) -> dict:
+    from pipeline.config import load_config
+    from pipeline.workspace import ingest_workspace
+
+    config = load_config(workdir / "iom.toml")
+    config.warehouse_path.unlink(missing_ok=True)
+    report = ingest_workspace(config)
+    return {
+        "rows_read": sum(r["rows_read"] for r in report.reconciliation),
+        "rows_loaded": sum(r["rows_loaded"] for r in report.reconciliation),
+        "rows_rejected": sum(r["rows_rejected"] for r in report.reconciliation),
+        "people": report.link.people,
+    }
+
+
+def step_floor_features(workdir: Path, as_of: date) -> dict:
+    from pipeline.config import load_config
+    from pipeline.warehouse import connect
+
+    con = connect(load_config(workdir / "iom.toml"))
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE floor_features AS
+        SELECT i.person_key,
+               count(*) FILTER (WHERE o.offence_date > ?::DATE - INTERVAL 3 MONTH) AS n3,
+               count(*) FILTER (WHERE o.offence_date > ?::DATE - INTERVAL 12 MONTH) AS n12,
+               count(*) FILTER (WHERE o.offence_date > ?::DATE - INTERVAL 36 MONTH) AS n36,
+               max(o.offence_date) AS last_offence
+        FROM cur_police_offences o JOIN person_ids i ON i.source = 'police' AND i.source_id = o.police_person_id
+        WHERE o.offence_date <= ?
+        GROUP BY i.person_key""",
+        [as_of, as_of, as_of, as_of],
+    )
+    people = con.execute("SELECT count(*) FROM floor_features").fetchone()[0]
+    con.close()
+    return {"people": people}
+
+
+def step_run(workdir: Path, as_of: date) -> dict:
+    from pipeline.config import load_config
+    from pipeline.run import score_period
+
+    config = load_config(workdir / "iom.toml")
+    result = score_period(config, as_of)
+    return result
+
+
+STEPS = {"floor-load": step_floor_load, "ingest": step_ingest, "floor-features": step_floor_features,
+         "run": step_run}
+
+
+def run_child(step: str, workdir: Path, as_of: date) -> dict:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", step, "--dir", str(workdir), "--as-of", as_of.isoformat()],
+        stdout=subprocess.PIPE, cwd=ROOT,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    if status != 0:
+        raise SystemExit(f"step {step} failed with status {status}")
+    detail = json.loads(output.strip().splitlines()[-1]) if output.strip() else {}
+    return {"step": step, "seconds": round(seconds, 2), "peak_mib": round(usage.ru_maxrss / 1024), **detail}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--people", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dir", type=Path, default=ROOT / "bench-data")
+    parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 11, 1))
+    parser.add_argument("--steps", default="floor-load,ingest,floor-features,run")
+    parser.add_argument("--child", choices=sorted(STEPS))
+    args = parser.parse_args()
+
+    if args.child:
+        takes_date = args.child in ("floor-features", "run")
+        result = STEPS[args.child](args.dir, args.as_of) if takes_date else STEPS[args.child](args.dir)
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+        return
+
+    if not (args.dir / "iom.toml").exists():
+        from pipeline.workspace import generate_workspace
+
+        started = time.perf_counter()
+        data, _ = generate_workspace(args.dir, args.people, args.seed, args.as_of, 0.002)
+        rows = {e.name: e.rows for e in data.extracts}
+        print(f"generated {args.people:,} people in {time.perf_counter() - started:.1f} s: {rows}", flush=True)
+    results = []
+    for step in args.steps.split(","):
+        result = run_child(step, args.dir, args.as_of)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    by_step = {r["step"]: r for r in results}
+    print()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"date {date.today()}; people {args.people:,}")
+    print("| step | seconds | peak MiB | detail |")
+    print("| --- | ---: | ---: | --- |")
+    for r in results:
+        detail = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in r.items()
+                           if k not in ("step", "seconds", "peak_mib"))
+        print(f"| {r['step']} | {r['seconds']} | {r['peak_mib']:,} | {detail} |")
+    if "floor-load" in by_step and "ingest" in by_step:
+        print(f"\ningest / floor-load = {by_step['ingest']['seconds'] / by_step['floor-load']['seconds']:.2f}x")
+    if "floor-features" in by_step and "run" in by_step:
+        print(f"run / floor-features = {by_step['run']['seconds'] / by_step['floor-features']['seconds']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
