@@ -6,7 +6,7 @@ Each measured step runs in its own child process, so its wall time and peak memo
 resident set size, from wait4) are its own. Steps:
 
 - `floor-load`:  DuckDB alone loads the same extract files into a fresh database file
-                 (read_csv / read_parquet -> CREATE TABLE), no validation.
+                 (read_csv with all_varchar / read_parquet -> CREATE TABLE), no validation.
 - `ingest`:      `iom ingest` work: read, validate (pandera), quarantine, load, link identities.
 - `floor-features`: DuckDB alone computes per-person 3/12/36-month offence counts and the last
                  offence date from the warehouse tables.
@@ -46,8 +46,13 @@ def step_floor_load(workdir: Path) -> dict:
         if settings.format_for(path) == "parquet":
             source = f"read_parquet('{path}')"
         else:
-            encoding = "latin-1" if settings.encoding == "cp1252" else "utf-8"
-            source = f"read_csv('{path}', header = true, delim = '{settings.delimiter}', encoding = '{encoding}')"
+            if settings.encoding == "cp1252":  # DuckDB reads UTF-8 only: the transcode is part of the floor
+                utf8 = workdir / "floor-transcoded.csv"
+                with path.open(encoding="cp1252", newline="") as src, utf8.open("w", encoding="utf-8", newline="") as dst:
+                    for chunk in iter(lambda: src.read(16 * 1024 * 1024), ""):
+                        dst.write(chunk)
+                path = utf8
+            source = f"read_csv('{path}', header = true, delim = '{settings.delimiter}', all_varchar = true)"
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM {source}")
         rows += con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
     con.close()

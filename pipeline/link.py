@@ -32,19 +32,29 @@ MAX_ROUNDS = 50
 
 
 def refresh_current_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Step 1 [one row per natural key]: rows of the latest load replace earlier rows with the same key."""
+    """Step 1 [one row per natural key]: rows of the latest load replace earlier rows with the same key.
+
+    With a single load of a source nothing can be replaced: `cur_*` is then a view (no copy of
+    ten million offences); with several it is materialised once here."""
     for extract in EXTRACTS.values():
+        src, cur = q(src_table(extract)), q(cur_table(extract))
+        loads = con.execute(f"SELECT count(DISTINCT _load_id) FROM {src}").fetchall()[0][0]
+        con.execute(f"DROP VIEW IF EXISTS {cur}")
+        con.execute(f"DROP TABLE IF EXISTS {cur}")
         key = [q(k) for k in extract.key]
-        source = f"(SELECT s.*, l.load_seq FROM {q(src_table(extract))} s JOIN loads l ON l.load_id = s._load_id)"
-        if extract.name == "probation_events":
+        occurrence = (f"row_number() OVER (PARTITION BY _load_id, {', '.join(key)} ORDER BY _line)"
+                      if extract.name == "probation_events" else None)
+        if loads <= 1:
+            extra = f", {occurrence} AS _occurrence" if occurrence else ""
+            con.execute(f"CREATE VIEW {cur} AS SELECT *{extra} FROM {src}")
+            continue
+        source = f"(SELECT s.*, l.load_seq FROM {src} s JOIN loads l ON l.load_id = s._load_id)"
+        if occurrence:
             # Events have no id: the n-th identical event of a load is the same event in the next load.
-            source = (
-                f"(SELECT *, row_number() OVER (PARTITION BY _load_id, {', '.join(key)} ORDER BY _line) AS _occurrence "
-                f"FROM {source})"
-            )
+            source = f"(SELECT *, {occurrence} AS _occurrence FROM {source})"
             key.append("_occurrence")
         con.execute(
-            f"""CREATE OR REPLACE TABLE {q(cur_table(extract))} AS
+            f"""CREATE TABLE {cur} AS
             SELECT * EXCLUDE (_rank, load_seq) FROM (
                 SELECT *, row_number() OVER (PARTITION BY {', '.join(key)} ORDER BY load_seq DESC, _line DESC) AS _rank
                 FROM {source}) WHERE _rank = 1"""
@@ -70,6 +80,7 @@ def _records_sql() -> str:
         )
     return f"""
     CREATE OR REPLACE TEMP TABLE id_records AS
+    SELECT row_number() OVER (ORDER BY record_id) AS rid, * FROM (
     WITH police AS (SELECT * FROM {cur_table('police_nominals')}),
     probation AS (
         SELECT crn, arg_max(pnc_id, {latest_case}) FILTER (WHERE pnc_id IS NOT NULL) AS pnc_id,
@@ -82,31 +93,32 @@ def _records_sql() -> str:
                arg_max(surname, reception_date) AS surname, arg_max(forenames, reception_date) AS forenames,
                arg_max(date_of_birth, reception_date) AS date_of_birth
         FROM {cur_table('prison_custody')} GROUP BY nomis_id)
-    {" UNION ALL ".join(records)}
+    {" UNION ALL ".join(records)})
     """
 
 
 def _components(con: duckdb.DuckDBPyConnection) -> int:
     """Step 3: label propagation over shared PNC ids and NOMIS numbers; returns rounds used."""
-    con.execute("CREATE OR REPLACE TEMP TABLE labels AS SELECT record_id, pnc_norm, nomis, record_id AS label FROM id_records")
+    # Labels are integers (the rank of the record id): windows over integers are much cheaper.
+    con.execute("CREATE OR REPLACE TEMP TABLE labels AS SELECT rid, pnc_norm, nomis, rid AS label FROM id_records")
     for round_number in range(1, MAX_ROUNDS + 1):
         con.execute(
             """CREATE OR REPLACE TEMP TABLE labels_next AS
             WITH by_key AS (
-                SELECT record_id, pnc_norm, nomis, label,
-                       min(label) OVER (PARTITION BY coalesce(pnc_norm, record_id)) AS via_pnc,
-                       min(label) OVER (PARTITION BY coalesce(nomis, record_id)) AS via_nomis
+                SELECT rid, pnc_norm, nomis, label,
+                       CASE WHEN pnc_norm IS NULL THEN label ELSE min(label) OVER (PARTITION BY pnc_norm) END AS via_pnc,
+                       CASE WHEN nomis IS NULL THEN label ELSE min(label) OVER (PARTITION BY nomis) END AS via_nomis
                 FROM labels)
-            SELECT record_id, pnc_norm, nomis, least(label, via_pnc, via_nomis) AS candidate FROM by_key"""
+            SELECT rid, pnc_norm, nomis, least(label, via_pnc, via_nomis) AS candidate FROM by_key"""
         )
         # Spread the smallest label to the whole group that already shares a label.
         con.execute(
             """CREATE OR REPLACE TEMP TABLE labels_next AS
-            SELECT record_id, pnc_norm, nomis, min(candidate) OVER (PARTITION BY label_group) AS label FROM (
-                SELECT n.*, l.label AS label_group FROM labels_next n JOIN labels l USING (record_id))"""
+            SELECT rid, pnc_norm, nomis, min(candidate) OVER (PARTITION BY label_group) AS label FROM (
+                SELECT n.*, l.label AS label_group FROM labels_next n JOIN labels l USING (rid))"""
         )
         changed = con.execute(
-            "SELECT count(*) FROM labels_next n JOIN labels l USING (record_id) WHERE n.label <> l.label"
+            "SELECT count(*) FROM labels_next n JOIN labels l USING (rid) WHERE n.label <> l.label"
         ).fetchone()[0]
         con.execute("CREATE OR REPLACE TEMP TABLE labels AS SELECT * FROM labels_next")
         if not changed:
@@ -119,10 +131,10 @@ _FALLBACK = """
 CREATE OR REPLACE TEMP TABLE linked AS
 WITH comp AS (
     SELECT l.label, bool_or(r.pnc_norm IS NOT NULL) AS has_pnc
-    FROM labels l JOIN id_records r USING (record_id) GROUP BY l.label),
+    FROM labels l JOIN id_records r USING (rid) GROUP BY l.label),
 keys AS (
     SELECT DISTINCT l.label, r.surname_n || '|' || r.forename_n || '|' || CAST(r.date_of_birth AS VARCHAR) AS name_key
-    FROM labels l JOIN id_records r USING (record_id)
+    FROM labels l JOIN id_records r USING (rid)
     WHERE r.surname_n IS NOT NULL AND r.forename_n IS NOT NULL AND r.date_of_birth IS NOT NULL),
 key_groups AS (
     SELECT k.name_key,
@@ -148,12 +160,15 @@ relabel AS (
     FROM candidates)
 SELECT r.record_id, r.source, r.source_id, r.pnc_norm, r.nomis, l.label AS pnc_label,
        coalesce(x.final_label, l.label) AS final_label, coalesce(x.ambiguous, false) AS ambiguous
-FROM id_records r JOIN labels l USING (record_id) LEFT JOIN relabel x ON x.label = l.label
+FROM id_records r JOIN labels l USING (rid) LEFT JOIN relabel x ON x.label = l.label
 """
 
 _PERSON_IDS = """
 CREATE OR REPLACE TABLE person_ids AS
-SELECT 'P' || upper(left(sha256(final_label), 12)) AS person_key, source, source_id, pnc_norm,
+WITH anchors AS (  -- the person key is a hash of the record id of the component's smallest record
+    SELECT DISTINCT l.final_label, 'P' || upper(left(sha256(r.record_id), 12)) AS person_key
+    FROM linked l JOIN id_records r ON r.rid = l.final_label)
+SELECT a.person_key, source, source_id, pnc_norm,
        CASE
          WHEN count(*) OVER (PARTITION BY final_label) = 1 THEN 'unlinked'
          WHEN pnc_norm IS NOT NULL AND count(*) OVER (PARTITION BY final_label, pnc_norm) > 1 THEN 'pnc'
@@ -163,8 +178,8 @@ SELECT 'P' || upper(left(sha256(final_label), 12)) AS person_key, source, source
        END AS link_method,
        ambiguous,
        count(DISTINCT source) OVER (PARTITION BY final_label) > 1 AS linked_across_agencies
-FROM linked
-ORDER BY person_key, source, source_id
+FROM linked JOIN anchors a USING (final_label)
+ORDER BY a.person_key, source, source_id
 """
 
 _PEOPLE = f"""

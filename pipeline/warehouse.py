@@ -26,6 +26,7 @@ from pipeline.validate import sql_type
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
+MEMORY_LIMIT = os.environ.get("IOM_MEMORY_LIMIT", "2GB")
 CATALOG = "wh"
 
 
@@ -48,7 +49,7 @@ _DDL = [
         load_id VARCHAR PRIMARY KEY, load_seq BIGINT NOT NULL, source VARCHAR NOT NULL,
         file_name VARCHAR NOT NULL, file_path VARCHAR NOT NULL, sha256 VARCHAR NOT NULL,
         file_bytes BIGINT, file_format VARCHAR, rows_read BIGINT, rows_loaded BIGINT,
-        rows_rejected BIGINT, extract_date DATE, started_at TIMESTAMP, finished_at TIMESTAMP)""",
+        rows_rejected BIGINT, extract_date DATE, started_at TIMESTAMP, finished_at TIMESTAMP, purged_at TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS rejects (
         load_id VARCHAR NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL, line BIGINT,
         column_name VARCHAR, value VARCHAR, reason_code VARCHAR NOT NULL, message VARCHAR)""",
@@ -85,6 +86,33 @@ def private_file(path: Path) -> None:
         log.warning("could not restrict permissions on %s", path.name)
 
 
+def _load_crypto(con: duckdb.DuckDBPyConnection) -> None:
+    """Load DuckDB's OpenSSL crypto module (the httpfs extension) from the installed wheel.
+
+    Without it DuckDB can only read encrypted files. The extension ships on PyPI
+    (duckdb-ext-httpfs), so nothing is downloaded at run time."""
+    try:
+        import duckdb_ext  # type: ignore[import-not-found]
+    except ImportError:
+        raise WarehouseError(
+            "warehouse encryption needs the duckdb-ext-httpfs package, which is not installed on this platform",
+            hint="install iom-cohort on Linux x86-64, or remove encryption_key_env from iom.toml",
+        ) from None
+    platform_dir = "linux_amd64"
+    candidates = [
+        Path(p) / "extensions" / f"v{duckdb.__version__}" / platform_dir / "httpfs.duckdb_extension"
+        for p in duckdb_ext.__path__
+    ]
+    for candidate in candidates:
+        if candidate.exists():
+            con.execute(f"LOAD {_literal(str(candidate))}")
+            return
+    raise WarehouseError(
+        f"no httpfs extension for DuckDB {duckdb.__version__} in duckdb-ext-httpfs",
+        hint="reinstall with the locked versions (`uv sync --frozen`)",
+    )
+
+
 def open_warehouse(path: Path, key: str | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open (and create if needed) the warehouse file as catalog `wh`, with the schema in place."""
     path = Path(path)
@@ -92,6 +120,14 @@ def open_warehouse(path: Path, key: str | None = None, read_only: bool = False) 
         raise WarehouseError(f"no warehouse at {path}", hint="run `iom ingest` or `iom run` first")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     con = duckdb.connect(":memory:")
+    if key is not None:
+        _load_crypto(con)
+    elif path.exists() and _is_encrypted(path):
+        con.close()
+        raise WarehouseError(
+            f"the warehouse {path.name} is encrypted and no key was given",
+            hint="set workspace.encryption_key_env in iom.toml and export that variable with the key",
+        )
     options = []
     if key is not None:
         options.append(f"ENCRYPTION_KEY {_literal(key)}")  # ATTACH takes no bound parameters
@@ -110,10 +146,26 @@ def open_warehouse(path: Path, key: str | None = None, read_only: bool = False) 
             ) from None
         raise WarehouseError(f"cannot open the warehouse {path}: {text.splitlines()[0]}") from None
     con.execute(f"USE {CATALOG}")
+    # Bounded memory (big joins and sorts spill to disk) and no order bookkeeping on inserts:
+    # every query that feeds an output says its ORDER BY.
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute("SET preserve_insertion_order = false")
     if not read_only:
         ensure_schema(con)
         private_file(path)
     return con
+
+
+def _is_encrypted(path: Path) -> bool:
+    """DuckDB marks encrypted files in the main header; a plain read avoids a confusing error."""
+    probe = duckdb.connect(":memory:")
+    try:
+        probe.execute(f"ATTACH {_literal(str(path))} AS probe (READ_ONLY)")
+        return False
+    except duckdb.Error as exc:
+        return "encrypt" in str(exc).lower()
+    finally:
+        probe.close()
 
 
 def _literal(value: str) -> str:
