@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -242,6 +242,7 @@ def demo(
 ) -> None:
     """Generate a small realistic data set and run the whole chain on it."""
     from pipeline.config import load_config
+    from pipeline.run import run_period
     from pipeline.workspace import generate_workspace, ingest_workspace
 
     when = date.today().replace(day=1)
@@ -252,7 +253,23 @@ def demo(
     with _progress() as progress:
         report = _call(lambda: ingest_workspace(cfg, progress))
     _print_ingest(report)
+    # Two monthly runs, so the pack shows movement since "last month".
+    last_month = (when - timedelta(days=1)).replace(day=1)
+    for as_of in (last_month, when):
+        with _progress() as progress:
+            result = _call(lambda as_of=as_of: run_period(cfg, as_of, force=False, progress=progress))
+        out.print()
+        _print_run(result)
     out.print(f"\nWarehouse: {cfg.warehouse_path}")
+    out.print(f"Try: uv run iom explain {_first_priority(result)} --config {config_path}")
+
+
+def _first_priority(result) -> str:
+    """A person key from the proposed cohort, for the demo's explain hint."""
+    import polars as pl
+
+    cohort = pl.read_csv(result.output_dir / "cohort.csv", columns=["person_key"], n_rows=1)
+    return cohort["person_key"][0] if cohort.height else "PERSON_KEY"
 
 
 def _print_run(result) -> None:
@@ -262,8 +279,19 @@ def _print_run(result) -> None:
     stats = result.counts.get("stats", {})
     out.print(f"Run {result.run_id} (as of {result.as_of}): {result.counts.get('assessed', 0):,} people assessed")
     for key, value in stats.items():
-        if not isinstance(value, dict | list):
-            out.print(f"  {key.replace('_', ' ')}: {value:,}" if isinstance(value, int) else f"  {key.replace('_', ' ')}: {value}")
+        label = key.replace("_", " ")
+        if isinstance(value, float) and "share" in key:
+            out.print(f"  {label}: {value:.1%}")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out.print(f"  {label}: {value:,}")
+        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            columns = list(next(iter(value.values())))
+            out.print(_table(f"  {label}", ["area", *[c.replace("_", " ") for c in columns]],
+                             [[k, *[v.get(c) for c in columns]] for k, v in value.items()]))
+        elif isinstance(value, dict):
+            out.print(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
+        elif value is not None:
+            out.print(f"  {label}: {value}")
     moves = result.counts.get("movement", {})
     if moves:
         out.print("  movement: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in moves.items()))
@@ -358,6 +386,26 @@ def runs(
 
     run_info = _call(fetch)
     out.print(json.dumps(run_info["manifest"], indent=2, default=str, sort_keys=True))
+
+
+@app.command()
+def purge(
+    older_than: Annotated[str, typer.Option("--older-than", help="Retention period: 24m, 2y, 730d or 104w.")],
+    config: ConfigOption = Path("iom.toml"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be removed; change nothing.")] = False,
+) -> None:
+    """Remove extract rows, rejects and per-person run data past the retention period."""
+    from pipeline.config import load_config
+    from pipeline.retention import purge as purge_workspace
+
+    cfg = _call(lambda: load_config(config))
+    report = _call(lambda: purge_workspace(cfg, older_than, dry_run))
+    verb = "Would remove" if dry_run else "Removed"
+    out.print(f"{verb} data of {len(report.loads):,} loads and {len(report.runs):,} runs finished before "
+              f"{report.cutoff:%Y-%m-%d %H:%M}:")
+    for table, count in report.rows_deleted.items():
+        out.print(f"  {table}: {count:,} rows")
+    out.print("Kept: the loads and runs registers (file names, sha256, counts, manifests).")
 
 
 def _parse_date(value: str, option: str) -> date:

@@ -12,6 +12,8 @@ import codecs
 import csv
 import glob
 import hashlib
+import itertools
+import json
 import logging
 import os
 import tempfile
@@ -109,26 +111,88 @@ def file_sha256(path: Path) -> str:
     return _scan_file(path)[0]
 
 
-def _scan_file(path: Path) -> tuple[str, bool]:
-    """sha256 of the bytes, and whether line endings are mixed (CRLF and bare LF in one file)."""
+def _scan_file(path: Path, name: str | None = None, encoding: str | None = None) -> tuple[str, bool]:
+    """sha256 of the bytes, and whether line endings are mixed (CRLF and bare LF in one file).
+
+    With an encoding, also check in the same pass that the whole file decodes, so a file in the
+    wrong encoding stops the command in preflight, naming the line of the first bad byte."""
     digest = hashlib.sha256()
     crlf = lf = 0
     previous = b""
+    offset = 0
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict") if encoding else None
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(8 * 1024 * 1024), b""):
+            if decoder is not None:
+                pending = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    at = offset - pending + exc.start
+                    line = lf + chunk[: max(0, at - offset)].count(b"\n") + 1
+                    byte = exc.object[exc.start : exc.start + 1].hex().upper()
+                    raise _decode_error(
+                        name or path.name, path, encoding or "",
+                        f"line {line}: byte 0x{byte} at byte offset {at} cannot be decoded",
+                    ) from None
             digest.update(chunk)
             lf += chunk.count(b"\n")
             crlf += chunk.count(b"\r\n") + (previous == b"\r" and chunk[:1] == b"\n")
             previous = chunk[-1:]
+            offset += len(chunk)
+    if decoder is not None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise _decode_error(
+                name or path.name, path, encoding or "",
+                f"the file ends in the middle of a character (line {lf + 1}): it may be truncated",
+            ) from None
     return digest.hexdigest(), 0 < crlf < lf
 
 
 def _decode_error(name: str, path: Path, encoding: str, detail: str) -> InputFileError:
     other = "cp1252" if encoding.startswith("utf") else "utf-8"
+    source = "a Windows / Excel export" if other == "cp1252" else "a UTF-8 export"
     return InputFileError(
         f"{name}: {path} is not valid {encoding} text ({detail})",
-        hint=f"set [extracts.{name}].encoding (e.g. \"{other}\") to match how the file was exported",
+        hint=f"set [extracts.{name}].encoding to match how the file was exported "
+        f"(e.g. encoding = \"{other}\" for {source})",
     )
+
+
+# Leading bytes of files that are often given a .csv name by mistake: (magic, what it is, what to do).
+_MAGIC: tuple[tuple[bytes, str, str], ...] = (
+    (b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip archive",
+     'set [extracts.{name}].format = "xlsx" for a workbook, or unzip / export the data as CSV'),
+    (b"\xd0\xcf\x11\xe0", "an old-style Excel workbook (.xls)", "open it in Excel and save it as .xlsx or CSV"),
+    (b"PAR1", "a Parquet file", 'set [extracts.{name}].format = "parquet"'),
+    (b"\x1f\x8b", "a gzip-compressed file", "decompress it first (gunzip) and point the config at the .csv"),
+    (b"\xff\xfe", "UTF-16 text (Excel's \"Unicode Text\")", "save it again as \"CSV UTF-8\" (or CSV) from Excel"),
+    (b"\xfe\xff", "UTF-16 text", "save it again as \"CSV UTF-8\" (or CSV)"),
+)
+# Bytes that never appear in CSV text: C0 controls other than tab, LF, FF, CR and ^Z (old DOS end of file).
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 26))
+_TEXT_BYTES = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
+
+
+def _check_looks_like_text(name: str, path: Path) -> None:
+    """A binary file named .csv gets a message saying what it looks like, not a decoding error."""
+    with path.open("rb") as handle:
+        sample = handle.read(8192)
+    for magic, what, todo in _MAGIC:
+        if sample.startswith(magic):
+            raise InputFileError(
+                f"{name}: {path} is not CSV text: it looks like {what}", hint=todo.format(name=name)
+            )
+    controls = len(sample.translate(None, delete=_TEXT_BYTES))
+    if controls > 0.05 * len(sample):
+        raise InputFileError(
+            f"{name}: {path} is not CSV text: {controls} of its first {len(sample)} bytes are binary control "
+            "characters",
+            hint=f"the file may be damaged, UTF-16 text or another format; export the extract again as CSV "
+            f"(UTF-8 or Windows cp1252), or set [extracts.{name}].format to match it",
+        )
 
 
 def _utf8_copy(name: str, path: Path, encoding: str, mixed_newlines: bool, workdir: Path) -> Path:
@@ -191,7 +255,7 @@ def _xlsx_frame(name: str, path: Path, settings: ExtractConfig) -> pl.DataFrame:
     except Exception as exc:  # calamine raises its own types for every kind of damage
         raise InputFileError(
             f"{name}: {path} cannot be read as an Excel workbook: {str(exc).splitlines()[0][:200]}",
-            hint="check the file opens in Excel, and [extracts.{name}].sheet / header_row",
+            hint=f"check the file opens in Excel, and [extracts.{name}].sheet / header_row",
         ) from None
     return frame
 
@@ -210,11 +274,62 @@ def _parquet_header(name: str, path: Path) -> list[str]:
 
 
 def _plan(config: Config, name: str, path: Path) -> _Planned:
+    try:
+        return _plan_file(config, name, path)
+    except OSError as exc:  # e.g. permission denied despite os.access (ACLs, root squash), or gone
+        raise InputFileError(
+            f"{name}: {path} cannot be read: {exc.strerror or exc}",
+            hint="check the file exists and its owner and permissions for the account running iom",
+        ) from None
+
+
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "|": "pipe", "\t": "tab"}
+
+
+def _delimiter_hint(name: str, header: list[str], settings: ExtractConfig) -> str | None:
+    """A one-column header that holds another delimiter: name the delimiter to set."""
+    if len(header) != 1:
+        return None
+    counts = {d: header[0].count(d) for d in _DELIMITER_NAMES if d != settings.delimiter}
+    best = max(counts, key=lambda d: counts[d])
+    if not counts[best]:
+        return None
+    return (
+        f"the header is one column but looks {_DELIMITER_NAMES[best]}-separated: set "
+        f"[extracts.{name}].delimiter = {json.dumps(best)} (now {json.dumps(settings.delimiter)})"
+    )
+
+
+def _find_header_row(path: Path, settings: ExtractConfig, fmt: str, wanted: list[str]) -> int | None:
+    """The 1-based row, among the first 30, that holds every wanted column name (None if none does)."""
+    wanted_set = set(wanted)
+    rows: list[list[str]] = []
+    try:
+        if fmt == "csv":
+            encoding = "utf-8-sig" if settings.encoding.startswith("utf-8") else settings.encoding
+            with path.open("r", encoding=encoding, newline="") as handle:
+                rows = list(itertools.islice(csv.reader(handle, delimiter=settings.delimiter), 30))
+        elif fmt == "xlsx":
+            frame = pl.read_excel(path, sheet_name=settings.sheet, engine="calamine", has_header=False,
+                                  infer_schema_length=0, drop_empty_rows=False, raise_if_empty=False)
+            rows = [[str(v) for v in r if v is not None] for r in frame.head(30).iter_rows()]
+    except Exception:  # only a hint: any trouble reading means no hint
+        return None
+    for number, row in enumerate(rows, start=1):
+        if wanted_set <= {cell.strip() for cell in row}:
+            return number
+    return None
+
+
+def _plan_file(config: Config, name: str, path: Path) -> _Planned:
     extract = EXTRACTS[name]
     settings = config.extracts[name]
     _check_readable(name, path)
     fmt = settings.format_for(path)
+    sha256, mixed_newlines = "", False
     if fmt == "csv":
+        _check_looks_like_text(name, path)
+        sha256, mixed_newlines = _scan_file(path, name, settings.encoding)  # stops on undecodable bytes
         header = _csv_header(name, path, settings)
     elif fmt == "parquet":
         header = _parquet_header(name, path)
@@ -241,17 +356,34 @@ def _plan(config: Config, name: str, path: Path) -> _Planned:
     missing = [c for c in extract.required_columns if c not in rename.values()]
     if missing:
         expected = {v: k for k, v in mapping.items()}
-        detail = ", ".join(f"'{m}' (expected in the file as \"{expected.get(m, m)}\")" for m in missing)
-        found = ", ".join(f'"{h}"' for h in header[:15]) + (" ..." if len(header) > 15 else "")
-        hint = f"map the file's column names in [extracts.{name}.columns] of {config.path.name}"
-        if len(header) == 1 and any(d in header[0] for d in ",;|\t" if d != settings.delimiter):
-            hint = f"the header is one column: check [extracts.{name}].delimiter (now {settings.delimiter!r})"
+        detail = ", ".join(
+            f"'{m}'" if expected.get(m, m) == m else f"'{m}' (expected in the file as \"{expected[m]}\")"
+            for m in missing
+        )
+        found = ", ".join(f'"{h[:80]}"' for h in header[:15]) + (" ..." if len(header) > 15 else "")
+        hint = _delimiter_hint(name, header, settings)
+        if hint is None and header and header[0].startswith("\u00ef\u00bb\u00bf"):  # a UTF-8 BOM read as cp1252
+            hint = f'the file starts with a UTF-8 byte-order mark: set [extracts.{name}].encoding = "utf-8-sig"'
+        if hint is None:
+            row = _find_header_row(path, settings, fmt, [expected.get(m, m) for m in missing])
+            if row is not None and row != settings.header_row:
+                hint = (
+                    f"the column names are on row {row}, not row {settings.header_row} (a title above them?): "
+                    f"set header_row = {row} in [extracts.{name}] of {config.path.name}"
+                )
+        if hint is None:
+            hint = (
+                f"map the file's column names in [extracts.{name}.columns] of {config.path.name}"
+                + (f", or set [extracts.{name}].header_row if a title sits above the column names"
+                   if fmt != "parquet" else "")
+            )
         raise InputFileError(
             f"{name}: {path}: required column missing: {detail}; columns found: {found}", hint=hint
         )
     ignored = [h for h in header if h not in rename]
     absent = [c for c in extract.column_names if c not in rename.values()]
-    sha256, mixed_newlines = _scan_file(path)
+    if fmt != "csv":
+        sha256, mixed_newlines = _scan_file(path)
     return _Planned(extract, settings, path, sha256, mixed_newlines, fmt, header, rename, ignored, absent)
 
 
@@ -420,6 +552,11 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, pr
         ).fetchall()
     )
     log.info("loaded %s (%s): read %d, loaded %d, rejected %d", name, plan.path.name, rows_read, loaded, rejected)
+    if plan.ignored:
+        log.info("%s (%s): columns not in the contract, ignored: %s", name, plan.path.name, ", ".join(plan.ignored))
+    if plan.absent_optional:
+        log.info("%s (%s): optional columns absent, left empty: %s", name, plan.path.name,
+                 ", ".join(plan.absent_optional))
     return LoadResult(name, plan.path.name, load_id, "loaded", rows_read, loaded, rejected, reasons,
                       plan.ignored, plan.absent_optional)
 
@@ -487,13 +624,18 @@ def _reject_duplicate_keys(con: duckdb.DuckDBPyConnection, load_id: str, extract
     table = q(src_table(extract))
     key = ", ".join(q(k) for k in extract.key)
     key_text = " || '|' || ".join(f"coalesce(CAST({q(k)} AS VARCHAR), '')" for k in extract.key)
+    # Find repeated keys by hash aggregation first: a window over every row costs far more.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE dup_lines AS
+        WITH repeated AS (
+            SELECT {key} FROM {table} WHERE _load_id = ? GROUP BY {key} HAVING count(*) > 1)
         SELECT _line, {key_text} AS key_value, to_json(t) AS raw
-        FROM (SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY _line) AS occurrence
-              FROM {table} WHERE _load_id = ?) AS t
+        FROM (SELECT t.*, row_number() OVER (PARTITION BY {', '.join('t.' + q(k) for k in extract.key)} ORDER BY t._line)
+                  AS occurrence
+              FROM {table} t SEMI JOIN repeated r ON {' AND '.join(f't.{q(k)} IS NOT DISTINCT FROM r.{q(k)}' for k in extract.key)}
+              WHERE t._load_id = ?) AS t
         WHERE occurrence > 1""",
-        [load_id],
+        [load_id, load_id],
     )
     con.execute(
         """INSERT INTO rejects SELECT ?, ?, ?, _line, ?, key_value, 'duplicate_id',

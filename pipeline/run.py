@@ -1,0 +1,417 @@
+"""`iom run`: one monthly run, from new extracts to the proposed cohorts and their outputs.
+
+Order: lock the workspace; decide the period; skip a completed period unless forced; ingest new
+files; compute features at the as-of date; score; select; store everything under a run id in one
+transaction; compare with the previous run (movement); write the output folder atomically.
+
+A run killed at any point leaves no half-written state: the warehouse transaction is not
+committed and the output folder is only renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from rules.engine import RuleSet, load_rules, score, select_cohorts
+
+from features.build import compute_features, unknown_offence_codes
+from features.reference import load_offence_reference
+from pipeline.config import Config
+from pipeline.errors import NotFoundError, ValidationThresholdError
+from pipeline.lock import workspace_lock
+from pipeline.warehouse import connect, q, table_exists, transaction
+from pipeline.workspace import IngestReport, ingest_workspace
+
+log = logging.getLogger(__name__)
+
+RUN_DDL = [
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, as_of DATE NOT NULL, status VARCHAR NOT NULL,
+        started_at TIMESTAMP, finished_at TIMESTAMP, rules_name VARCHAR, rules_version VARCHAR,
+        rules_sha256 VARCHAR, code_version VARCHAR, output_dir VARCHAR, manifest VARCHAR, purged_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS cohort_members (
+        run_id VARCHAR NOT NULL, cohort VARCHAR NOT NULL, person_key VARCHAR NOT NULL, area VARCHAR,
+        rank BIGINT, score BIGINT, cohort_type VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS movement (
+        run_id VARCHAR NOT NULL, cohort VARCHAR NOT NULL, person_key VARCHAR NOT NULL, status VARCHAR NOT NULL,
+        reason VARCHAR, previous_run_id VARCHAR)""",
+]
+
+# The columns a panel reads first, then every feature and component column.
+LEADING_COLUMNS = [
+    "rank", "area_rank", "person_key", "area", "score", "eligible", "ineligible_reason", "priority",
+    "super_prolific", "cohort_type", "selection_note", "reasons",
+]
+IDENTIFIER_COLUMNS = ["police_person_id", "pnc_id", "crn", "nomis_id"]
+
+
+@dataclass
+class RunResult:
+    run_id: str | None
+    as_of: date
+    status: str  # "completed", "skipped" (period already done), "failed"
+    output_dir: Path | None = None
+    counts: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    message: str = ""
+
+
+def ensure_run_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for ddl in RUN_DDL:
+        con.execute(ddl)
+
+
+def period_as_of(config: Config, today: date | None = None) -> date:
+    today = today or date.today()
+    return today.replace(day=1) if config.workspace.period == "month_start" else today
+
+
+def code_version() -> str:
+    try:
+        version = importlib.metadata.version("iom-cohort")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+            timeout=5, check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+{commit}" if commit else version
+
+
+def scores_table(run_seq: int) -> str:
+    return f"run_scores_{run_seq:06d}"
+
+
+# --- the scoring part (also what the benchmark times) -----------------------------------------
+
+
+@dataclass
+class Scored:
+    ranked: pl.DataFrame
+    release_watch: pl.DataFrame
+    stats: dict
+    unknown_codes: pl.DataFrame
+    rules: RuleSet
+    timings: dict
+
+
+def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Scored:
+    """Features at the as-of date, rule scores and cohort selection; nothing is written."""
+    timings = {}
+    rules = load_rules(config.workspace.rules if config.workspace.rules == "default"
+                       else str(config.resolve(config.workspace.rules)))
+    reference = load_offence_reference(
+        config.resolve(config.workspace.offence_reference) if config.workspace.offence_reference else None
+    )
+    started = time.perf_counter()
+    features = compute_features(con, as_of, reference, rules.counted_outcomes, rules.unknown_offence)
+    timings["features_s"] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
+    scored = score(features, rules)
+    timings["scoring_s"] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
+    selection = select_cohorts(scored, rules)
+    timings["selection_s"] = round(time.perf_counter() - started, 3)
+    unknown = unknown_offence_codes(con, as_of, reference)
+    identifiers = con.execute(
+        "SELECT person_key, police_person_id, pnc_id, crn, nomis_id FROM people"
+    ).pl()
+    ranked = selection.ranked.join(identifiers, on="person_key", how="left")
+    ordered = [c for c in LEADING_COLUMNS + IDENTIFIER_COLUMNS if c in ranked.columns]
+    ranked = ranked.select(ordered + [c for c in ranked.columns if c not in ordered])
+    ranked = ranked.sort(["rank", "person_key"], nulls_last=True)
+    return Scored(ranked, selection.release_watch, selection.stats, unknown, rules, timings)
+
+
+def score_period(config: Config, as_of: date) -> dict:
+    """Benchmark entry: compute and select at `as_of` on the current warehouse, store nothing."""
+    con = connect(config, read_only=True)
+    try:
+        scored = score_at(con, config, as_of)
+    finally:
+        con.close()
+    return {"people": scored.ranked.height, **{k: v for k, v in scored.stats.items() if isinstance(v, int)},
+            **scored.timings}
+
+
+# --- movement ------------------------------------------------------------------------------
+
+COHORTS = {"priority": "priority", "super_prolific": "super_prolific"}
+
+
+def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_id: str | None) -> pl.DataFrame:
+    """New, continuing and leaving members of each cohort, with a plain reason for leavers.
+
+    `current` is this run's ranked frame; `previous` is the previous run's cohort_members rows.
+    """
+    schema = {"cohort": pl.Utf8, "person_key": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8,
+              "previous_run_id": pl.Utf8}
+    frames = []
+    for cohort, flag in COHORTS.items():
+        now = current.filter(pl.col(flag)).select("person_key")
+        before = (previous.filter(pl.col("cohort") == cohort).select("person_key", pl.col("area").alias("previous_area"),
+                                                                     pl.col("score").alias("previous_score"))
+                  if previous is not None else pl.DataFrame(schema={"person_key": pl.Utf8, "previous_area": pl.Utf8,
+                                                                     "previous_score": pl.Int64}))
+        new = now.join(before, on="person_key", how="anti").with_columns(
+            pl.lit("new").alias("status"), pl.lit(None, dtype=pl.Utf8).alias("reason"))
+        continuing = now.join(before, on="person_key", how="semi").with_columns(
+            pl.lit("continuing").alias("status"), pl.lit(None, dtype=pl.Utf8).alias("reason"))
+        leavers = before.join(now, on="person_key", how="anti").join(
+            current.select("person_key", "area", "score", "eligible", "ineligible_reason", "selection_note"),
+            on="person_key", how="left",
+        )
+        reason = (
+            pl.when(pl.col("score").is_null()).then(pl.lit("no longer in the data at the as-of date"))
+            .when(pl.col("ineligible_reason").is_not_null() & pl.col("ineligible_reason").str.contains("deceased"))
+            .then(pl.lit("deceased"))
+            .when(pl.col("ineligible_reason").is_not_null() & pl.col("ineligible_reason").str.contains("custody"))
+            .then(pl.lit("long custody"))
+            .when(pl.col("area").is_not_null() & (pl.col("area") != pl.col("previous_area")))
+            .then(pl.lit("moved out of area (") + pl.col("previous_area") + pl.lit(" to ") + pl.col("area") + pl.lit(")"))
+            .when(pl.col("ineligible_reason").is_not_null()).then(pl.lit("no longer eligible: ") + pl.col("ineligible_reason"))
+            .when(pl.col("score") < pl.col("previous_score"))
+            .then(pl.lit("score fell (") + pl.col("previous_score").cast(pl.Utf8) + pl.lit(" to ")
+                  + pl.col("score").cast(pl.Utf8) + pl.lit(")")
+                  + pl.when(pl.col("selection_note").is_not_null()).then(pl.lit("; ") + pl.col("selection_note"))
+                  .otherwise(pl.lit("")))
+            .otherwise(pl.lit("not selected: ") + pl.col("selection_note").fill_null("below the cohort definition"))
+        )
+        leaving = leavers.with_columns(pl.lit("leaving").alias("status"), reason.alias("reason"))
+        for frame in (new, continuing, leaving):
+            frames.append(frame.select(pl.lit(cohort).alias("cohort"), "person_key", "status", "reason",
+                                       pl.lit(previous_run_id, dtype=pl.Utf8).alias("previous_run_id")))
+    result = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    order = pl.col("status").replace_strict({"new": 0, "continuing": 1, "leaving": 2}, return_dtype=pl.Int8)
+    return result.sort(["cohort", order, "person_key"]).select(list(schema))
+
+
+# --- outputs -----------------------------------------------------------------------------------
+
+
+def _csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """CSV cannot hold lists: join them; floats keep fixed precision so files are byte-stable."""
+    return frame.with_columns(
+        [pl.col(c).list.join("; ") for c, t in frame.schema.items() if isinstance(t, pl.List)]
+        + [pl.col(c).round(4) for c, t in frame.schema.items() if t in (pl.Float32, pl.Float64)]
+    )
+
+
+def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: dict) -> None:
+    """Write into a temporary sibling folder, then rename: a killed run leaves no half folder."""
+    staging = target.parent / f".tmp-{target.name}-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, mode=0o700)
+    ranked = scored.ranked
+    _csv_frame(ranked).write_csv(staging / "scores.csv")
+    ranked.write_parquet(staging / "scores.parquet", statistics=False)
+    cohort = ranked.filter(pl.col("priority") | pl.col("super_prolific"))
+    _csv_frame(cohort).write_csv(staging / "cohort.csv")
+    moves.write_csv(staging / "movement.csv")
+    _csv_frame(scored.release_watch).write_csv(staging / "release_watch.csv")
+    scored.unknown_codes.write_csv(staging / "unknown_offence_codes.csv")
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str, sort_keys=True) + "\n")
+    for path in staging.iterdir():
+        path.chmod(0o600)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
+def _clean_stale_staging(outputs: Path) -> None:
+    if outputs.exists():
+        for stale in outputs.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def _threshold_breaches(report: IngestReport, limit: float | None) -> list[str]:
+    if limit is None:
+        return []
+    breaches = []
+    for load in report.loads:
+        if load.status == "loaded" and load.rows_read:
+            share = 100.0 * load.rows_rejected / load.rows_read
+            if share > limit:
+                breaches.append(f"{load.source} ({load.file_name}): {share:.1f}% rejected, limit {limit:g}%")
+    return breaches
+
+
+def run_period(config: Config, as_of: date | None = None, force: bool = False, progress=None) -> RunResult:
+    as_of = as_of or period_as_of(config)
+    with workspace_lock(config.warehouse_path):
+        return _run_locked(config, as_of, force, progress)
+
+
+def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult:
+    started_at = datetime.now(UTC).replace(tzinfo=None)
+    timings: dict[str, float] = {}
+    con = connect(config)
+    try:
+        ensure_run_tables(con)
+        done = con.execute(
+            "SELECT run_id, output_dir FROM runs WHERE as_of = ? AND status = 'completed' ORDER BY seq DESC LIMIT 1",
+            [as_of],
+        ).fetchall()
+        if done and not force:
+            return RunResult(done[0][0], as_of, "skipped", Path(done[0][1]) if done[0][1] else None,
+                             message=f"period {as_of} already completed as run {done[0][0]}; use --force to run it again")
+    finally:
+        con.close()
+
+    step = time.perf_counter()
+    report = ingest_workspace(config, progress)
+    timings["ingest_and_link_s"] = round(time.perf_counter() - step, 3)
+    breaches = _threshold_breaches(report, config.workspace.max_rejected_percent)
+
+    con = connect(config)
+    try:
+        ensure_run_tables(con)
+        seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM runs").fetchall()[0][0]
+        run_id = f"R{seq:04d}-{as_of.isoformat()}"
+        inputs = [
+            {"source": s, "file": f, "sha256": h, "rows_read": r, "rows_loaded": ld, "rows_rejected": rj}
+            for s, f, h, r, ld, rj in con.execute(
+                "SELECT source, file_name, sha256, rows_read, rows_loaded, rows_rejected FROM loads ORDER BY load_seq"
+            ).fetchall()
+        ]
+        manifest: dict = {
+            "run_id": run_id, "as_of": as_of.isoformat(), "started_at": started_at.isoformat(timespec="seconds"),
+            "code_version": code_version(), "user": getpass.getuser(), "host": socket.gethostname(),
+            "python": platform.python_version(), "inputs": inputs, "forced": force,
+            "counts": {"ingest": report.reconciliation, "link": report.link.per_source, "people": report.link.people},
+        }
+        if breaches:
+            manifest.update(status="failed", failure="validation threshold exceeded: " + "; ".join(breaches))
+            with transaction(con):
+                con.execute(
+                    "INSERT INTO runs (run_id, seq, as_of, status, started_at, finished_at, code_version, manifest) "
+                    "VALUES (?, ?, ?, 'failed', ?, ?, ?, ?)",
+                    [run_id, seq, as_of, started_at, datetime.now(UTC).replace(tzinfo=None), manifest["code_version"],
+                     json.dumps(manifest, default=str)],
+                )
+            raise ValidationThresholdError(
+                "rejected rows above max_rejected_percent: " + "; ".join(breaches),
+                hint="inspect the rejects (`iom rejects`) and fix the extract, or raise the threshold in iom.toml",
+            )
+
+        step = time.perf_counter()
+        scored = score_at(con, config, as_of)
+        timings.update(scored.timings)
+        timings["score_and_select_s"] = round(time.perf_counter() - step, 3)
+        previous = con.execute(
+            "SELECT run_id FROM runs WHERE status = 'completed' AND as_of < ? ORDER BY as_of DESC, seq DESC LIMIT 1",
+            [as_of],
+        ).fetchall()
+        previous_id = previous[0][0] if previous else None
+        previous_members = (
+            con.execute("SELECT cohort, person_key, area, score FROM cohort_members WHERE run_id = ?", [previous_id]).pl()
+            if previous_id else None
+        )
+        moves = movement(scored.ranked, previous_members, previous_id)
+        stats = scored.stats
+        output_dir = config.outputs_path / run_id
+        manifest.update(
+            status="completed",
+            rules={"name": scored.rules.name, "version": scored.rules.version, "sha256": scored.rules.sha256},
+            model=None,
+            previous_run_id=previous_id,
+            output_dir=str(output_dir),
+        )
+        manifest["counts"].update(
+            assessed=scored.ranked.height,
+            stats=stats,
+            movement={f"{c}_{s}": n for c, s, n in moves.group_by(["cohort", "status"]).len().sort(["cohort", "status"]).iter_rows()},
+            release_watch=scored.release_watch.height,
+            unknown_offence_codes=int(scored.unknown_codes.height),
+        )
+        step = time.perf_counter()
+        with transaction(con):
+            table = q(scores_table(seq))
+            con.register("ranked_frame", scored.ranked.to_arrow())
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM ranked_frame")
+            con.unregister("ranked_frame")
+            members = pl.concat([
+                scored.ranked.filter(pl.col(flag)).select(
+                    pl.lit(cohort).alias("cohort"), "person_key", "area", "rank",
+                    pl.col("score").cast(pl.Int64), "cohort_type")
+                for cohort, flag in COHORTS.items()
+            ])
+            con.register("members_frame", members.to_arrow())
+            con.execute("INSERT INTO cohort_members SELECT ?, cohort, person_key, area, rank, score, cohort_type "
+                        "FROM members_frame", [run_id])
+            con.unregister("members_frame")
+            con.register("moves_frame", moves.to_arrow())
+            con.execute("INSERT INTO movement SELECT ?, cohort, person_key, status, reason, previous_run_id FROM moves_frame",
+                        [run_id])
+            con.unregister("moves_frame")
+            timings["store_s"] = round(time.perf_counter() - step, 3)
+            manifest["timings"] = timings
+            manifest["finished_at"] = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+            _clean_stale_staging(config.outputs_path)
+            write_outputs(output_dir, scored, moves, manifest)
+            con.execute(
+                "INSERT INTO runs (run_id, seq, as_of, status, started_at, finished_at, rules_name, rules_version, "
+                "rules_sha256, code_version, output_dir, manifest) VALUES (?, ?, ?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, seq, as_of, started_at, datetime.now(UTC).replace(tzinfo=None), scored.rules.name,
+                 scored.rules.version, scored.rules.sha256, manifest["code_version"], str(output_dir),
+                 json.dumps(manifest, default=str, sort_keys=True)],
+            )
+    finally:
+        con.close()
+    log.info("run %s completed: %d assessed", run_id, scored.ranked.height)
+    return RunResult(run_id, as_of, "completed", output_dir, manifest["counts"], timings)
+
+
+# --- reading runs back ---------------------------------------------------------------------------
+
+
+def list_runs(config: Config) -> list[dict]:
+    con = connect(config, read_only=True)
+    try:
+        if not table_exists(con, "runs"):
+            return []
+        cursor = con.execute(
+            "SELECT run_id, as_of, status, started_at, finished_at, rules_name, rules_version, code_version "
+            "FROM runs ORDER BY seq"
+        )
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        con.close()
+
+
+def get_run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict:
+    if not table_exists(con, "runs"):
+        raise NotFoundError("no runs yet in this workspace", hint="run `iom run` first")
+    if run_id:
+        rows = con.execute("SELECT run_id, seq, as_of, status, manifest FROM runs WHERE run_id = ?", [run_id]).fetchall()
+    else:
+        rows = con.execute(
+            "SELECT run_id, seq, as_of, status, manifest FROM runs WHERE status = 'completed' ORDER BY seq DESC LIMIT 1"
+        ).fetchall()
+    if not rows:
+        raise NotFoundError(f"no run {run_id!r}" if run_id else "no completed run yet",
+                            hint="`iom runs` lists the runs of this workspace")
+    run_id, seq, as_of, status, manifest = rows[0]
+    return {"run_id": run_id, "seq": seq, "as_of": as_of, "status": status, "manifest": json.loads(manifest)}
