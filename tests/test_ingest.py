@@ -6,10 +6,9 @@ import hashlib
 import json
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
-from conftest import EXTRACT_DATE, example_row, make_workspace, write_csv
+from conftest import example_row, make_workspace, write_csv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
