@@ -49,6 +49,20 @@ class ParseOptions:
     date_formats: tuple[str, ...]
 
 
+PARSED = "__date__"  # prefix of the hidden columns holding each date column parsed once
+
+
+def parsed_date(column: str) -> pl.Expr:
+    return pl.col(PARSED + column)
+
+
+def with_parsed_dates(frame: pl.DataFrame, extract: Extract, options: ParseOptions) -> pl.DataFrame:
+    """Parse every date column once; the checks and the cast read these hidden columns."""
+    return frame.with_columns(
+        _date_expr(c.name, options.date_formats).alias(PARSED + c.name) for c in extract.columns if c.kind is Kind.DATE
+    )
+
+
 def _date_expr(column: str, formats: tuple[str, ...]) -> pl.Expr:
     tried = list(dict.fromkeys([*formats, *ISO_FORMATS]))
     return pl.coalesce(
@@ -64,7 +78,7 @@ def _number_expr(column: Column) -> pl.Expr:
 def typed_expr(column: Column, options: ParseOptions) -> pl.Expr:
     """Expression casting the text of a column to its contract type."""
     if column.kind is Kind.DATE:
-        return _date_expr(column.name, options.date_formats).alias(column.name)
+        return parsed_date(column.name).alias(column.name)
     if column.kind in (Kind.INTEGER, Kind.DECIMAL):
         return _number_expr(column).alias(column.name)
     return pl.col(column.name)
@@ -94,7 +108,7 @@ def _column_checks(column: Column, extract: Extract, options: ParseOptions) -> l
             )
         )
     if column.kind is Kind.DATE:
-        parsed = lambda c: _date_expr(c, options.date_formats)  # noqa: E731
+        parsed = parsed_date
         checks.append(_check("unparseable_date", lambda c: parsed(c).is_not_null()))
         if not column.may_be_future:
             checks.append(
@@ -103,8 +117,9 @@ def _column_checks(column: Column, extract: Extract, options: ParseOptions) -> l
         if column.is_date_of_birth:
             age_years = lambda c: (  # noqa: E731
                 pl.lit(options.extract_date).dt.year() - parsed(c).dt.year()
-                - (
-                    pl.lit(options.extract_date).dt.ordinal_day() < parsed(c).dt.ordinal_day()
+                - (  # not yet had this year's birthday (month and day, so leap years do not shift it)
+                    options.extract_date.month * 100 + options.extract_date.day
+                    < parsed(c).dt.month().cast(pl.Int32) * 100 + parsed(c).dt.day().cast(pl.Int32)
                 ).cast(pl.Int32)
             )
             checks.append(
@@ -116,8 +131,8 @@ def _column_checks(column: Column, extract: Extract, options: ParseOptions) -> l
                     _check(
                         "date_order",
                         lambda c, e=earlier: parsed(c).is_null()
-                        | _date_expr(e, options.date_formats).is_null()
-                        | (parsed(c) >= _date_expr(e, options.date_formats)),
+                        | parsed_date(e).is_null()
+                        | (parsed(c) >= parsed_date(e)),
                     )
                 )
     if column.kind in (Kind.INTEGER, Kind.DECIMAL):
@@ -171,6 +186,7 @@ def validate_batch(
     Returns (typed rows that passed, failures with _line, column, value, reason_code, message).
     """
     failures = _empty_failures()
+    frame = with_parsed_dates(frame, extract, options)
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
