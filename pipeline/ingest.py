@@ -34,7 +34,8 @@ from pipeline.warehouse import connect, q, src_table, transaction
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 500_000
+BATCH_ROWS = 250_000
+COMMIT_ROWS = 2_000_000
 Progress = Callable[[str, int, int | None], None]  # (label, rows done, rows total or None)
 
 
@@ -490,15 +491,17 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, pr
     schema = build_schema(extract, options)
     seq = con.execute("SELECT coalesce(max(load_seq), 0) + 1 FROM loads").fetchone()[0]
     started = datetime.now(UTC).replace(tzinfo=None)
-    con.execute(
-        "INSERT INTO loads (load_id, load_seq, source, file_name, file_path, sha256, file_bytes, file_format, "
-        "extract_date, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [load_id, seq, name, plan.path.name, str(plan.path), plan.sha256, plan.path.stat().st_size, plan.fmt,
-         extract_date, started],
-    )
+    with transaction(con):
+        con.execute(
+            "INSERT INTO loads (load_id, load_seq, source, file_name, file_path, sha256, file_bytes, file_format, "
+            "extract_date, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [load_id, seq, name, plan.path.name, str(plan.path), plan.sha256, plan.path.stat().st_size, plan.fmt,
+             extract_date, started],
+        )
+    con.execute("BEGIN TRANSACTION")
     table = q(src_table(extract))
     columns = ", ".join(q(c) for c in extract.column_names)
-    rows_read = 0
+    rows_read = committed_at = 0
     batches, malformed_rows = _read_batches(plan, workdir)
     for text in batches:
         rows_read += text.height
@@ -513,6 +516,12 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, pr
             bad = text.filter(pl.col(LINE).is_in(failures.get_column(LINE).unique().implode()))
             _store_failures(con, load_id, plan, failures, _raw_json(bad))
         con.unregister("batch_good")
+        # Commit every COMMIT_ROWS: a ten-million-row file in one transaction holds gigabytes in
+        # memory. All-or-nothing is kept by `_forget_loads` (on failure) and `clean_unfinished_loads`.
+        if rows_read - committed_at >= COMMIT_ROWS:
+            con.execute("COMMIT")
+            con.execute("BEGIN TRANSACTION")
+            committed_at = rows_read
         if progress:
             progress(name, rows_read, None)
 
@@ -547,6 +556,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, pr
         "UPDATE loads SET rows_read = ?, rows_loaded = ?, rows_rejected = ?, finished_at = ? WHERE load_id = ?",
         [rows_read, loaded, rejected, datetime.now(UTC).replace(tzinfo=None), load_id],
     )
+    con.execute("COMMIT")  # the load is finished only now
     reasons = dict(
         con.execute(
             "SELECT reason_code, count(*) FROM rejects WHERE load_id = ? GROUP BY 1 ORDER BY 1", [load_id]
@@ -663,24 +673,56 @@ def plan_ingest(config: Config) -> list[_Planned]:
     return plans
 
 
+def _forget_loads(con: duckdb.DuckDBPyConnection, load_ids: list[str]) -> None:
+    """Remove every row of these loads: the warehouse holds what it held before they began."""
+    if not load_ids:
+        return
+    with transaction(con):
+        for extract in EXTRACTS.values():
+            con.execute(f"DELETE FROM {q(src_table(extract))} WHERE list_contains(?, _load_id)", [load_ids])
+        for table in ("rejects", "rejected_rows", "loads"):
+            con.execute(f"DELETE FROM {table} WHERE list_contains(?, load_id)", [load_ids])
+
+
+def clean_unfinished_loads(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """A load that never finished (the process was killed) is removed before anything else."""
+    stale = [r[0] for r in con.execute("SELECT load_id FROM loads WHERE finished_at IS NULL").fetchall()]
+    if stale:
+        log.warning("removing %d unfinished load(s) left by an interrupted ingest", len(stale))
+        _forget_loads(con, stale)
+    return stale
+
+
 def ingest(config: Config, progress: Progress | None = None, con: duckdb.DuckDBPyConnection | None = None) -> list[LoadResult]:
-    """Load every new extract file into the warehouse; return one result per file."""
+    """Load every new extract file into the warehouse; return one result per file.
+
+    All or nothing: if any file fails part-way, the loads this command made are removed again."""
     plans = plan_ingest(config)
     own = con is None
     con = con or connect(config)
     results: list[LoadResult] = []
+    started: list[str] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="iom-ingest-") as tmp, transaction(con):
+        clean_unfinished_loads(con)
+        with tempfile.TemporaryDirectory(prefix="iom-ingest-") as tmp:
             for plan in plans:
                 done = con.execute(
                     "SELECT load_id, rows_read, rows_loaded, rows_rejected FROM loads WHERE source = ? AND sha256 = ?",
                     [plan.extract.name, plan.sha256],
-                ).fetchone()
+                ).fetchall()
                 if done:
-                    log.info("%s (%s) already loaded as %s: skipped", plan.extract.name, plan.path.name, done[0])
-                    results.append(LoadResult(plan.extract.name, plan.path.name, done[0], "unchanged", *done[1:]))
+                    log.info("%s (%s) already loaded as %s: skipped", plan.extract.name, plan.path.name, done[0][0])
+                    results.append(LoadResult(plan.extract.name, plan.path.name, done[0][0], "unchanged", *done[0][1:]))
                     continue
-                results.append(_load_file(con, plan, Path(tmp), progress))
+                started.append(f"{plan.extract.name}:{plan.sha256[:16]}")
+                try:
+                    results.append(_load_file(con, plan, Path(tmp), progress))
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+    except BaseException:
+        _forget_loads(con, started)
+        raise
     finally:
         if own:
             con.close()

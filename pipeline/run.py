@@ -26,7 +26,6 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-from rules.engine import RuleSet, load_rules, score, select_cohorts
 
 from features.build import compute_features, unknown_offence_codes
 from features.reference import load_offence_reference
@@ -35,6 +34,7 @@ from pipeline.errors import NotFoundError, ValidationThresholdError
 from pipeline.lock import workspace_lock
 from pipeline.warehouse import connect, q, table_exists, transaction
 from pipeline.workspace import IngestReport, ingest_workspace
+from rules.engine import RuleSet, load_rules, score, select_cohorts
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pipeline.validate import sql_type
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
-MEMORY_LIMIT = os.environ.get("IOM_MEMORY_LIMIT", "2GB")
+MEMORY_LIMIT = os.environ.get("IOM_MEMORY_LIMIT", "1536MB")
 CATALOG = "wh"
 
 

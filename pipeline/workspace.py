@@ -80,6 +80,7 @@ def ingest_workspace(config: Config, progress: Progress | None = None) -> Ingest
     con = connect(config)
     try:
         loads = ingest(config, progress=progress, con=con)
+        con.execute("CHECKPOINT")  # settle the batch commits of the ingest before the link rewrites tables
         with transaction(con):
             summary = link_identities(con)
         rows = con.execute(

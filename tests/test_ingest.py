@@ -207,3 +207,18 @@ def test_read_equals_loaded_plus_rejected_and_every_reject_has_a_reason(tmp_path
     assert [line for (line,) in lines] == list(range(2, len(rows) + 2))  # every line exactly once
 
 
+
+
+def test_rows_of_an_interrupted_load_are_removed_before_the_next_ingest(workspace):
+    config = workspace({"police_offences": [offence(1)]})
+    ingest(config)
+    con = connect(config)
+    # what a kill -9 part-way through a file leaves: a load without finished_at, and some of its rows
+    con.execute("INSERT INTO loads (load_id, load_seq, source, file_name, file_path, sha256) "
+                "VALUES ('police_offences:dead', 99, 'police_offences', 'x.csv', '/x.csv', 'dead')")
+    con.execute("INSERT INTO src_police_offences (_load_id, _line, offence_id, police_person_id, offence_date, "
+                "ho_offence_code) VALUES ('police_offences:dead', 2, 'CR9', 'N1', DATE '2026-01-01', '028/01')")
+    con.close()
+    ingest(config)
+    assert warehouse_rows(config, "SELECT offence_id FROM src_police_offences") == [("CR000001",)]
+    assert warehouse_rows(config, "SELECT count(*) FROM loads WHERE finished_at IS NULL") == [(0,)]

@@ -1,0 +1,507 @@
+"""Point-in-time features: one row per person assessed at D (the as-of date).
+
+Everything is computed from what was known on or before D, so the monthly run and a model's
+historical training snapshots use the same code:
+
+- an offence counts only if committed and recorded by D; its outcome is the recorded outcome
+  only if the outcome date is on or before D (otherwise, or with no outcome date, 'pending');
+  it is *counted* when that outcome at D is one of the rule set's `counted_outcomes`;
+- a custody spell counts from its reception date; it has ended at D only if released by D;
+- a supervision period counts from its start; assessments (OGRS3, RoSH, MAPPA) from their
+  assessment date (or the period start when there is none); probation events from their date;
+- death counts only from the date of death; the area is the police nominal's area, else the
+  latest probation or prison area known at D.
+
+Definitions worth knowing (windows are `(D - n months, D]`, months clamped to month ends):
+
+- the assessed population: people with an offence known at D, a custody spell received by D or
+  a supervision period started by D; `in_police`, `in_prison`, `in_probation` say which;
+- `most_serious_36m`: the description of the counted offence with the highest gravity in 36
+  months; ties go to the most recent, then the lowest offence code;
+- `unknown_offences_36m`: counted offences in 36 months whose code is not in the reference;
+- `days_until_release`: expected release date minus D while in custody (negative if overdue);
+  `release_due_90d`: in custody with an expected release date no later than D + 90 days;
+- `under_supervision`: a period started by D, not ended before D, of a type other than
+  'none' (a case without a supervising order); `supervision_type` is the latest such period's;
+- `ogrs3_2yr`: the latest probation OGRS3 assessed by D, else computed from police history
+  at D (`ogrs3_source` 'probation' or 'computed'), see `features.ogrs3`.
+
+The work is set-based in DuckDB: named steps as CTEs (grain in a comment), dates as bound
+parameters, one pass over the offences grouped by police id (no join on the big table), merged
+per person afterwards. Only the decoding of packed keys and the OGRS3 formula run in Polars.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+import duckdb
+import polars as pl
+
+from features.ogrs3 import OFFENCE_TERMS, ogrs3_percent_expr
+from pipeline.contract import OUTCOMES
+from pipeline.errors import ConfigError
+from pipeline.warehouse import cur_table, q
+
+log = logging.getLogger(__name__)
+
+CODES_VIEW = "_iom_offence_codes"
+SANCTION_OUTCOMES = ("convicted", "cautioned", "community_resolution")  # OGRS3 "sanctions"
+UNKNOWN_OFFENCE_KEYS = ("offence_group", "gravity", "neighbourhood_crime", "violence", "ogrs3_group")
+RELEASE_DUE_DAYS = 90
+# Packed sort keys (see `offences_by_police_id`): days since DAY_ZERO in 19 bits, code ids in 22 bits.
+DAY_ZERO = "1800-01-01"
+DAY_LIMIT = 2**19
+CODE_LIMIT = 2**22
+
+_I, _S, _B, _D = pl.Int64(), pl.Utf8(), pl.Boolean(), pl.Date()
+# The output of compute_features, in order: column -> dtype (the same for an empty result).
+FEATURE_SCHEMA: dict[str, pl.DataType] = {
+    "person_key": _S,
+    "age": _I,
+    "area": _S,
+    "deceased": _B,
+    "offences_3m": _I,
+    "offences_12m": _I,
+    "offences_36m": _I,
+    "offences_total": _I,
+    "days_since_last_offence": _I,
+    "last_offence_date": _D,
+    "neighbourhood_12m": _I,
+    "violence_12m": _I,
+    "distinct_groups_36m": _I,
+    "seriousness_sum_36m": _I,
+    "seriousness_max_36m": _I,
+    "most_serious_36m": _S,
+    "trend_12m": _I,
+    "prev_12m": _I,
+    "in_custody": _B,
+    "custody_type_at_d": _S,
+    "expected_release_date": _D,
+    "days_until_release": _I,
+    "release_due_90d": _B,
+    "days_since_release": _I,
+    "short_sentences_36m": _I,
+    "under_supervision": _B,
+    "supervision_type": _S,
+    "ogrs3_2yr": pl.Float64(),
+    "ogrs3_source": _S,
+    "rosh": _S,
+    "mappa_level": _I,
+    "breaches_12m": _I,
+    "recalls_12m": _I,
+    "missed_appointments_12m": _I,
+    "positive_drug_tests_12m": _I,
+    "in_police": _B,
+    "in_probation": _B,
+    "in_prison": _B,
+    "unknown_offences_36m": _I,
+}
+FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_SCHEMA)
+
+
+def months_before(day: date, months: int) -> date:
+    """The same day `months` calendar months earlier, clamped to the month's end (31 May -> 28 Feb)."""
+    index = day.year * 12 + day.month - 1 - months
+    year, month = divmod(index, 12)
+    month += 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def _yyyymmdd(column: str) -> str:
+    return f"(year({column}) * 10000 + month({column}) * 100 + day({column}))"
+
+
+def _age_sql(dob: str, at: str) -> str:
+    """Whole years between two dates (birthday reached or not), null if either is null."""
+    return f"(({_yyyymmdd(at)} - {_yyyymmdd(dob)}) // 10000)"
+
+
+def _check_inputs(reference: pl.DataFrame, counted_outcomes: Sequence[str], unknown_offence: dict) -> None:
+    missing = [k for k in UNKNOWN_OFFENCE_KEYS if k not in unknown_offence]
+    if missing:
+        raise ConfigError(f"unknown_offence: missing {', '.join(missing)}")
+    if unknown_offence["ogrs3_group"] not in OFFENCE_TERMS:
+        raise ConfigError(f"unknown_offence.ogrs3_group: {unknown_offence['ogrs3_group']!r} is not an OGRS3 group")
+    bad = [o for o in counted_outcomes if o not in OUTCOMES]
+    if bad:
+        raise ConfigError(f"counted_outcomes: {bad[0]!r} is not an outcome; allowed: {', '.join(OUTCOMES)}")
+    needed = {"ho_offence_code", "description", "offence_group", "neighbourhood_crime", "violence", "gravity",
+              "ogrs3_group"}
+    absent = needed - set(reference.columns)
+    if absent:
+        raise ConfigError(f"offence reference frame lacks columns: {', '.join(sorted(absent))}")
+
+
+def _in_list(column: str, prefix: str, values: Sequence[str], params: dict) -> str:
+    """`column IN ($prefix_0, ...)` with every value bound as a parameter ('false' if none)."""
+    names = []
+    for i, value in enumerate(dict.fromkeys(values)):
+        params[f"{prefix}_{i}"] = value
+        names.append(f"${prefix}_{i}")
+    return f"{column} IN ({', '.join(names)})" if names else "false"
+
+
+def _parameters(as_of: date, counted_outcomes: Sequence[str]) -> tuple[dict, dict]:
+    params = {
+        "d": as_of,
+        "d_3m": months_before(as_of, 3),
+        "d_12m": months_before(as_of, 12),
+        "d_24m": months_before(as_of, 24),
+        "d_36m": months_before(as_of, 36),
+        "d_release": as_of + timedelta(days=RELEASE_DUE_DAYS),
+    }
+    parts = {
+        "counted_in": _in_list("o.outcome", "counted", [c for c in counted_outcomes if c != "pending"], params),
+        "sanction_in": _in_list("o.outcome", "sanction", SANCTION_OUTCOMES, params),
+        "pending_counted": "pending" in counted_outcomes,
+    }
+    return params, parts
+
+
+def _features_sql(
+    counted_in: str, sanction_in: str, pending_counted: bool, group_masks: int, merge_police_ids: bool = True
+) -> str:
+    offences, cases = q(cur_table("police_offences")), q(cur_table("probation_cases"))
+    events, custody = q(cur_table("probation_events")), q(cur_table("prison_custody"))
+    codes = q(CODES_VIEW)
+    # Distinct offence groups as bit masks of 63 groups each: exact, and mergeable across police ids.
+    masks = "\n           ".join(f"bit_or(group_bit_{k}) FILTER (in_36m) AS group_mask_{k}," for k in range(group_masks))
+    group_bits = "".join(f"k.group_bit_{k}, " for k in range(group_masks))
+
+    def merge(function: str, column: str) -> str:
+        if not merge_police_ids:
+            return f"b.{column}"
+        cast = "::BIGINT" if function == "sum" else ""
+        return f"{function}(b.{column}){cast} AS {column}"
+
+    group_distinct = " + ".join(
+        f"coalesce(bit_count({'bit_or(' if merge_police_ids else '('}b.group_mask_{k})), 0)" for k in range(group_masks)
+    )
+    pending = "true" if pending_counted else "false"
+    return f"""
+WITH
+-- [one person]: a dense integer id so that every later join and grouping is on integers
+people_ids AS MATERIALIZED (
+    SELECT row_number() OVER () AS pid, person_key, police_person_id, date_of_birth, sex, area, deceased_date
+    FROM people),
+-- [one source record]: police id, CRN or NOMIS number with its person
+source_ids AS MATERIALIZED (
+    SELECT i.source, i.source_id, p.pid FROM person_ids i JOIN people_ids p USING (person_key)),
+-- [one offence known at D]: committed and recorded by D; its outcome as known at D decides
+-- whether it is counted (rule set) and whether it is a sanction (OGRS3)
+offences_at_d AS (
+    SELECT o.police_person_id, o.offence_date, o.outcome_date, k.unknown_code, k.gravity,
+           k.neighbourhood_crime, k.violence, k.serious_base, k.code_tie, {group_bits}
+           CASE WHEN o.outcome_date <= $d AND o.outcome IS NOT NULL THEN {counted_in} ELSE {pending} END
+               AS counted,
+           coalesce(o.outcome_date <= $d AND {sanction_in}, false) AS sanction,
+           greatest(0, least({DAY_LIMIT - 1}, o.offence_date - DATE '{DAY_ZERO}')) AS offence_day,
+           greatest(0, least({DAY_LIMIT - 1}, o.outcome_date - DATE '{DAY_ZERO}')) AS outcome_day
+    FROM {offences} o JOIN {codes} k ON k.ho_offence_code = o.ho_offence_code
+    WHERE o.offence_date <= $d AND (o.recorded_date IS NULL OR o.recorded_date <= $d)),
+-- [one offence known at D]: window flags computed once, so each aggregate only tests a boolean
+offences_flagged AS (
+    SELECT police_person_id, counted, sanction, offence_date, outcome_date,
+           counted AND offence_date > $d_3m AS in_3m,
+           counted AND offence_date > $d_12m AS in_12m,
+           counted AND offence_date > $d_36m AS in_36m,
+           counted AND offence_date > $d_24m AND offence_date <= $d_12m AS in_prev_12m,
+           neighbourhood_crime, violence, unknown_code, gravity, {group_bits.replace("k.", "")}
+           -- most serious: highest gravity, then the most recent, then the lowest code
+           serious_base + offence_day * {CODE_LIMIT} AS serious_key,
+           -- current sanction: the latest outcome date, then the latest offence date, then the lowest code
+           outcome_day * {2 ** 41} + offence_day * {CODE_LIMIT} + code_tie AS sanction_key
+    FROM offences_at_d),
+-- [one police id with an offence known at D]: mergeable aggregates only (sums, max, min, bit_or)
+-- so the big pass needs no join; tie-breaks are packed into one BIGINT and decoded later
+offences_by_police_id AS (
+    SELECT police_person_id,
+           count(*) FILTER (in_3m) AS offences_3m,
+           count(*) FILTER (in_12m) AS offences_12m,
+           count(*) FILTER (in_36m) AS offences_36m,
+           count(*) FILTER (counted) AS offences_total,
+           max(offence_date) FILTER (counted) AS last_offence_date,
+           count(*) FILTER (in_12m AND neighbourhood_crime) AS neighbourhood_12m,
+           count(*) FILTER (in_12m AND violence) AS violence_12m,
+           {masks}
+           sum(gravity) FILTER (in_36m) AS seriousness_sum_36m,
+           max(serious_key) FILTER (in_36m) AS serious_key,
+           count(*) FILTER (in_prev_12m) AS prev_12m,
+           count(*) FILTER (in_36m AND unknown_code) AS unknown_offences_36m,
+           count(*) FILTER (sanction) AS sanctions,
+           min(outcome_date) FILTER (sanction) AS first_sanction_date,
+           max(sanction_key) FILTER (sanction) AS sanction_key
+    FROM offences_flagged GROUP BY police_person_id),
+-- [one person with an offence known at D]: the police ids of one person merged (a plain join
+-- when no person has two police ids, the usual case)
+offences_by_person AS (
+    SELECT i.pid,
+           {merge("sum", "offences_3m")}, {merge("sum", "offences_12m")},
+           {merge("sum", "offences_36m")}, {merge("sum", "offences_total")},
+           {merge("max", "last_offence_date")},
+           {merge("sum", "neighbourhood_12m")}, {merge("sum", "violence_12m")},
+           {group_distinct} AS distinct_groups_36m,
+           {merge("sum", "seriousness_sum_36m")},
+           {merge("max", "serious_key")},
+           {merge("sum", "prev_12m")}, {merge("sum", "unknown_offences_36m")},
+           {merge("sum", "sanctions")}, {merge("min", "first_sanction_date")},
+           {merge("max", "sanction_key")}
+    FROM offences_by_police_id b
+    JOIN source_ids i ON i.source = 'police' AND i.source_id = b.police_person_id
+    {"GROUP BY i.pid" if merge_police_ids else ""}),
+-- [one custody spell received by D]; spell_key orders spells by reception date, ties broken by a
+-- hash of the spell id (reproducible; a tie is two spells of one person received the same day)
+spells_at_d AS (
+    SELECT i.pid, s.release_date, s.expected_release_date, s.sentence_days, s.custody_type, s.release_area,
+           s.reception_date,
+           (s.reception_date - DATE '{DAY_ZERO}') * {2 ** 32} + CAST(hash(s.spell_id) % {2 ** 32} AS BIGINT)
+               AS spell_key,
+           s.release_date IS NOT NULL AND s.release_date <= $d AS released
+    FROM {custody} s JOIN source_ids i ON i.source = 'prison' AND i.source_id = s.nomis_id
+    WHERE s.reception_date <= $d),
+-- [one person with a spell received by D]: the open spell, if any, is the latest one received
+custody_features AS (
+    SELECT pid,
+           bool_or(NOT released) AS in_custody,
+           arg_max(custody_type, spell_key) FILTER (NOT released) AS custody_type_at_d,
+           arg_max(expected_release_date, spell_key) FILTER (NOT released) AS expected_release_date,
+           max(release_date) FILTER (released) AS last_release_date,
+           count(*) FILTER (custody_type = 'sentenced' AND sentence_days < 365 AND reception_date > $d_36m)
+               AS short_sentences_36m,
+           arg_max(release_area, spell_key) FILTER (release_area IS NOT NULL) AS prison_area
+    FROM spells_at_d GROUP BY pid),
+-- [one case row started or assessed by D]: supervision periods count from their start,
+-- assessments from their date (the period start when there is none); type 'none' is a case
+-- without a supervising order
+cases_at_d AS (
+    SELECT i.pid, c.supervision_type, c.area, c.ogrs3_2yr, c.rosh, c.mappa_level,
+           coalesce(c.supervision_start <= $d, false) AS started,
+           coalesce(c.supervision_start <= $d, false) AND c.supervision_type IS DISTINCT FROM 'none'
+               AND (c.supervision_end IS NULL OR c.supervision_end >= $d) AS active,
+           coalesce(coalesce(c.assessment_date, c.supervision_start) <= $d, false) AS assessed,
+           (coalesce(c.supervision_start, DATE '0001-01-01'), c.crn) AS period_key,
+           (coalesce(c.assessment_date, c.supervision_start), coalesce(c.supervision_start, DATE '0001-01-01'), c.crn)
+               AS assessment_key
+    FROM {cases} c JOIN source_ids i ON i.source = 'probation' AND i.source_id = c.crn
+    WHERE c.supervision_start <= $d OR coalesce(c.assessment_date, c.supervision_start) <= $d),
+-- [one person with a case row started or assessed by D]: the latest known value of each field
+probation_features AS (
+    SELECT pid,
+           bool_or(started) AS in_probation,
+           bool_or(active) AS under_supervision,
+           arg_max(supervision_type, period_key) FILTER (active) AS supervision_type,
+           arg_max(area, period_key) FILTER (started AND area IS NOT NULL) AS probation_area,
+           arg_max(ogrs3_2yr, assessment_key) FILTER (assessed AND ogrs3_2yr IS NOT NULL) AS probation_ogrs3,
+           arg_max(rosh, assessment_key) FILTER (assessed AND rosh IS NOT NULL) AS rosh,
+           arg_max(mappa_level, assessment_key) FILTER (assessed AND mappa_level IS NOT NULL) AS mappa_level
+    FROM cases_at_d GROUP BY pid),
+-- [one person]: enforcement and compliance events in (D-12m, D]
+event_features AS (
+    SELECT i.pid,
+           count(*) FILTER (e.event_type = 'breach') AS breaches_12m,
+           count(*) FILTER (e.event_type = 'recall') AS recalls_12m,
+           count(*) FILTER (e.event_type = 'missed_appointment') AS missed_appointments_12m,
+           count(*) FILTER (e.event_type = 'positive_drug_test') AS positive_drug_tests_12m
+    FROM {events} e JOIN source_ids i ON i.source = 'probation' AND i.source_id = e.crn
+    WHERE e.event_date <= $d AND e.event_date > $d_12m
+    GROUP BY i.pid)
+-- [one person assessed at D]: any offence, spell or period known at D
+SELECT p.person_key,
+       {_age_sql('p.date_of_birth', '$d')} AS age,
+       CASE WHEN p.police_person_id IS NOT NULL THEN p.area
+            ELSE coalesce(s.probation_area, c.prison_area) END AS area,
+       coalesce(p.deceased_date <= $d, false) AS deceased,
+       coalesce(o.offences_3m, 0) AS offences_3m,
+       coalesce(o.offences_12m, 0) AS offences_12m,
+       coalesce(o.offences_36m, 0) AS offences_36m,
+       coalesce(o.offences_total, 0) AS offences_total,
+       date_diff('day', o.last_offence_date, $d) AS days_since_last_offence,
+       o.last_offence_date,
+       coalesce(o.neighbourhood_12m, 0) AS neighbourhood_12m,
+       coalesce(o.violence_12m, 0) AS violence_12m,
+       coalesce(o.distinct_groups_36m, 0) AS distinct_groups_36m,
+       coalesce(o.seriousness_sum_36m, 0) AS seriousness_sum_36m,
+       coalesce(o.offences_12m, 0) - coalesce(o.prev_12m, 0) AS trend_12m,
+       coalesce(o.prev_12m, 0) AS prev_12m,
+       coalesce(c.in_custody, false) AS in_custody,
+       c.custody_type_at_d,
+       c.expected_release_date,
+       CASE WHEN c.in_custody THEN date_diff('day', $d, c.expected_release_date) END AS days_until_release,
+       coalesce(c.in_custody AND c.expected_release_date <= $d_release, false) AS release_due_90d,
+       date_diff('day', c.last_release_date, $d) AS days_since_release,
+       coalesce(c.short_sentences_36m, 0) AS short_sentences_36m,
+       coalesce(s.under_supervision, false) AS under_supervision,
+       s.supervision_type,
+       s.probation_ogrs3,
+       s.rosh,
+       s.mappa_level,
+       coalesce(e.breaches_12m, 0) AS breaches_12m,
+       coalesce(e.recalls_12m, 0) AS recalls_12m,
+       coalesce(e.missed_appointments_12m, 0) AS missed_appointments_12m,
+       coalesce(e.positive_drug_tests_12m, 0) AS positive_drug_tests_12m,
+       o.pid IS NOT NULL AS in_police,
+       coalesce(s.in_probation, false) AS in_probation,
+       c.pid IS NOT NULL AS in_prison,
+       coalesce(o.unknown_offences_36m, 0) AS unknown_offences_36m,
+       -- packed keys, decoded against the code table in Polars
+       {CODE_LIMIT - 1} - o.serious_key % {CODE_LIMIT} AS _serious_code_id,
+       {CODE_LIMIT - 1} - o.sanction_key % {CODE_LIMIT} AS _sanction_code_id,
+       -- OGRS3 inputs (dropped after the formula): sex is used for nothing else
+       p.sex AS _sex,
+       o.sanctions AS _sanctions,
+       {_age_sql('p.date_of_birth', f"(DATE '{DAY_ZERO}' + CAST(o.sanction_key // {2 ** 41} AS INTEGER))")}
+           AS _age_at_current,
+       {_age_sql('p.date_of_birth', 'o.first_sanction_date')} AS _age_at_first
+FROM people_ids p
+LEFT JOIN offences_by_person o USING (pid)
+LEFT JOIN custody_features c USING (pid)
+LEFT JOIN probation_features s USING (pid)
+LEFT JOIN event_features e USING (pid)
+WHERE o.pid IS NOT NULL OR c.pid IS NOT NULL OR s.in_probation
+ORDER BY p.person_key
+"""
+
+
+def _several_police_ids(con: duckdb.DuckDBPyConnection) -> bool:
+    """Does any person hold two or more police ids (their offences must then be merged)?"""
+    row = con.execute(
+        "SELECT count(*) > count(DISTINCT person_key) FROM person_ids WHERE source = 'police'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _decode_codes(frame: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
+    """Packed code ids back to the most serious offence and the current sanction's OGRS3 group."""
+    ids = codes.get_column("code_id")
+
+    def lookup(column: str, value: str, dtype: pl.DataType) -> pl.Expr:
+        return pl.col(column).replace_strict(ids, codes.get_column(value), default=None, return_dtype=dtype)
+
+    return frame.with_columns(
+        lookup("_serious_code_id", "gravity", pl.Int64()).alias("seriousness_max_36m"),
+        lookup("_serious_code_id", "description", pl.Utf8()).alias("most_serious_36m"),
+        lookup("_sanction_code_id", "ogrs3_group", pl.Utf8()).alias("_current_ogrs3_group"),
+    )
+
+
+def _with_ogrs3(frame: pl.DataFrame) -> pl.DataFrame:
+    computed = ogrs3_percent_expr(
+        age=pl.col("age"),
+        sex=pl.col("_sex"),
+        total_sanctions=pl.col("_sanctions"),
+        age_at_current=pl.col("_age_at_current"),
+        age_at_first=pl.col("_age_at_first"),
+        offence_group=pl.col("_current_ogrs3_group"),
+    )
+    frame = frame.with_columns(computed.alias("_computed_ogrs3"))
+    return frame.with_columns(
+        pl.coalesce("probation_ogrs3", "_computed_ogrs3").alias("ogrs3_2yr"),
+        pl.when(pl.col("probation_ogrs3").is_not_null())
+        .then(pl.lit("probation"))
+        .when(pl.col("_computed_ogrs3").is_not_null())
+        .then(pl.lit("computed"))
+        .otherwise(None)
+        .alias("ogrs3_source"),
+    )
+
+
+
+
+def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unknown_offence: dict) -> pl.DataFrame:
+    """[one offence code seen in the offences]: reference values or the unknown defaults, with
+    dense integer ids (in code order) so the 10M-row pass carries integers, not strings."""
+    seen = con.execute(
+        f"SELECT DISTINCT ho_offence_code FROM {q(cur_table('police_offences'))} WHERE ho_offence_code IS NOT NULL"
+    ).pl()
+    columns = ["ho_offence_code", "description", "offence_group", "gravity", "neighbourhood_crime", "violence",
+               "ogrs3_group"]
+    codes = seen.join(reference.select(columns), on="ho_offence_code", how="left")
+    unknown = pl.col("offence_group").is_null()
+    codes = codes.sort("ho_offence_code").with_columns(
+        unknown.alias("unknown_code"),
+        pl.col("offence_group").fill_null(str(unknown_offence["offence_group"])),
+        pl.col("gravity").fill_null(int(unknown_offence["gravity"])).cast(pl.Int64),
+        pl.col("neighbourhood_crime").fill_null(bool(unknown_offence["neighbourhood_crime"])),
+        pl.col("violence").fill_null(bool(unknown_offence["violence"])),
+        pl.col("ogrs3_group").fill_null(str(unknown_offence["ogrs3_group"])),
+        pl.col("description").fill_null(pl.lit("Unknown offence code ") + pl.col("ho_offence_code")),
+    )
+    codes = codes.with_row_index("code_id").with_columns(
+        pl.col("code_id").cast(pl.Int64),
+        (pl.col("offence_group").rank("dense") - 1).cast(pl.Int64).alias("group_id"),
+    )
+    # Per-code parts of the packed keys and group bits, so the big pass does little arithmetic.
+    masks = max(1, -(-int(codes.get_column("group_id").max() + 1) // 63)) if codes.height else 1
+    tie = CODE_LIMIT - 1 - pl.col("code_id")  # larger for lower codes: ties go to the lowest code
+    return codes.with_columns(
+        tie.alias("code_tie"),
+        (pl.col("gravity") * 2**41 + tie).alias("serious_base"),
+        *[
+            pl.col("group_id").replace_strict(
+                {g: (1 << (g % 63)) if g // 63 == k else 0 for g in range(63 * masks)}, return_dtype=pl.Int64
+            ).alias(f"group_bit_{k}")
+            for k in range(masks)
+        ],
+    )
+
+
+def compute_features(
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    reference: pl.DataFrame,
+    counted_outcomes: Sequence[str],
+    unknown_offence: dict,
+) -> pl.DataFrame:
+    """Features of every person assessed at `as_of`, one row each, sorted by person_key.
+
+    Columns: FEATURE_COLUMNS. `reference` is `features.reference.load_offence_reference()`;
+    `counted_outcomes` and `unknown_offence` come from the rule set.
+    """
+    _check_inputs(reference, counted_outcomes, unknown_offence)
+    params, parts = _parameters(as_of, counted_outcomes)
+    codes = offence_codes(con, reference, unknown_offence)
+    group_masks = max(1, -(-int(codes.get_column("group_id").max() + 1) // 63)) if codes.height else 1
+    con.register(CODES_VIEW, codes.to_arrow())
+    try:
+        merge = _several_police_ids(con)
+        frame = con.execute(_features_sql(group_masks=group_masks, merge_police_ids=merge, **parts), params).pl()
+    finally:
+        con.unregister(CODES_VIEW)
+    frame = _with_ogrs3(_decode_codes(frame, codes))
+    # One chunk: DuckDB hands over record batches, and gathers on chunked frames are slow.
+    frame = frame.select(pl.col(name).cast(dtype) for name, dtype in FEATURE_SCHEMA.items()).rechunk()
+    log.info("features at %s: %d people assessed", as_of.isoformat(), frame.height)
+    return frame
+
+
+def unknown_offence_codes(con: duckdb.DuckDBPyConnection, as_of: date, reference: pl.DataFrame) -> pl.DataFrame:
+    """Offence codes known at `as_of` that the reference table lacks: columns code, count.
+
+    These offences are scored with the rule set's `[unknown_offence]` defaults; the run reports
+    them so the reference table can be extended. Sorted by count (descending), then code.
+    """
+    empty = pl.DataFrame(schema={"code": pl.Utf8, "count": pl.Int64})
+    seen = con.execute(
+        f"SELECT DISTINCT ho_offence_code FROM {q(cur_table('police_offences'))} WHERE ho_offence_code IS NOT NULL"
+    ).pl()
+    unknown = seen.join(reference.select("ho_offence_code"), on="ho_offence_code", how="anti")
+    if unknown.height == 0:
+        return empty  # the usual case: no second pass over the offences
+    params: dict = {"d": as_of}
+    in_list = _in_list("ho_offence_code", "code", unknown.get_column("ho_offence_code").to_list(), params)
+    frame = con.execute(
+        f"""-- [one unknown code known at D]
+        SELECT ho_offence_code AS code, count(*) AS count
+        FROM {q(cur_table('police_offences'))}
+        WHERE {in_list} AND offence_date <= $d AND (recorded_date IS NULL OR recorded_date <= $d)
+        GROUP BY ho_offence_code
+        ORDER BY count DESC, code""",
+        params,
+    ).pl()
+    if frame.height:
+        log.warning("%d offence codes at %s are not in the offence reference", frame.height, as_of.isoformat())
+    return frame.with_columns(pl.col("count").cast(pl.Int64)) if frame.height else empty
