@@ -77,7 +77,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
-def setup_logging(log_format: LogFormat, quiet: bool, verbose: bool, log_file: Path | None = None) -> None:
+def setup_logging(log_format: LogFormat, quiet: bool, verbose: bool) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -89,13 +89,6 @@ def setup_logging(log_format: LogFormat, quiet: bool, verbose: bool, log_file: P
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     handler.setLevel(level)
     root.addHandler(handler)
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
-        file_handler.setFormatter(JsonFormatter())
-        file_handler.setLevel(logging.INFO)
-        root.addHandler(file_handler)
-        os.chmod(log_file, 0o600)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("mlflow", "alembic", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

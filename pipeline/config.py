@@ -73,7 +73,6 @@ class WorkspaceConfig(_Strict):
     period: Literal["month_start", "today"] = "month_start"
     max_rejected_percent: float | None = Field(default=None, ge=0, le=100)
     encryption_key_env: str | None = None
-    log_file: Path | None = None
 
 
 class Config(_Strict):

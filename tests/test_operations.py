@@ -127,3 +127,45 @@ def test_purge_command(tmp_path, workspace):
     assert "Would remove" in result.output
     bad = runner.invoke(app, ["purge", "--older-than", "soon", "--config", str(config.path)])
     assert bad.exit_code == 2
+
+
+HOSTILE = ['"; DROP TABLE loads; --', 'a"b', "Robert'); DELETE FROM rejects;--", "select", "x y z"]
+
+
+def test_hostile_column_names_in_mappings_are_data_not_sql(workspace, tmp_path):
+    import polars as pl
+
+    from pipeline.contract import EXTRACTS
+
+    columns = EXTRACTS["probation_events"].column_names
+    mapping = dict(zip(HOSTILE[:3], columns, strict=True))
+    (tmp_path / "extracts").mkdir(exist_ok=True)
+    frame = pl.DataFrame({HOSTILE[0]: ["X123456", "X123456"], HOSTILE[1]: ["2026-08-14", "bad"],
+                          HOSTILE[2]: ["breach", "recall"], HOSTILE[3]: ["extra", "extra"]})
+    frame.write_parquet(tmp_path / "extracts" / "events.parquet")
+    csv_path = tmp_path / "extracts" / "events.csv"
+    frame.write_csv(csv_path)
+    for file, fmt in (("extracts/events.parquet", "parquet"), ("extracts/events.csv", "csv")):
+        config = workspace(overrides={"probation_events": {"file": file, "format": fmt, "columns": mapping}})
+        results = {r.source: r for r in ingest(config)}
+        events = results["probation_events"]
+        assert (events.rows_read, events.rows_loaded, events.rows_rejected) == (2, 1, 1)
+        assert events.ignored_columns == [HOSTILE[3]]
+        con = connect(config)
+        try:
+            assert con.execute("SELECT count(*) FROM loads").fetchall()[0][0] >= 5  # nothing dropped
+            assert con.execute("SELECT count(*) FROM rejects").fetchall()[0][0] >= 1
+        finally:
+            con.close()
+        config.warehouse_path.unlink()
+
+
+def test_run_outputs_are_owner_only(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cli", "--quiet", "demo", "--dir", str(tmp_path / "d"),
+                             "--people", "300"], cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    outputs = tmp_path / "d" / "outputs"
+    for path in [outputs, *outputs.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
