@@ -37,7 +37,7 @@ app = typer.Typer(
     add_completion=False,
 )
 # Wide when piped to a file or cron mail, so tables are not cut.
-out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
+out = Console(highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
