@@ -382,6 +382,29 @@ def runs(
 
 
 @app.command()
+def rejects(
+    config: ConfigOption = Path("iom.toml"),
+    source: Annotated[str | None, typer.Option("--source", help="Only this extract, e.g. police_offences.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many failures to show.")] = 20,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write every failure to this CSV file.")] = None,
+) -> None:
+    """The quarantined rows: counts by reason, then each failure with file, line, column and value."""
+    from pipeline.config import load_config
+    from pipeline.quality import rejects as read_rejects
+
+    cfg = _call(lambda: load_config(config))
+    report = _call(lambda: read_rejects(cfg, source, limit, out_file))
+    out.print(_table("Rejected rows by reason", ["source", "file", "reason", "failures"],
+                     [list(r) for r in report.by_reason]))
+    out.print()
+    out.print(_table(f"First {report.detail.height} failures", ["source", "file", "line", "column", "reason", "message"],
+                     [[r["source"], r["file_name"], r["line"], r["column_name"], r["reason_code"], r["message"]]
+                      for r in report.detail.iter_rows(named=True)]))
+    if report.written:
+        out.print(f"Every failure written to {report.written}")
+
+
+@app.command()
 def purge(
     older_than: Annotated[str, typer.Option("--older-than", help="Retention period: 24m, 2y, 730d or 104w.")],
     config: ConfigOption = Path("iom.toml"),

@@ -49,33 +49,36 @@ def find_person_key(con: duckdb.DuckDBPyConnection, identifier: str) -> str:
 def _timeline(con: duckdb.DuckDBPyConnection, person_key: str, as_of: date, limit: int) -> list[dict]:
     """Named step [one row per dated event known at the as-of date], newest first."""
     sql = f"""
-    WITH ids AS (SELECT source, source_id FROM person_ids WHERE person_key = ?)
+    WITH ids AS (SELECT source, source_id FROM person_ids WHERE person_key = $person)
     SELECT * FROM (
         SELECT o.offence_date AS day, 'police' AS agency,
                'offence' AS event,
-               coalesce(o.offence_description, o.ho_offence_code) || ' (' || coalesce(o.outcome, 'no outcome') || ')' AS detail
+               -- the outcome as it was known at the as-of date, as the features used it
+               coalesce(o.offence_description, o.ho_offence_code) || ' ('
+                   || CASE WHEN o.outcome_date <= $as_of AND o.outcome IS NOT NULL THEN o.outcome ELSE 'pending' END
+                   || ')' AS detail
         FROM {q(cur_table('police_offences'))} o JOIN ids ON ids.source = 'police' AND ids.source_id = o.police_person_id
-        WHERE o.offence_date <= ?
+        WHERE o.offence_date <= $as_of AND (o.recorded_date IS NULL OR o.recorded_date <= $as_of)
         UNION ALL
         SELECT p.reception_date, 'prison', 'received into custody',
                coalesce(p.custody_type, 'custody') || coalesce(', sentence ' || p.sentence_days || ' days', '')
         FROM {q(cur_table('prison_custody'))} p JOIN ids ON ids.source = 'prison' AND ids.source_id = p.nomis_id
-        WHERE p.reception_date <= ?
+        WHERE p.reception_date <= $as_of
         UNION ALL
         SELECT p.release_date, 'prison', 'released', coalesce('to ' || p.release_area, '')
         FROM {q(cur_table('prison_custody'))} p JOIN ids ON ids.source = 'prison' AND ids.source_id = p.nomis_id
-        WHERE p.release_date <= ?
+        WHERE p.release_date <= $as_of
         UNION ALL
         SELECT c.supervision_start, 'probation', 'supervision started',
                coalesce(c.supervision_type, '') || coalesce(', RoSH ' || c.rosh, '')
         FROM {q(cur_table('probation_cases'))} c JOIN ids ON ids.source = 'probation' AND ids.source_id = c.crn
-        WHERE c.supervision_start <= ?
+        WHERE c.supervision_start <= $as_of
         UNION ALL
         SELECT e.event_date, 'probation', replace(e.event_type, '_', ' '), ''
         FROM {q(cur_table('probation_events'))} e JOIN ids ON ids.source = 'probation' AND ids.source_id = e.crn
-        WHERE e.event_date <= ?
-    ) ORDER BY day DESC, agency, event, detail LIMIT ?"""
-    cursor = con.execute(sql, [person_key, as_of, as_of, as_of, as_of, as_of, limit])
+        WHERE e.event_date <= $as_of
+    ) ORDER BY day DESC, agency, event, detail LIMIT $limit"""
+    cursor = con.execute(sql, {"person": person_key, "as_of": as_of, "limit": limit})
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 

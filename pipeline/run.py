@@ -312,7 +312,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
                 )
             raise ValidationThresholdError(
                 "rejected rows above max_rejected_percent: " + "; ".join(breaches),
-                hint="inspect the rejects (`iom rejects`) and fix the extract, or raise the threshold in iom.toml",
+                hint="see `iom rejects` for each failure, fix the extract, or raise the threshold in iom.toml",
             )
 
         step = time.perf_counter()

@@ -95,3 +95,19 @@ def test_exit_code_table_is_in_the_readme():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     for code, name, _ in EXIT_CODES:
         assert f"| {code} | {name} |" in readme
+
+
+def test_rejects_command_lists_each_failure_with_file_line_and_column(tmp_path):
+    from conftest import make_workspace
+
+    from pipeline.ingest import ingest
+
+    config = make_workspace(tmp_path, {"police_offences": [
+        example_row("police_offences"), example_row("police_offences", offence_id="CR2", outcome="arrested")]})
+    ingest(config)
+    target = tmp_path / "rejects.csv"
+    result = runner.invoke(app, ["rejects", "--config", str(config.path), "--out", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "not_allowed_value" in result.output and "police_offences.csv" in result.output
+    written = target.read_text().splitlines()
+    assert len(written) == 2 and ",3,outcome,arrested,not_allowed_value," in written[1]
