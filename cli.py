@@ -302,12 +302,20 @@ def run(
 ) -> None:
     """Ingest new extracts, compute features, score, select the cohorts, write the outputs."""
     from pipeline.config import load_config
-    from pipeline.run import run_period
+    from pipeline.lock import workspace_lock
 
     cfg = _call(lambda: load_config(config))
     when = _call(lambda: _parse_date(as_of, "--as-of")) if as_of else None
+
+    def locked_run(progress):
+        # The lock first, the heavy imports after: a second run is refused within a second.
+        with workspace_lock(cfg.warehouse_path):
+            from pipeline.run import run_period
+
+            return run_period(cfg, when, force, progress, take_lock=False)
+
     with _progress() as progress:
-        result = _call(lambda: run_period(cfg, when, force, progress))
+        result = _call(lambda: locked_run(progress))
     _print_run(result)
 
 

@@ -167,7 +167,8 @@ def test_a_second_run_while_one_holds_the_lock_exits_6(ws):
     with workspace_lock(config.warehouse_path):
         started = time.monotonic()
         result = iom("run", "--config", str(ws / "iom.toml"), "--as-of", AS_OF.isoformat(), cwd=ws)
-        assert time.monotonic() - started < 20  # python start-up included; the lock check itself is immediate
+        # "exits within a second": the CLI takes the lock before its heavy imports (margin for a busy CI)
+        assert time.monotonic() - started < 1.5
     assert result.returncode == 6 and "locked" in result.stderr
 
 
