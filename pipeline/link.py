@@ -167,19 +167,28 @@ _PERSON_IDS = """
 CREATE OR REPLACE TABLE person_ids AS
 WITH anchors AS (  -- the person key is a hash of the record id of the component's smallest record
     SELECT DISTINCT l.final_label, 'P' || upper(left(sha256(r.record_id), 12)) AS person_key
-    FROM linked l JOIN id_records r ON r.rid = l.final_label)
-SELECT a.person_key, source, source_id, pnc_norm,
+    FROM linked l JOIN id_records r ON r.rid = l.final_label),
+-- counts by grouping and joining back: windows with DISTINCT over a million rows cost far more
+component AS (SELECT final_label, count(*) AS records, count(DISTINCT source) AS sources FROM linked GROUP BY ALL),
+same_pnc AS (SELECT final_label, pnc_norm, count(*) AS records FROM linked WHERE pnc_norm IS NOT NULL GROUP BY ALL),
+same_nomis AS (SELECT final_label, nomis, count(*) AS records FROM linked WHERE nomis IS NOT NULL GROUP BY ALL),
+pnc_component AS (SELECT pnc_label, count(*) AS records FROM linked GROUP BY ALL)
+SELECT a.person_key, l.source, l.source_id, l.pnc_norm,
        CASE
-         WHEN count(*) OVER (PARTITION BY final_label) = 1 THEN 'unlinked'
-         WHEN pnc_norm IS NOT NULL AND count(*) OVER (PARTITION BY final_label, pnc_norm) > 1 THEN 'pnc'
-         WHEN nomis IS NOT NULL AND count(*) OVER (PARTITION BY final_label, nomis) > 1 THEN 'nomis'
-         WHEN final_label <> pnc_label OR count(*) OVER (PARTITION BY final_label) > count(*) OVER (PARTITION BY pnc_label) THEN 'name_dob'
+         WHEN c.records = 1 THEN 'unlinked'
+         WHEN coalesce(p.records, 0) > 1 THEN 'pnc'
+         WHEN coalesce(n.records, 0) > 1 THEN 'nomis'
+         WHEN l.final_label <> l.pnc_label OR c.records > pc.records THEN 'name_dob'
          ELSE 'pnc'
        END AS link_method,
-       ambiguous,
-       count(DISTINCT source) OVER (PARTITION BY final_label) > 1 AS linked_across_agencies
-FROM linked JOIN anchors a USING (final_label)
-ORDER BY a.person_key, source, source_id
+       l.ambiguous,
+       c.sources > 1 AS linked_across_agencies
+FROM linked l
+JOIN anchors a USING (final_label)
+JOIN component c USING (final_label)
+JOIN pnc_component pc USING (pnc_label)
+LEFT JOIN same_pnc p ON p.final_label = l.final_label AND p.pnc_norm = l.pnc_norm
+LEFT JOIN same_nomis n ON n.final_label = l.final_label AND n.nomis = l.nomis
 """
 
 _PEOPLE = f"""
@@ -227,7 +236,6 @@ SELECT k.person_key,
        prison.person_key IS NOT NULL AS in_prison
 FROM keys k
 LEFT JOIN police USING (person_key) LEFT JOIN probation USING (person_key) LEFT JOIN prison USING (person_key)
-ORDER BY k.person_key
 """
 
 _REPORT = """
