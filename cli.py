@@ -77,7 +77,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
-def setup_logging(log_format: LogFormat, quiet: bool, verbose: bool) -> None:
+def setup_logging(log_format: LogFormat, quiet: bool, verbose: bool, log_file: Path | None = None) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -89,6 +89,13 @@ def setup_logging(log_format: LogFormat, quiet: bool, verbose: bool) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     handler.setLevel(level)
     root.addHandler(handler)
+    if log_file is not None:  # always JSON lines; created owner-only (umask 077)
+        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(JsonFormatter())
+        file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
+        root.addHandler(file_handler)
+        log_file.chmod(0o600)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("mlflow", "alembic", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -99,11 +106,12 @@ def main(
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="text (default) or json (for cron).")] = LogFormat.text,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors; no progress bars.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and tracebacks.")] = False,
+    log_file: Annotated[Path | None, typer.Option("--log-file", help="Also append JSON log lines to this file (0600).")] = None,
 ) -> None:
     """IOM Cohort command line."""
     os.umask(0o077)  # everything we create (warehouse, outputs, logs) is owner-only
     state.quiet, state.verbose, state.log_format = quiet, verbose, log_format
-    setup_logging(log_format, quiet, verbose)
+    setup_logging(log_format, quiet, verbose, log_file)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -190,10 +190,14 @@ def test_a_run_killed_mid_way_leaves_the_warehouse_usable_and_the_next_run_compl
 
 
 def test_logs_of_a_full_demo_hold_no_names_or_identifiers(tmp_path):
-    result = iom("--log-format", "json", "demo", "--dir", str(tmp_path / "demo"), "--people", "800", cwd=tmp_path)
+    log_file = tmp_path / "logs" / "iom.jsonl"
+    result = iom("--log-format", "json", "--log-file", str(log_file), "demo", "--dir", str(tmp_path / "demo"),
+                 "--people", "800", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     log_lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert len(log_lines) > 5
+    assert oct(log_file.stat().st_mode & 0o777) == oct(0o600)
+    assert [json.loads(line) for line in log_file.read_text().splitlines()] == log_lines
     logs = "\n".join(line["message"] for line in log_lines)
     config = load_config(tmp_path / "demo" / "iom.toml")
     from pipeline.warehouse import connect
