@@ -120,6 +120,3 @@ def feature_lines(row: dict, skip: set[str]) -> list[tuple[str, str]]:
             value = f"{value:.1f}"
         out.append((key, "" if value is None else str(value)))
     return out
-
-
-

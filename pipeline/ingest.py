@@ -108,10 +108,6 @@ def _check_readable(name: str, path: Path) -> None:
         )
 
 
-def file_sha256(path: Path) -> str:
-    return _scan_file(path)[0]
-
-
 def _scan_file(path: Path, name: str | None = None, encoding: str | None = None) -> tuple[str, bool]:
     """sha256 of the bytes, and whether line endings are mixed (CRLF and bare LF in one file).
 
@@ -727,13 +723,3 @@ def ingest(config: Config, progress: Progress | None = None, con: duckdb.DuckDBP
         if own:
             con.close()
     return results
-
-
-def read_reconciliation(con: duckdb.DuckDBPyConnection) -> list[tuple]:
-    """Per source, over every load: files, rows read, loaded, rejected."""
-    return con.execute(
-        "SELECT source, count(*), sum(rows_read), sum(rows_loaded), sum(rows_rejected) FROM loads "
-        "GROUP BY source ORDER BY source"
-    ).fetchall()
-
-

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from pipeline.config import CONFIG_FILENAME, Config, default_extract_specs, load_config, render_config
+from pipeline.config import CONFIG_FILENAME, Config, default_extract_specs, render_config
 from pipeline.errors import UsageError
 from pipeline.ingest import LoadResult, Progress, ingest
 from pipeline.link import LinkSummary, link_identities
@@ -93,7 +93,3 @@ def ingest_workspace(config: Config, progress: Progress | None = None) -> Ingest
         {"source": r[0], "files": r[1], "rows_read": r[2], "rows_loaded": r[3], "rows_rejected": r[4]} for r in rows
     ]
     return IngestReport(loads, summary, reconciliation)
-
-
-def load_workspace_config(path: Path | None) -> Config:
-    return load_config(path)
