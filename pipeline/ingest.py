@@ -34,7 +34,7 @@ from pipeline.warehouse import connect, q, src_table, transaction
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 500_000
+BATCH_ROWS = 1_000_000
 COMMIT_ROWS = 2_000_000
 Progress = Callable[[str, int, int | None], None]  # (label, rows done, rows total or None)
 

@@ -163,11 +163,15 @@ SELECT r.record_id, r.source, r.source_id, r.pnc_norm, r.nomis, l.label AS pnc_l
 FROM id_records r JOIN labels l USING (rid) LEFT JOIN relabel x ON x.label = l.label
 """
 
+_ANCHORS = """
+CREATE OR REPLACE TEMP TABLE anchors AS  -- [one person]: the key hashes the record id of its smallest record
+SELECT l.final_label, 'P' || upper(left(sha256(r.record_id), 12)) AS person_key
+FROM (SELECT DISTINCT final_label FROM linked) l JOIN id_records r ON r.rid = l.final_label
+"""
+
 _PERSON_IDS = """
 CREATE OR REPLACE TABLE person_ids AS
-WITH anchors AS (  -- the person key is a hash of the record id of the component's smallest record
-    SELECT DISTINCT l.final_label, 'P' || upper(left(sha256(r.record_id), 12)) AS person_key
-    FROM linked l JOIN id_records r ON r.rid = l.final_label),
+WITH
 -- counts by grouping and joining back: windows with DISTINCT over a million rows cost far more
 component AS (SELECT final_label, count(*) AS records, count(DISTINCT source) AS sources FROM linked GROUP BY ALL),
 same_pnc AS (SELECT final_label, pnc_norm, count(*) AS records FROM linked WHERE pnc_norm IS NOT NULL GROUP BY ALL),
@@ -194,33 +198,32 @@ LEFT JOIN same_nomis n ON n.final_label = l.final_label AND n.nomis = l.nomis
 _PEOPLE = f"""
 CREATE OR REPLACE TABLE people AS
 WITH police AS (
-    SELECT i.person_key, arg_min(n.police_person_id, n.police_person_id) AS police_person_id,
+    SELECT i.final_label, arg_min(n.police_person_id, n.police_person_id) AS police_person_id,
            arg_min(n.pnc_id, n.police_person_id) FILTER (WHERE n.pnc_id IS NOT NULL) AS pnc_id,
            arg_min(n.surname, n.police_person_id) AS surname, arg_min(n.forenames, n.police_person_id) AS forenames,
            arg_min(n.date_of_birth, n.police_person_id) AS date_of_birth, arg_min(n.sex, n.police_person_id) AS sex,
            arg_min(n.ethnicity, n.police_person_id) AS ethnicity, arg_min(n.area, n.police_person_id) AS area,
            min(n.deceased_date) AS deceased_date, count(*) AS police_records
-    FROM person_ids i JOIN {cur_table('police_nominals')} n ON i.source = 'police' AND n.police_person_id = i.source_id
-    GROUP BY i.person_key),
+    FROM linked i JOIN {cur_table('police_nominals')} n ON i.source = 'police' AND n.police_person_id = i.source_id
+    GROUP BY i.final_label),
 probation AS (
-    SELECT i.person_key, min(c.crn) AS crn,
+    SELECT i.final_label, min(c.crn) AS crn,
            arg_max(c.pnc_id, coalesce(c.supervision_start, DATE '1900-01-01')) FILTER (WHERE c.pnc_id IS NOT NULL) AS pnc_id,
            arg_max(c.surname, coalesce(c.supervision_start, DATE '1900-01-01')) AS surname,
            arg_max(c.forenames, coalesce(c.supervision_start, DATE '1900-01-01')) AS forenames,
            arg_max(c.date_of_birth, coalesce(c.supervision_start, DATE '1900-01-01')) AS date_of_birth,
            arg_max(c.sex, coalesce(c.supervision_start, DATE '1900-01-01')) AS sex,
            arg_max(c.area, coalesce(c.supervision_start, DATE '1900-01-01')) AS area
-    FROM person_ids i JOIN {cur_table('probation_cases')} c ON i.source = 'probation' AND c.crn = i.source_id
-    GROUP BY i.person_key),
+    FROM linked i JOIN {cur_table('probation_cases')} c ON i.source = 'probation' AND c.crn = i.source_id
+    GROUP BY i.final_label),
 prison AS (
-    SELECT i.person_key, min(p.nomis_id) AS nomis_id,
+    SELECT i.final_label, min(p.nomis_id) AS nomis_id,
            arg_max(p.pnc_id, p.reception_date) FILTER (WHERE p.pnc_id IS NOT NULL) AS pnc_id,
            arg_max(p.surname, p.reception_date) AS surname, arg_max(p.forenames, p.reception_date) AS forenames,
            arg_max(p.date_of_birth, p.reception_date) AS date_of_birth, arg_max(p.sex, p.reception_date) AS sex,
            arg_max(p.release_area, p.reception_date) AS area
-    FROM person_ids i JOIN {cur_table('prison_custody')} p ON i.source = 'prison' AND p.nomis_id = i.source_id
-    GROUP BY i.person_key),
-keys AS (SELECT DISTINCT person_key FROM person_ids)
+    FROM linked i JOIN {cur_table('prison_custody')} p ON i.source = 'prison' AND p.nomis_id = i.source_id
+    GROUP BY i.final_label)
 SELECT k.person_key,
        police.police_person_id, coalesce(police.pnc_id, probation.pnc_id, prison.pnc_id) AS pnc_id,
        probation.crn, prison.nomis_id,
@@ -231,11 +234,11 @@ SELECT k.person_key,
        police.ethnicity,
        coalesce(police.area, probation.area, prison.area) AS area,
        police.deceased_date,
-       police.person_key IS NOT NULL AS in_police,
-       probation.person_key IS NOT NULL AS in_probation,
-       prison.person_key IS NOT NULL AS in_prison
-FROM keys k
-LEFT JOIN police USING (person_key) LEFT JOIN probation USING (person_key) LEFT JOIN prison USING (person_key)
+       police.final_label IS NOT NULL AS in_police,
+       probation.final_label IS NOT NULL AS in_probation,
+       prison.final_label IS NOT NULL AS in_prison
+FROM anchors k  -- grouped on integer labels; the string key is joined once, here
+LEFT JOIN police USING (final_label) LEFT JOIN probation USING (final_label) LEFT JOIN prison USING (final_label)
 """
 
 _REPORT = """
@@ -266,10 +269,11 @@ def link_identities(con: duckdb.DuckDBPyConnection) -> LinkSummary:
     con.execute(_records_sql())
     rounds = _components(con)
     con.execute(_FALLBACK)
+    con.execute(_ANCHORS)
     con.execute(_PERSON_IDS)
     con.execute(_PEOPLE)
     con.execute(_REPORT)
-    for temp in ("id_records", "labels", "labels_next", "linked"):
+    for temp in ("id_records", "labels", "labels_next", "linked", "anchors"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     people = con.execute("SELECT count(*) FROM people").fetchone()[0]
     columns = [d[0] for d in con.execute("SELECT * FROM link_report").description]
