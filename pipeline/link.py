@@ -61,7 +61,7 @@ def refresh_current_tables(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def _records_sql() -> str:
+def _records_sql(rid: str = "hash(record_id)") -> str:
     """Step 2 [one row per source record]. Probation and prison records take their latest values."""
     latest_case = "coalesce(supervision_start, DATE '1900-01-01')"
     records = []
@@ -80,7 +80,7 @@ def _records_sql() -> str:
         )
     return f"""
     CREATE OR REPLACE TEMP TABLE id_records AS
-    SELECT row_number() OVER (ORDER BY record_id) AS rid, * FROM (
+    SELECT {rid} AS rid, * FROM (
     WITH police AS (SELECT * FROM {cur_table('police_nominals')}),
     probation AS (
         SELECT crn, arg_max(pnc_id, {latest_case}) FILTER (WHERE pnc_id IS NOT NULL) AS pnc_id,
@@ -99,7 +99,7 @@ def _records_sql() -> str:
 
 def _components(con: duckdb.DuckDBPyConnection) -> int:
     """Step 3: label propagation over shared PNC ids and NOMIS numbers; returns rounds used."""
-    # Labels are integers (the rank of the record id): windows over integers are much cheaper.
+    # Labels are integers (see `_records_sql`): windows over integers are much cheaper than over ids.
     con.execute("CREATE OR REPLACE TEMP TABLE labels AS SELECT rid, pnc_norm, nomis, rid AS label FROM id_records")
     for round_number in range(1, MAX_ROUNDS + 1):
         con.execute(
@@ -164,9 +164,9 @@ FROM id_records r JOIN labels l USING (rid) LEFT JOIN relabel x ON x.label = l.l
 """
 
 _ANCHORS = """
-CREATE OR REPLACE TEMP TABLE anchors AS  -- [one person]: the key hashes the record id of its smallest record
-SELECT l.final_label, 'P' || upper(left(sha256(r.record_id), 12)) AS person_key
-FROM (SELECT DISTINCT final_label FROM linked) l JOIN id_records r ON r.rid = l.final_label
+CREATE OR REPLACE TEMP TABLE anchors AS  -- [one person]: the key hashes the smallest record id in it,
+-- so it depends on the person's own records only, not on labels or on anyone else
+SELECT final_label, 'P' || upper(left(sha256(min(record_id)), 12)) AS person_key FROM linked GROUP BY final_label
 """
 
 _PERSON_IDS = """
@@ -267,6 +267,10 @@ class LinkSummary:
 def link_identities(con: duckdb.DuckDBPyConnection) -> LinkSummary:
     refresh_current_tables(con)
     con.execute(_records_sql())
+    # Integer labels are hashes of the record ids (no sort of every id); on the rare collision,
+    # fall back to ranks, which are unique by construction.
+    if con.execute("SELECT count(*) - count(DISTINCT rid) FROM id_records").fetchall()[0][0]:
+        con.execute(_records_sql("row_number() OVER (ORDER BY record_id)"))
     rounds = _components(con)
     con.execute(_FALLBACK)
     con.execute(_ANCHORS)
