@@ -16,11 +16,15 @@ import itertools
 import json
 import logging
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import polars as pl
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 1_000_000
 COMMIT_ROWS = 2_000_000
 Progress = Callable[[str, int, int | None], None]  # (label, rows done, rows total or None)
+T = TypeVar("T")
 
 
 @dataclass
@@ -112,40 +117,68 @@ def _scan_file(path: Path, name: str | None = None, encoding: str | None = None)
     """sha256 of the bytes, and whether line endings are mixed (CRLF and bare LF in one file).
 
     With an encoding, also check in the same pass that the whole file decodes, so a file in the
-    wrong encoding stops the command in preflight, naming the line of the first bad byte."""
+    wrong encoding stops the command in preflight, naming the line of the first bad byte.
+    The digest runs in a worker thread (hashlib releases the GIL) while this thread checks the
+    text; an ASCII chunk is valid in every accepted encoding and is not decoded at all."""
     digest = hashlib.sha256()
     crlf = lf = 0
+    saw_cr = False
     previous = b""
     offset = 0
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict") if encoding else None
-    with path.open("rb") as handle:
+    with path.open("rb") as handle, ThreadPoolExecutor(max_workers=1) as hasher:
+        hashing = None
         for chunk in iter(lambda: handle.read(8 * 1024 * 1024), b""):
+            if hashing is not None:
+                hashing.result()  # bounded: at most one chunk waits for the digest
+            hashing = hasher.submit(digest.update, chunk)
             if decoder is not None:
                 pending = len(decoder.getstate()[0])
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError as exc:
-                    at = offset - pending + exc.start
-                    line = lf + chunk[: max(0, at - offset)].count(b"\n") + 1
-                    byte = exc.object[exc.start : exc.start + 1].hex().upper()
-                    raise _decode_error(
-                        name or path.name, path, encoding or "",
-                        f"line {line}: byte 0x{byte} at byte offset {at} cannot be decoded",
-                    ) from None
-            digest.update(chunk)
-            lf += chunk.count(b"\n")
-            crlf += chunk.count(b"\r\n") + (previous == b"\r" and chunk[:1] == b"\n")
+                if pending or not chunk.isascii():
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError as exc:
+                        at = offset - pending + exc.start
+                        line = _lines_before(path, max(0, at)) + 1
+                        byte = exc.object[exc.start : exc.start + 1].hex().upper()
+                        raise _decode_error(
+                            name or path.name, path, encoding or "",
+                            f"line {line}: byte 0x{byte} at byte offset {at} cannot be decoded",
+                        ) from None
+            # Line endings are counted only in files that hold a carriage return at all.
+            if saw_cr or b"\r" in chunk:
+                if not saw_cr:
+                    saw_cr = True
+                    lf = _lines_before(path, offset)
+                lf += chunk.count(b"\n")
+                crlf += chunk.count(b"\r\n") + (previous == b"\r" and chunk[:1] == b"\n")
             previous = chunk[-1:]
             offset += len(chunk)
+        if hashing is not None:
+            hashing.result()
     if decoder is not None:
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise _decode_error(
                 name or path.name, path, encoding or "",
-                f"the file ends in the middle of a character (line {lf + 1}): it may be truncated",
+                f"the file ends in the middle of a character (line {_lines_before(path, offset) + 1}): "
+                "it may be truncated",
             ) from None
     return digest.hexdigest(), 0 < crlf < lf
+
+
+def _lines_before(path: Path, offset: int) -> int:
+    """Line feeds in the first `offset` bytes (only read again when a message needs a line)."""
+    count = 0
+    with path.open("rb") as handle:
+        while offset > 0:
+            chunk = handle.read(min(offset, 8 * 1024 * 1024))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            offset -= len(chunk)
+    return count
 
 
 def _decode_error(name: str, path: Path, encoding: str, detail: str) -> InputFileError:
@@ -474,8 +507,14 @@ def _dedupe(rows: list[_Malformed]) -> list[_Malformed]:
 # --- loading ---------------------------------------------------------------------------------
 
 
+ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
+
+
 def _register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
-    con.register(name, frame.to_arrow())
+    """Hand a frame to DuckDB as row-group-sized Arrow batches (string views kept): one huge
+    batch makes the insert build its row groups late and costs seconds more at commit."""
+    table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+    con.register(name, pa.Table.from_batches(table.to_batches(max_chunksize=ROW_GROUP_ROWS), table.schema))
 
 
 def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, progress: Progress | None) -> LoadResult:
@@ -499,10 +538,15 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, pr
     columns = ", ".join(q(c) for c in extract.column_names)
     rows_read = committed_at = 0
     batches, malformed_rows = _read_batches(plan, workdir)
-    for text in batches:
+    # The next batch is read and normalised in a worker thread while this one is validated and
+    # stored: DuckDB's Arrow export and Polars release the GIL, so the two cores both work.
+    prepared = ((text, normalise(text, extract)) for text in batches)
+    for text, normalised in _read_ahead(prepared):
         rows_read += text.height
-        text = _quarantine_repeated_header(con, load_id, plan, text)
-        typed, failures = validate_batch(normalise(text, extract), extract, schema, options)
+        keep = _quarantine_repeated_header(con, load_id, plan, text)
+        if keep is not None:
+            text, normalised = text.filter(keep), normalised.filter(keep)
+        typed, failures = validate_batch(normalised, extract, schema, options)
         _register(con, "batch_good", typed)
         con.execute(
             f"INSERT INTO {table} (_load_id, _line, {columns}) SELECT ?, {q(LINE)}, {columns} FROM batch_good",
@@ -574,13 +618,15 @@ def _raw_json(rows: pl.DataFrame) -> pl.DataFrame:
 
 def _quarantine_repeated_header(
     con: duckdb.DuckDBPyConnection, load_id: str, plan: _Planned, text: pl.DataFrame
-) -> pl.DataFrame:
-    """A header line repeated inside the data is reported as one clear reason, not a dozen bad values."""
+) -> pl.Series | None:
+    """A header line repeated inside the data is reported as one clear reason, not a dozen bad
+    values. Returns the mask of rows to keep, or None when there is no such line."""
     file_column, canonical = next(iter(plan.rename.items()))
-    is_header = pl.col(canonical) == file_column
-    repeated = text.filter(is_header)
-    if not repeated.height:
-        return text
+    is_header = (pl.col(canonical) == file_column).fill_null(False)
+    mask = text.select(is_header).to_series()
+    if not mask.any():
+        return None
+    repeated = text.filter(mask)
     failures = with_messages(
         repeated.select(
             LINE,
@@ -590,7 +636,49 @@ def _quarantine_repeated_header(
         )
     )
     _store_failures(con, load_id, plan, failures, _raw_json(repeated))
-    return text.filter(~is_header.fill_null(False))
+    return ~mask
+
+
+_END = object()
+
+
+def _read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Yield `items`, producing the next ones in a worker thread (at most `depth` waiting, so
+    memory stays bounded). An error in the worker is raised here; leaving early stops it."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    cancelled = threading.Event()
+
+    def offer(entry: tuple) -> bool:
+        while not cancelled.is_set():
+            try:
+                slots.put(entry, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((_END, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer((_END, exc))
+
+    worker = threading.Thread(target=produce, name="iom-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        cancelled.set()
+        worker.join()
 
 
 def _store_failures(
