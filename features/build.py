@@ -44,6 +44,7 @@ import polars as pl
 from features.ogrs3 import OFFENCE_TERMS, ogrs3_percent_expr
 from pipeline.contract import OUTCOMES
 from pipeline.errors import ConfigError
+from pipeline.link import person_number_sql
 from pipeline.warehouse import cur_table, q
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ FEATURE_SCHEMA: dict[str, pl.DataType] = {
     "unknown_offences_36m": _I,
 }
 FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_SCHEMA)
+# The person's source identifiers, for the panel's outputs (never scoring inputs).
+IDENTIFIER_COLUMNS: tuple[str, ...] = ("police_person_id", "pnc_id", "crn", "nomis_id")
 
 
 def months_before(day: date, months: int) -> date:
@@ -162,97 +165,105 @@ def _parameters(as_of: date, counted_outcomes: Sequence[str]) -> tuple[dict, dic
     return params, parts
 
 
-def _features_sql(
-    counted_in: str, sanction_in: str, pending_counted: bool, group_masks: int, merge_police_ids: bool = True
-) -> str:
+def _features_sql(counted_in: str, sanction_in: str, pending_counted: bool, group_masks: int, ordered: bool) -> str:
     offences, cases = q(cur_table("police_offences")), q(cur_table("probation_cases"))
     events, custody = q(cur_table("probation_events")), q(cur_table("prison_custody"))
     codes = q(CODES_VIEW)
     # Distinct offence groups as bit masks of 63 groups each: exact, and mergeable across police ids.
-    masks = "\n           ".join(f"bit_or(group_bit_{k}) FILTER (in_36m) AS group_mask_{k}," for k in range(group_masks))
+    masks = "\n           ".join(f"bit_or(group_bit_{k}) AS group_mask_{k}," for k in range(group_masks))
+    mask_columns = " ".join(f"r.group_mask_{k}," for k in range(group_masks))
     group_bits = "".join(f"k.group_bit_{k}, " for k in range(group_masks))
 
-    def merge(function: str, column: str) -> str:
-        if not merge_police_ids:
-            return f"b.{column}"
-        cast = "::BIGINT" if function == "sum" else ""
-        return f"{function}(b.{column}){cast} AS {column}"
-
-    group_distinct = " + ".join(
-        f"coalesce(bit_count({'bit_or(' if merge_police_ids else '('}b.group_mask_{k})), 0)" for k in range(group_masks)
+    merged = {  # how the aggregates of two police ids of one person combine
+        "offences_3m": "sum", "offences_12m": "sum", "offences_36m": "sum", "offences_total": "sum",
+        "last_offence_date": "max", "neighbourhood_12m": "sum", "violence_12m": "sum",
+        "seriousness_sum_36m": "sum", "serious_key": "max", "prev_12m": "sum", "unknown_offences_36m": "sum",
+        "sanctions": "sum", "first_sanction_date": "min", "sanction_key": "max",
+        **{f"group_mask_{k}": "bit_or" for k in range(group_masks)},
+    }
+    merge = ", ".join(
+        f"{function}({column}){'::BIGINT' if function == 'sum' else ''} AS {column}" for column, function in merged.items()
     )
+    group_distinct = " + ".join(f"coalesce(bit_count(group_mask_{k}), 0)" for k in range(group_masks))
     pending = "true" if pending_counted else "false"
     return f"""
 WITH
--- [one person]: a dense integer id so that every later join and grouping is on integers
+-- [one person]: the person key as an integer of the same order, so that every later join,
+-- grouping and the final sort are on integers
 people_ids AS MATERIALIZED (
-    SELECT row_number() OVER () AS pid, person_key, police_person_id, date_of_birth, sex, area, deceased_date
+    SELECT {person_number_sql('person_key')} AS pid, person_key, police_person_id, pnc_id, crn, nomis_id,
+           date_of_birth, sex, area, deceased_date
     FROM people),
 -- [one source record]: police id, CRN or NOMIS number with its person
 source_ids AS MATERIALIZED (
-    SELECT i.source, i.source_id, p.pid FROM person_ids i JOIN people_ids p USING (person_key)),
+    SELECT source, source_id, {person_number_sql('person_key')} AS pid FROM person_ids),
+-- [one person with two or more police ids]: their offence aggregates are merged (a few hundred
+-- in a million; everyone else's are taken as they are, with no second grouping)
+several_police_ids AS MATERIALIZED (
+    SELECT pid FROM source_ids WHERE source = 'police' GROUP BY pid HAVING count(*) > 1),
 -- [one offence known at D]: committed and recorded by D; its outcome as known at D decides
--- whether it is counted (rule set) and whether it is a sanction (OGRS3)
-offences_at_d AS (
+-- whether it is counted (rule set) and whether it is a sanction (OGRS3). Read twice, not stored.
+offences_at_d AS NOT MATERIALIZED (
     SELECT o.police_person_id, o.offence_date, o.outcome_date, k.unknown_code, k.gravity,
            k.neighbourhood_crime, k.violence, k.serious_base, k.code_tie, {group_bits}
            CASE WHEN o.outcome_date <= $d AND o.outcome IS NOT NULL THEN {counted_in} ELSE {pending} END
                AS counted,
            coalesce(o.outcome_date <= $d AND {sanction_in}, false) AS sanction,
-           greatest(0, least({DAY_LIMIT - 1}, o.offence_date - DATE '{DAY_ZERO}')) AS offence_day,
-           greatest(0, least({DAY_LIMIT - 1}, o.outcome_date - DATE '{DAY_ZERO}')) AS outcome_day
+           greatest(0, least({DAY_LIMIT - 1}, o.offence_date - DATE '{DAY_ZERO}')) AS offence_day
     FROM {offences} o JOIN {codes} k ON k.ho_offence_code = o.ho_offence_code
     WHERE o.offence_date <= $d AND (o.recorded_date IS NULL OR o.recorded_date <= $d)),
--- [one offence known at D]: window flags computed once, so each aggregate only tests a boolean
-offences_flagged AS (
-    SELECT police_person_id, counted, sanction, offence_date, outcome_date,
-           counted AND offence_date > $d_3m AS in_3m,
-           counted AND offence_date > $d_12m AS in_12m,
-           counted AND offence_date > $d_36m AS in_36m,
-           counted AND offence_date > $d_24m AND offence_date <= $d_12m AS in_prev_12m,
-           neighbourhood_crime, violence, unknown_code, gravity, {group_bits.replace("k.", "")}
-           -- most serious: highest gravity, then the most recent, then the lowest code
-           serious_base + offence_day * {CODE_LIMIT} AS serious_key,
-           -- current sanction: the latest outcome date, then the latest offence date, then the lowest code
-           outcome_day * {2 ** 41} + offence_day * {CODE_LIMIT} + code_tie AS sanction_key
-    FROM offences_at_d),
--- [one police id with an offence known at D]: mergeable aggregates only (sums, max, min, bit_or)
--- so the big pass needs no join; tie-breaks are packed into one BIGINT and decoded later
-offences_by_police_id AS (
+-- [one police id with an offence known at D]: what needs the whole history, over every row;
+-- mergeable aggregates only (sums, max, min) so the big pass needs no join
+history_by_police_id AS (
     SELECT police_person_id,
-           count(*) FILTER (in_3m) AS offences_3m,
-           count(*) FILTER (in_12m) AS offences_12m,
-           count(*) FILTER (in_36m) AS offences_36m,
            count(*) FILTER (counted) AS offences_total,
            max(offence_date) FILTER (counted) AS last_offence_date,
-           count(*) FILTER (in_12m AND neighbourhood_crime) AS neighbourhood_12m,
-           count(*) FILTER (in_12m AND violence) AS violence_12m,
-           {masks}
-           sum(gravity) FILTER (in_36m) AS seriousness_sum_36m,
-           max(serious_key) FILTER (in_36m) AS serious_key,
-           count(*) FILTER (in_prev_12m) AS prev_12m,
-           count(*) FILTER (in_36m AND unknown_code) AS unknown_offences_36m,
            count(*) FILTER (sanction) AS sanctions,
            min(outcome_date) FILTER (sanction) AS first_sanction_date,
-           max(sanction_key) FILTER (sanction) AS sanction_key
-    FROM offences_flagged GROUP BY police_person_id),
--- [one person with an offence known at D]: the police ids of one person merged (a plain join
--- when no person has two police ids, the usual case)
+           -- current sanction: the latest outcome date, then the latest offence date, then the lowest code
+           max(greatest(0, least({DAY_LIMIT - 1}, outcome_date - DATE '{DAY_ZERO}')) * {2 ** 41}
+               + offence_day * {CODE_LIMIT} + code_tie) FILTER (sanction) AS sanction_key
+    FROM offences_at_d GROUP BY police_person_id),
+-- [one police id with a counted offence in 36 months]: the windowed counts, over the rows of the
+-- last 36 months only (about a third of a ten-year history)
+recent_by_police_id AS (
+    SELECT police_person_id,
+           count(*) FILTER (offence_date > $d_3m) AS offences_3m,
+           count(*) FILTER (offence_date > $d_12m) AS offences_12m,
+           count(*) AS offences_36m,
+           count(*) FILTER (offence_date > $d_12m AND neighbourhood_crime) AS neighbourhood_12m,
+           count(*) FILTER (offence_date > $d_12m AND violence) AS violence_12m,
+           {masks}
+           sum(gravity) AS seriousness_sum_36m,
+           -- most serious: highest gravity, then the most recent, then the lowest code
+           max(serious_base + offence_day * {CODE_LIMIT}) AS serious_key,
+           count(*) FILTER (offence_date > $d_24m AND offence_date <= $d_12m) AS prev_12m,
+           count(*) FILTER (unknown_code) AS unknown_offences_36m
+    FROM offences_at_d WHERE counted AND offence_date > $d_36m GROUP BY police_person_id),
+-- [one police id with an offence known at D]; tie-breaks are packed into one BIGINT, decoded later
+offences_by_police_id AS (
+    SELECT h.police_person_id,
+           coalesce(r.offences_3m, 0) AS offences_3m, coalesce(r.offences_12m, 0) AS offences_12m,
+           coalesce(r.offences_36m, 0) AS offences_36m, h.offences_total, h.last_offence_date,
+           coalesce(r.neighbourhood_12m, 0) AS neighbourhood_12m, coalesce(r.violence_12m, 0) AS violence_12m,
+           {mask_columns}
+           r.seriousness_sum_36m, r.serious_key, coalesce(r.prev_12m, 0) AS prev_12m,
+           coalesce(r.unknown_offences_36m, 0) AS unknown_offences_36m,
+           h.sanctions, h.first_sanction_date, h.sanction_key
+    FROM history_by_police_id h LEFT JOIN recent_by_police_id r USING (police_person_id)),
+-- [one police id with an offence known at D]: with its person
+offences_with_pid AS MATERIALIZED (
+    SELECT i.pid, b.* EXCLUDE (police_person_id)
+    FROM offences_by_police_id b JOIN source_ids i ON i.source = 'police' AND i.source_id = b.police_person_id),
+-- [one person with an offence known at D]
+offences_merged AS (
+    SELECT * FROM offences_with_pid WHERE pid NOT IN (SELECT pid FROM several_police_ids)
+    UNION ALL BY NAME
+    SELECT pid, {merge} FROM offences_with_pid WHERE pid IN (SELECT pid FROM several_police_ids) GROUP BY pid),
 offences_by_person AS (
-    SELECT i.pid,
-           {merge("sum", "offences_3m")}, {merge("sum", "offences_12m")},
-           {merge("sum", "offences_36m")}, {merge("sum", "offences_total")},
-           {merge("max", "last_offence_date")},
-           {merge("sum", "neighbourhood_12m")}, {merge("sum", "violence_12m")},
-           {group_distinct} AS distinct_groups_36m,
-           {merge("sum", "seriousness_sum_36m")},
-           {merge("max", "serious_key")},
-           {merge("sum", "prev_12m")}, {merge("sum", "unknown_offences_36m")},
-           {merge("sum", "sanctions")}, {merge("min", "first_sanction_date")},
-           {merge("max", "sanction_key")}
-    FROM offences_by_police_id b
-    JOIN source_ids i ON i.source = 'police' AND i.source_id = b.police_person_id
-    {"GROUP BY i.pid" if merge_police_ids else ""}),
+    SELECT * EXCLUDE ({", ".join(f"group_mask_{k}" for k in range(group_masks))}),
+           {group_distinct} AS distinct_groups_36m
+    FROM offences_merged),
 -- [one custody spell received by D]; spell_key orders spells by reception date, ties broken by a
 -- hash of the spell id (reproducible; a tie is two spells of one person received the same day)
 spells_at_d AS (
@@ -347,6 +358,7 @@ SELECT p.person_key,
        coalesce(s.in_probation, false) AS in_probation,
        c.pid IS NOT NULL AS in_prison,
        coalesce(o.unknown_offences_36m, 0) AS unknown_offences_36m,
+       p.police_person_id, p.pnc_id, p.crn, p.nomis_id,
        -- packed keys, decoded against the code table in Polars
        {CODE_LIMIT - 1} - o.serious_key % {CODE_LIMIT} AS _serious_code_id,
        {CODE_LIMIT - 1} - o.sanction_key % {CODE_LIMIT} AS _sanction_code_id,
@@ -362,16 +374,8 @@ LEFT JOIN custody_features c USING (pid)
 LEFT JOIN probation_features s USING (pid)
 LEFT JOIN event_features e USING (pid)
 WHERE o.pid IS NOT NULL OR c.pid IS NOT NULL OR s.in_probation
-ORDER BY p.person_key
+{"ORDER BY p.pid" if ordered else ""}
 """
-
-
-def _several_police_ids(con: duckdb.DuckDBPyConnection) -> bool:
-    """Does any person hold two or more police ids (their offences must then be merged)?"""
-    row = con.execute(
-        "SELECT count(*) > count(DISTINCT person_key) FROM person_ids WHERE source = 'police'"
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def _decode_codes(frame: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
@@ -455,10 +459,14 @@ def compute_features(
     reference: pl.DataFrame,
     counted_outcomes: Sequence[str],
     unknown_offence: dict,
+    identifiers: bool = False,
+    ordered: bool = True,
 ) -> pl.DataFrame:
-    """Features of every person assessed at `as_of`, one row each, sorted by person_key.
+    """Features of every person assessed at `as_of`, one row each, sorted by person_key unless
+    `ordered` is false (the run ranks them anyway, with person_key breaking every tie).
 
-    Columns: FEATURE_COLUMNS. `reference` is `features.reference.load_offence_reference()`;
+    Columns: FEATURE_COLUMNS, then with `identifiers` the person's IDENTIFIER_COLUMNS.
+    `reference` is `features.reference.load_offence_reference()`;
     `counted_outcomes` and `unknown_offence` come from the rule set.
     """
     _check_inputs(reference, counted_outcomes, unknown_offence)
@@ -467,13 +475,13 @@ def compute_features(
     group_masks = max(1, -(-int(codes.get_column("group_id").max() + 1) // 63)) if codes.height else 1
     con.register(CODES_VIEW, codes.to_arrow())
     try:
-        merge = _several_police_ids(con)
-        frame = con.execute(_features_sql(group_masks=group_masks, merge_police_ids=merge, **parts), params).pl()
+        frame = con.execute(_features_sql(group_masks=group_masks, ordered=ordered, **parts), params).pl()
     finally:
         con.unregister(CODES_VIEW)
     frame = _with_ogrs3(_decode_codes(frame, codes))
     # One chunk: DuckDB hands over record batches, and gathers on chunked frames are slow.
-    frame = frame.select(pl.col(name).cast(dtype) for name, dtype in FEATURE_SCHEMA.items()).rechunk()
+    columns = {**FEATURE_SCHEMA, **(dict.fromkeys(IDENTIFIER_COLUMNS, _S) if identifiers else {})}
+    frame = frame.select(pl.col(name).cast(dtype) for name, dtype in columns.items()).rechunk()
     log.info("features at %s: %d people assessed", as_of.isoformat(), frame.height)
     return frame
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from features.build import compute_features, unknown_offence_codes
+from features.build import IDENTIFIER_COLUMNS, compute_features, unknown_offence_codes
 from features.reference import load_offence_reference
 from pipeline.config import Config
 from pipeline.errors import NotFoundError, ValidationThresholdError
@@ -56,7 +56,6 @@ LEADING_COLUMNS = [
     "rank", "area_rank", "person_key", "area", "score", "eligible", "ineligible_reason", "priority",
     "super_prolific", "cohort_type", "selection_note", "reasons",
 ]
-IDENTIFIER_COLUMNS = ["police_person_id", "pnc_id", "crn", "nomis_id"]
 
 
 @dataclass
@@ -121,7 +120,8 @@ def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Sco
         config.resolve(config.workspace.offence_reference) if config.workspace.offence_reference else None
     )
     started = time.perf_counter()
-    features = compute_features(con, as_of, reference, rules.counted_outcomes, rules.unknown_offence)
+    features = compute_features(con, as_of, reference, rules.counted_outcomes, rules.unknown_offence,
+                                identifiers=True, ordered=False)
     timings["features_s"] = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
     scored = score(features, rules)
@@ -130,13 +130,9 @@ def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Sco
     selection = select_cohorts(scored, rules)
     timings["selection_s"] = round(time.perf_counter() - started, 3)
     unknown = unknown_offence_codes(con, as_of, reference)
-    identifiers = con.execute(
-        "SELECT person_key, police_person_id, pnc_id, crn, nomis_id FROM people"
-    ).pl()
-    ranked = selection.ranked.join(identifiers, on="person_key", how="left")
-    ordered = [c for c in LEADING_COLUMNS + IDENTIFIER_COLUMNS if c in ranked.columns]
+    ranked = selection.ranked  # in rank order, the ineligible last by person_key
+    ordered = [c for c in LEADING_COLUMNS + list(IDENTIFIER_COLUMNS) if c in ranked.columns]
     ranked = ranked.select(ordered + [c for c in ranked.columns if c not in ordered])
-    ranked = ranked.sort(["rank", "person_key"], nulls_last=True)
     return Scored(ranked, selection.release_watch, selection.stats, unknown, rules, timings)
 
 

@@ -675,7 +675,8 @@ def _person_ordinal(keys: pl.DataFrame) -> pl.Expr:
 
 def _rank_sort_keys(keys: pl.DataFrame) -> list[pl.Expr]:
     """Ascending sort keys for: eligible first, score desc, offences_12m desc,
-    days_since_last_offence asc (unknown last), person_key asc.
+    days_since_last_offence asc (unknown last), person_key asc; the ineligible by person_key
+    alone (they have no rank; the panel looks them up by key).
 
     Integer keys sort far faster than several columns, so the first four are packed into one
     Int64 when their values fit the bit budgets (they always do in practice); else plain keys.
@@ -693,15 +694,19 @@ def _rank_sort_keys(keys: pl.DataFrame) -> list[pl.Expr]:
         and days_lo >= 0 and days_hi < 2**_DAY_BITS - 1  # the top value stands for "no offence"
     )
     if not fits:
+        when_eligible = pl.when(pl.col("eligible"))
         return [
-            ~pl.col("eligible"), -pl.col("score"), -pl.col("offences_12m"),
-            pl.col("days_since_last_offence").fill_null(2**62), pl.col("_person_ordinal"),
+            ~pl.col("eligible"), when_eligible.then(-pl.col("score")), when_eligible.then(-pl.col("offences_12m")),
+            when_eligible.then(pl.col("days_since_last_offence").fill_null(2**62)), pl.col("_person_ordinal"),
         ]
     packed = (
-        (~pl.col("eligible")).cast(pl.Int64) * 2 ** (_SCORE_BITS + _OFFENCE_BITS + _DAY_BITS)
-        + (2**_SCORE_BITS - 1 - pl.col("score")) * 2 ** (_OFFENCE_BITS + _DAY_BITS)
-        + (2**_OFFENCE_BITS - 1 - pl.col("offences_12m")) * 2**_DAY_BITS
-        + pl.col("days_since_last_offence").fill_null(2**_DAY_BITS - 1)
+        pl.when(pl.col("eligible"))
+        .then(
+            (2**_SCORE_BITS - 1 - pl.col("score")) * 2 ** (_OFFENCE_BITS + _DAY_BITS)
+            + (2**_OFFENCE_BITS - 1 - pl.col("offences_12m")) * 2**_DAY_BITS
+            + pl.col("days_since_last_offence").fill_null(2**_DAY_BITS - 1)
+        )
+        .otherwise(2 ** (_SCORE_BITS + _OFFENCE_BITS + _DAY_BITS))
     )
     return [packed, pl.col("_person_ordinal")]
 
