@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = 1_000_000
 COMMIT_ROWS = 2_000_000
+SCAN_CHUNK_BYTES = 8 * 1024 * 1024
 Progress = Callable[[str, int, int | None], None]  # (label, rows done, rows total or None)
 T = TypeVar("T")
 
@@ -128,7 +129,7 @@ def _scan_file(path: Path, name: str | None = None, encoding: str | None = None)
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict") if encoding else None
     with path.open("rb") as handle, ThreadPoolExecutor(max_workers=1) as hasher:
         hashing = None
-        for chunk in iter(lambda: handle.read(8 * 1024 * 1024), b""):
+        for chunk in iter(lambda: handle.read(SCAN_CHUNK_BYTES), b""):
             if hashing is not None:
                 hashing.result()  # bounded: at most one chunk waits for the digest
             hashing = hasher.submit(digest.update, chunk)
@@ -173,7 +174,7 @@ def _lines_before(path: Path, offset: int) -> int:
     count = 0
     with path.open("rb") as handle:
         while offset > 0:
-            chunk = handle.read(min(offset, 8 * 1024 * 1024))
+            chunk = handle.read(min(offset, SCAN_CHUNK_BYTES))
             if not chunk:
                 break
             count += chunk.count(b"\n")

@@ -222,3 +222,86 @@ def test_rows_of_an_interrupted_load_are_removed_before_the_next_ingest(workspac
     ingest(config)
     assert warehouse_rows(config, "SELECT offence_id FROM src_police_offences") == [("CR000001",)]
     assert warehouse_rows(config, "SELECT count(*) FROM loads WHERE finished_at IS NULL") == [(0,)]
+
+
+# --- preflight scan and read-ahead -------------------------------------------------------------
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Scan in 7-byte chunks so that characters, CRLFs and lines straddle chunk boundaries."""
+    import pipeline.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "SCAN_CHUNK_BYTES", 7)
+
+
+@given(text=st.text(alphabet=st.sampled_from(list("ab,é€\n\r")), max_size=60))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_scan_digest_and_newline_mix_match_a_plain_reading_whatever_the_chunking(tmp_path, small_chunks, text):
+    from pipeline.ingest import _scan_file
+
+    data = text.encode("utf-8")
+    path = tmp_path / "scan.csv"
+    path.write_bytes(data)
+    digest, mixed = _scan_file(path, "police_offences", "utf-8")
+    lf, crlf = data.count(b"\n"), data.count(b"\r\n")
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert mixed == (0 < crlf < lf)
+
+
+def test_scan_names_the_line_of_a_bad_byte_in_a_later_chunk(tmp_path, small_chunks):
+    from pipeline.ingest import _scan_file
+
+    path = tmp_path / "bad.csv"
+    path.write_bytes("h1,h2\nZoë,1\nab,2\nO\x92Brien,3\n".encode("latin-1").replace("ë".encode("latin-1"), "ë".encode()))
+    with pytest.raises(InputFileError) as caught:
+        _scan_file(path, "police_nominals", "utf-8")
+    assert "line 4" in str(caught.value) and "0x92" in str(caught.value)
+
+
+def test_scan_reports_a_file_cut_in_the_middle_of_a_character(tmp_path, small_chunks):
+    from pipeline.ingest import _scan_file
+
+    path = tmp_path / "cut.csv"
+    path.write_bytes(b"h1\nab\nZo" + "ë".encode()[:1])
+    with pytest.raises(InputFileError) as caught:
+        _scan_file(path, "police_nominals", "utf-8")
+    assert "line 3" in str(caught.value) and "truncated" in str(caught.value)
+
+
+def test_read_ahead_keeps_order_and_raises_the_producers_error_in_the_consumer():
+    from pipeline.ingest import _read_ahead
+
+    assert list(_read_ahead(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise InputFileError("the reader failed")
+
+    seen = []
+    with pytest.raises(InputFileError, match="the reader failed"):
+        for item in _read_ahead(failing()):
+            seen.append(item)
+    assert seen == [1, 2]
+
+
+def test_read_ahead_stops_its_worker_when_the_consumer_leaves_early():
+    import threading
+
+    from pipeline.ingest import _read_ahead
+
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    items = _read_ahead(endless())
+    assert next(items) == 0
+    items.close()  # the consumer stops, as it does when a batch fails to store
+    assert not any(t.name == "iom-read-ahead" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 4  # bounded: the worker ran at most a couple of items ahead

@@ -98,3 +98,19 @@ def test_person_key_is_stable_when_other_people_are_added(workspace, tmp_path):
     config = workspace({"police_nominals": [nominal("N0", "2002/0073319Z", surname="Before"), nominal("N1", "12/394773H")]})
     second, _ = linked(config)
     assert first[("police", "N1")] == second[("police", "N1")]
+
+
+def test_records_chained_through_pnc_and_nomis_become_one_person(workspace):
+    # police N1 and probation X1 share a PNC id; X1 and the prison record share a NOMIS number only;
+    # a second prisoner shares nothing with them and stays apart
+    config = workspace({
+        "police_nominals": [nominal("N1", "12/394773H")],
+        "probation_cases": [case("X000001", pnc="2012/0394773H", nomis="A1234AA", surname="Other")],
+        "prison_custody": [spell("S1", "A1234AA", surname="Different", dob="1980-02-02"),
+                           spell("S2", "B2345BB", surname="Apart", dob="1970-03-03")],
+    })
+    keys, info = linked(config)
+    assert keys[("police", "N1")] == keys[("probation", "X000001")] == keys[("prison", "A1234AA")]
+    assert keys[("prison", "B2345BB")] != keys[("police", "N1")]
+    assert info["summary"].people == 2
+    assert info["methods"][("prison", "A1234AA")] == "nomis"
