@@ -108,14 +108,21 @@ def step_run(workdir: Path, as_of: date) -> dict:
     return {"compute_s": round(time.perf_counter() - started, 2), **result}
 
 
+def step_generate(workdir: Path, as_of: date, people: int, seed: int) -> dict:
+    from pipeline.workspace import generate_workspace
+
+    data, _ = generate_workspace(workdir, people, seed, as_of, 0.002)
+    return {e.name: e.rows for e in data.extracts}
+
+
 STEPS = {"floor-load": step_floor_load, "ingest": step_ingest, "floor-features": step_floor_features,
-         "run": step_run}
+         "run": step_run, "generate": step_generate}
 
 
-def run_child(step: str, workdir: Path, as_of: date) -> dict:
+def run_child(step: str, workdir: Path, as_of: date, extra: list[str] | None = None) -> dict:
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", step, "--dir", str(workdir), "--as-of", as_of.isoformat()],
+        [sys.executable, __file__, "--child", step, "--dir", str(workdir), "--as-of", as_of.isoformat(), *(extra or [])],
         stdout=subprocess.PIPE, cwd=ROOT,
     )
     _, status, usage = os.wait4(proc.pid, 0)
@@ -138,19 +145,22 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        takes_date = args.child in ("floor-features", "run")
-        result = STEPS[args.child](args.dir, args.as_of) if takes_date else STEPS[args.child](args.dir)
+        if args.child == "generate":
+            result = step_generate(args.dir, args.as_of, args.people, args.seed)
+        elif args.child in ("floor-features", "run"):
+            result = STEPS[args.child](args.dir, args.as_of)
+        else:
+            result = STEPS[args.child](args.dir)
         sys.stdout.write(json.dumps(result, default=str) + "\n")
         return
 
-    if not (args.dir / "iom.toml").exists():
-        from pipeline.workspace import generate_workspace
-
-        started = time.perf_counter()
-        data, _ = generate_workspace(args.dir, args.people, args.seed, args.as_of, 0.002)
-        rows = {e.name: e.rows for e in data.extracts}
-        print(f"generated {args.people:,} people in {time.perf_counter() - started:.1f} s: {rows}", flush=True)
     results = []
+    if not (args.dir / "iom.toml").exists():
+        # In a child of its own: a child's peak memory starts from its parent's size at fork, so a
+        # parent that had generated the data would inflate every later step's peak.
+        generated = run_child("generate", args.dir, args.as_of, ["--people", str(args.people), "--seed", str(args.seed)])
+        print(json.dumps(generated), flush=True)
+        results.append(generated)
     for step in args.steps.split(","):
         result = run_child(step, args.dir, args.as_of)
         print(json.dumps(result), flush=True)
