@@ -153,17 +153,19 @@ CREATE OR REPLACE TEMP TABLE linked AS
 WITH comp AS (
     SELECT l.label, bool_or(r.pnc_norm IS NOT NULL) AS has_pnc
     FROM labels l JOIN id_records r USING (rid) GROUP BY l.label),
+-- [one component and name key]: the name key is normalised surname, first forename and date of birth
 keys AS (
-    SELECT DISTINCT l.label, r.surname_n || '|' || r.forename_n || '|' || CAST(r.date_of_birth AS VARCHAR) AS name_key
+    SELECT DISTINCT l.label, r.surname_n, r.forename_n, r.date_of_birth
     FROM labels l JOIN id_records r USING (rid)
     WHERE r.surname_n IS NOT NULL AND r.forename_n IS NOT NULL AND r.date_of_birth IS NOT NULL),
+-- [one name key]: a component appears once per name key in `keys`, so plain counts count components
 key_groups AS (
-    SELECT k.name_key,
-           count(DISTINCT k.label) FILTER (WHERE c.has_pnc) AS pnc_components,
+    SELECT k.surname_n, k.forename_n, k.date_of_birth,
+           count(*) FILTER (WHERE c.has_pnc) AS pnc_components,
            min(k.label) FILTER (WHERE c.has_pnc) AS pnc_label,
            min(k.label) AS any_label,
-           count(DISTINCT k.label) AS components
-    FROM keys k JOIN comp c USING (label) GROUP BY k.name_key),
+           count(*) AS components
+    FROM keys k JOIN comp c USING (label) GROUP BY k.surname_n, k.forename_n, k.date_of_birth),
 candidates AS (
     SELECT k.label,
            count(DISTINCT CASE WHEN g.pnc_components = 1 THEN g.pnc_label
@@ -172,7 +174,7 @@ candidates AS (
                     WHEN g.pnc_components = 0 THEN g.any_label END) AS target,
            bool_or(g.pnc_components > 1) AS ambiguous,
            bool_or(g.components > 1) AS has_match
-    FROM keys k JOIN comp c USING (label) JOIN key_groups g USING (name_key)
+    FROM keys k JOIN comp c USING (label) JOIN key_groups g USING (surname_n, forename_n, date_of_birth)
     WHERE NOT c.has_pnc GROUP BY k.label),
 relabel AS (
     SELECT label,
@@ -200,7 +202,10 @@ _PERSON_IDS = """
 CREATE OR REPLACE TABLE person_ids AS
 WITH
 -- counts by grouping and joining back: windows with DISTINCT over a million rows cost far more
-component AS (SELECT final_label, count(*) AS records, count(DISTINCT source) AS sources FROM linked GROUP BY ALL),
+component AS (
+    SELECT final_label, count(*) AS records,
+           bit_count(bit_or(CASE source WHEN 'police' THEN 1 WHEN 'probation' THEN 2 ELSE 4 END)) AS sources
+    FROM linked GROUP BY ALL),
 same_pnc AS (SELECT final_label, pnc_norm, count(*) AS records FROM linked WHERE pnc_norm IS NOT NULL GROUP BY ALL),
 same_nomis AS (SELECT final_label, nomis, count(*) AS records FROM linked WHERE nomis IS NOT NULL GROUP BY ALL),
 pnc_component AS (SELECT pnc_label, count(*) AS records FROM linked GROUP BY ALL)
