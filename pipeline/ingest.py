@@ -9,6 +9,7 @@ rows read = rows loaded + rows rejected is checked before commit.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import glob
 import hashlib
@@ -542,29 +543,31 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, pr
     # The next batch is read and normalised in a worker thread while this one is validated and
     # stored: DuckDB's Arrow export and Polars release the GIL, so the two cores both work.
     prepared = ((text, normalise(text, extract)) for text in batches)
-    for text, normalised in _read_ahead(prepared):
-        rows_read += text.height
-        keep = _quarantine_repeated_header(con, load_id, plan, text)
-        if keep is not None:
-            text, normalised = text.filter(keep), normalised.filter(keep)
-        typed, failures = validate_batch(normalised, extract, schema, options)
-        _register(con, "batch_good", typed)
-        con.execute(
-            f"INSERT INTO {table} (_load_id, _line, {columns}) SELECT ?, {q(LINE)}, {columns} FROM batch_good",
-            [load_id],
-        )
-        if failures.height:
-            bad = text.filter(pl.col(LINE).is_in(failures.get_column(LINE).unique().implode()))
-            _store_failures(con, load_id, plan, failures, _raw_json(bad))
-        con.unregister("batch_good")
-        # Commit every COMMIT_ROWS: a ten-million-row file in one transaction holds gigabytes in
-        # memory. All-or-nothing is kept by `_forget_loads` (on failure) and `clean_unfinished_loads`.
-        if rows_read - committed_at >= COMMIT_ROWS:
-            con.execute("COMMIT")
-            con.execute("BEGIN TRANSACTION")
-            committed_at = rows_read
-        if progress:
-            progress(name, rows_read, None)
+    # closing(): after an error below, the worker stops at once, not when the traceback is freed
+    with contextlib.closing(_read_ahead(prepared)) as ahead:
+        for text, normalised in ahead:
+            rows_read += text.height
+            keep = _quarantine_repeated_header(con, load_id, plan, text)
+            if keep is not None:
+                text, normalised = text.filter(keep), normalised.filter(keep)
+            typed, failures = validate_batch(normalised, extract, schema, options)
+            _register(con, "batch_good", typed)
+            con.execute(
+                f"INSERT INTO {table} (_load_id, _line, {columns}) SELECT ?, {q(LINE)}, {columns} FROM batch_good",
+                [load_id],
+            )
+            if failures.height:
+                bad = text.filter(pl.col(LINE).is_in(failures.get_column(LINE).unique().implode()))
+                _store_failures(con, load_id, plan, failures, _raw_json(bad))
+            con.unregister("batch_good")
+            # Commit every COMMIT_ROWS: a ten-million-row file in one transaction holds gigabytes in
+            # memory. All-or-nothing is kept by `_forget_loads` (on failure) and `clean_unfinished_loads`.
+            if rows_read - committed_at >= COMMIT_ROWS:
+                con.execute("COMMIT")
+                con.execute("BEGIN TRANSACTION")
+                committed_at = rows_read
+            if progress:
+                progress(name, rows_read, None)
 
     malformed = malformed_rows()
     if malformed:
