@@ -257,9 +257,9 @@ offences_with_pid AS MATERIALIZED (
     FROM offences_by_police_id b JOIN source_ids i ON i.source = 'police' AND i.source_id = b.police_person_id),
 -- [one person with an offence known at D]
 offences_merged AS (
-    SELECT * FROM offences_with_pid WHERE pid NOT IN (SELECT pid FROM several_police_ids)
+    SELECT * FROM offences_with_pid ANTI JOIN several_police_ids USING (pid)
     UNION ALL BY NAME
-    SELECT pid, {merge} FROM offences_with_pid WHERE pid IN (SELECT pid FROM several_police_ids) GROUP BY pid),
+    SELECT pid, {merge} FROM offences_with_pid SEMI JOIN several_police_ids USING (pid) GROUP BY pid),
 offences_by_person AS (
     SELECT * EXCLUDE ({", ".join(f"group_mask_{k}" for k in range(group_masks))}),
            {group_distinct} AS distinct_groups_36m

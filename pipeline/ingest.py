@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 1_000_000
 COMMIT_ROWS = 2_000_000
 SCAN_CHUNK_BYTES = 8 * 1024 * 1024
+ROW_GROUP_ROWS = 122_880  # DuckDB's row group size: the Arrow batch size handed to inserts
 Progress = Callable[[str, int, int | None], None]  # (label, rows done, rows total or None)
 T = TypeVar("T")
 
@@ -507,9 +508,6 @@ def _dedupe(rows: list[_Malformed]) -> list[_Malformed]:
 
 
 # --- loading ---------------------------------------------------------------------------------
-
-
-ROW_GROUP_ROWS = 122_880  # DuckDB's row group size
 
 
 def _register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:

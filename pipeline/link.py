@@ -24,8 +24,6 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pyarrow as pa
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from pipeline.contract import EXTRACTS
 from pipeline.identifiers import name_normal_sql, pnc_normal_sql
@@ -106,6 +104,9 @@ def _components(con: duckdb.DuckDBPyConnection) -> int:
     The graph joins each record to its PNC and NOMIS keys (dense integers from DuckDB); its
     connected components come from scipy's compiled graph search in one pass, where repeated
     label-propagation rounds in SQL took seconds at a million records."""
+    from scipy.sparse import coo_matrix  # imported here: commands that never link skip its 0.3 s import
+    from scipy.sparse.csgraph import connected_components
+
     con.execute(
         """CREATE OR REPLACE TEMP TABLE record_ix AS  -- [one record]: a dense index for the graph
         SELECT rid, row_number() OVER () - 1 AS ix, pnc_norm, nomis FROM id_records"""
