@@ -369,6 +369,23 @@ def test_same_input_identical_output_and_row_order_does_not_matter():
     assert first.stats == shuffled.stats
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_ineligible_people_follow_the_ranked_ones_in_person_key_order_whatever_the_input_order(seed):
+    # the run hands the features over unsorted; the ranking alone must fix the order
+    rows = [person(f"P{i:02d}", "Northgate", i % 7, (i * 53) % 300) for i in range(12)]
+    rows += [person(f"P{i:02d}", "Northgate", 9, 5, deceased=True) for i in range(12, 18)]
+    rows += [person(f"P{i:02d}", "Southmoor", 12, 3, age=16) for i in range(18, 24)]
+    frame = feature_frame(rows).sample(fraction=1.0, shuffle=True, seed=seed)
+    ranked = select_cohorts(score(frame, RULES), RULES).ranked
+    eligible = ranked.filter(pl.col("eligible"))
+    assert ranked.head(eligible.height)["eligible"].all()
+    assert eligible["rank"].to_list() == list(range(1, eligible.height + 1))
+    tail = ranked.tail(ranked.height - eligible.height)
+    assert tail["person_key"].to_list() == [f"P{i:02d}" for i in range(12, 24)]
+    assert tail["rank"].is_null().all()
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     people=st.lists(
