@@ -125,23 +125,23 @@ def _components(con: duckdb.DuckDBPyConnection) -> int:
     records = len(ids["ix"])
     rid = np.empty(records, dtype=ids["rid"].dtype)
     rid[ids["ix"]] = ids["rid"]
-    rows, cols, offset = [], [], records
-    for ix, key in edges:
-        rows.append(ix)
+    # Node numbers: records first, then the PNC keys, then the NOMIS keys.
+    cols, offset = [], records
+    for _, key in edges:
         cols.append(key + offset)
         offset += int(key.max()) + 1 if len(key) else 0
-    rows_all = np.concatenate(rows) if rows else np.empty(0, np.int64)
-    cols_all = np.concatenate(cols) if cols else np.empty(0, np.int64)
-    graph = coo_matrix((np.ones(len(rows_all), dtype=np.int8), (rows_all, cols_all)), shape=(offset, offset))
+    rows = np.concatenate([ix for ix, _ in edges])
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, np.concatenate(cols))), shape=(offset, offset))
     count, component = connected_components(graph.tocsr(), directed=False)
     component = component[:records]
     # Each component's label is its smallest rid: a property of its records, not of the order
     # in which DuckDB handed them over.
     order = np.lexsort((rid, component))
+    in_order = component[order]
     first = np.ones(records, dtype=bool)
-    first[1:] = component[order][1:] != component[order][:-1]
+    first[1:] = in_order[1:] != in_order[:-1]
     smallest = np.empty(count, dtype=rid.dtype)
-    smallest[component[order][first]] = rid[order][first]
+    smallest[in_order[first]] = rid[order][first]
     con.register("labels_frame", pa.table({"rid": rid, "label": smallest[component]}))
     con.execute("CREATE OR REPLACE TEMP TABLE labels AS SELECT rid, label FROM labels_frame")
     con.unregister("labels_frame")
