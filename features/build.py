@@ -27,8 +27,9 @@ Definitions worth knowing (windows are `(D - n months, D]`, months clamped to mo
   at D (`ogrs3_source` 'probation' or 'computed'), see `features.ogrs3`.
 
 The work is set-based in DuckDB: named steps as CTEs (grain in a comment), dates as bound
-parameters, one pass over the offences grouped by police id (no join on the big table), merged
-per person afterwards. Only the decoding of packed keys and the OGRS3 formula run in Polars.
+parameters. The offences are grouped by police id with no join on the big table: one pass over
+the whole history, one over the last 36 months' rows only; the few people with two police ids
+are merged afterwards. Only the decoding of packed keys and the OGRS3 formula run in Polars.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Identity linking: one person key across police id, PNC id, CRN and NOMIS number.
 
-Named steps, all in SQL:
+Named steps, in SQL but for the graph search of step 3:
 1. `current_tables`  [one row per natural key]: the latest load of each source wins.
 2. `id_records`      [one row per source record]: a police nominal, a probation case (CRN) or a
                      prisoner (NOMIS number), with normalised PNC, names and date of birth.

@@ -667,7 +667,8 @@ _SCORE_BITS, _OFFENCE_BITS, _DAY_BITS = 21, 20, 20
 
 def _person_ordinal(keys: pl.DataFrame) -> pl.Expr:
     """person_key as an integer of the same order: the row number when the frame is already in
-    person_key order (as compute_features returns it), else the ordinal rank."""
+    person_key order (compute_features' default), else the ordinal rank (the run hands the
+    features over unsorted)."""
     if keys.get_column("person_key").is_sorted():
         return pl.col("_row").cast(pl.Int64).alias("_person_ordinal")
     return pl.col("person_key").rank("ordinal").cast(pl.Int64).alias("_person_ordinal")
