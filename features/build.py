@@ -124,6 +124,11 @@ def _age_sql(dob: str, at: str) -> str:
     return f"(({_yyyymmdd(at)} - {_yyyymmdd(dob)}) // 10000)"
 
 
+def _day_sql(column: str) -> str:
+    """Days since DAY_ZERO in 0 .. DAY_LIMIT - 1 (0 for a missing date): a packed-key field."""
+    return f"coalesce(greatest(0, least({DAY_LIMIT - 1}, {column} - DATE '{DAY_ZERO}')), 0)"
+
+
 def _check_inputs(reference: pl.DataFrame, counted_outcomes: Sequence[str], unknown_offence: dict) -> None:
     missing = [k for k in UNKNOWN_OFFENCE_KEYS if k not in unknown_offence]
     if missing:
@@ -288,16 +293,18 @@ custody_features AS (
     FROM spells_at_d GROUP BY pid),
 -- [one case row started or assessed by D]: supervision periods count from their start,
 -- assessments from their date (the period start when there is none); type 'none' is a case
--- without a supervising order
+-- without a supervising order. period_key orders periods by start date, assessment_key orders
+-- assessments by date then period start; ties (two CRNs of one person on one day) are broken by
+-- a hash of the CRN, as for custody spells. Packed into BIGINTs: far cheaper than tuple keys.
 cases_at_d AS (
     SELECT i.pid, c.supervision_type, c.area, c.ogrs3_2yr, c.rosh, c.mappa_level,
            coalesce(c.supervision_start <= $d, false) AS started,
            coalesce(c.supervision_start <= $d, false) AND c.supervision_type IS DISTINCT FROM 'none'
                AND (c.supervision_end IS NULL OR c.supervision_end >= $d) AS active,
            coalesce(coalesce(c.assessment_date, c.supervision_start) <= $d, false) AS assessed,
-           (coalesce(c.supervision_start, DATE '0001-01-01'), c.crn) AS period_key,
-           (coalesce(c.assessment_date, c.supervision_start), coalesce(c.supervision_start, DATE '0001-01-01'), c.crn)
-               AS assessment_key
+           {_day_sql('c.supervision_start')} * {2 ** 32} + CAST(hash(c.crn) % {2 ** 32} AS BIGINT) AS period_key,
+           {_day_sql('coalesce(c.assessment_date, c.supervision_start)')} * {2 ** 41}
+               + {_day_sql('c.supervision_start')} * {2 ** 22} + CAST(hash(c.crn) % {2 ** 22} AS BIGINT) AS assessment_key
     FROM {cases} c JOIN source_ids i ON i.source = 'probation' AND i.source_id = c.crn
     WHERE c.supervision_start <= $d OR coalesce(c.assessment_date, c.supervision_start) <= $d),
 -- [one person with a case row started or assessed by D]: the latest known value of each field

@@ -126,6 +126,10 @@ def ogrs3_probability(
     return math.exp(x) / (1 + math.exp(x))
 
 
+_AGE_TERM_KEYS = [age * 2 + female for age in range(MIN_AGE, AGE_GENDER_BANDS[-1][0] + 1) for female in (0, 1)]
+_AGE_TERM_VALUES = [age_gender_term(key // 2, "F" if key % 2 else "M") for key in _AGE_TERM_KEYS]
+
+
 def ogrs3_band(percent: float | None) -> str | None:
     """Risk band of a two-year percentage: 0-49 low, 50-74 medium, 75-89 high, 90+ very high.
 
@@ -158,13 +162,13 @@ def ogrs3_percent_expr(
     years: int = 2,
 ) -> pl.Expr:
     """Vectorised OGRS3 as a percentage (0-100); null where the inputs do not allow it."""
-    female = sex.fill_null("") == "F"
-    # Build the band lookup from the highest band down so the first match wins.
-    expr = None
-    for lowest, male_term, female_term in reversed(AGE_GENDER_BANDS):
-        value = pl.when(female).then(pl.lit(female_term)).otherwise(pl.lit(male_term))
-        expr = pl.when(age >= lowest).then(value) if expr is None else expr.when(age >= lowest).then(value)
-    age_term = expr.otherwise(None)
+    female = (sex.fill_null("") == "F").cast(pl.Int64)
+    # One lookup on (age, sex) rather than a chain of conditions: ages from the top band's
+    # lowest up share its term, ages under MIN_AGE have none.
+    top = AGE_GENDER_BANDS[-1][0]
+    age_term = (age.clip(upper_bound=top) * 2 + female).replace_strict(
+        _AGE_TERM_KEYS, _AGE_TERM_VALUES, default=None, return_dtype=pl.Float64
+    )
     denominator = (10 + age_at_current - age_at_first).cast(pl.Float64)
     copas = (total_sanctions.cast(pl.Float64) / denominator).log()
     status = pl.when(total_sanctions == 1).then(pl.lit(FIRST_TIME_TERM)).otherwise(pl.lit(REPEAT_TERM))
@@ -177,4 +181,5 @@ def ogrs3_percent_expr(
         & (age_at_first >= MIN_AGE)
         & (age >= MIN_AGE)
     )
-    return pl.when(valid.fill_null(False)).then(100 * x.exp() / (1 + x.exp())).otherwise(None)
+    # The logistic as 1 / (1 + e^-x): one exponential per row, the same value as e^x / (1 + e^x).
+    return pl.when(valid.fill_null(False)).then(100 / (1 + (-x).exp())).otherwise(None)

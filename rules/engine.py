@@ -667,10 +667,14 @@ _SCORE_BITS, _OFFENCE_BITS, _DAY_BITS = 21, 20, 20
 
 def _person_ordinal(keys: pl.DataFrame) -> pl.Expr:
     """person_key as an integer of the same order: the row number when the frame is already in
-    person_key order (compute_features' default), else the ordinal rank (the run hands the
-    features over unsorted)."""
-    if keys.get_column("person_key").is_sorted():
+    person_key order (compute_features' default); else the key's 12 hex digits as a number when
+    every key has the linker's form (`P` and 12 upper-case hex digits, see `pipeline.link`),
+    which is far cheaper than ranking the text; else the ordinal rank of the text."""
+    person_key = keys.get_column("person_key")
+    if person_key.is_sorted():
         return pl.col("_row").cast(pl.Int64).alias("_person_ordinal")
+    if person_key.null_count() == 0 and person_key.str.contains(r"^P[0-9A-F]{12}$").all():
+        return pl.col("person_key").str.slice(1).str.to_integer(base=16).alias("_person_ordinal")
     return pl.col("person_key").rank("ordinal").cast(pl.Int64).alias("_person_ordinal")
 
 

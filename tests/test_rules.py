@@ -386,6 +386,26 @@ def test_ineligible_people_follow_the_ranked_ones_in_person_key_order_whatever_t
     assert tail["rank"].is_null().all()
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    numbers=st.lists(st.integers(0, 16**12 - 1), min_size=2, max_size=40, unique=True),
+    deceased=st.lists(st.booleans(), min_size=40, max_size=40),
+    seed=st.integers(0, 10_000),
+)
+def test_ties_and_the_ineligible_follow_linker_person_keys_in_text_order(numbers, deceased, seed):
+    # keys in the linker's form (P and 12 hex digits) take the numeric shortcut: same order as the text
+    keys = [f"P{n:012X}" for n in numbers]
+    rows = [person(k, "Northgate", 3, 20, deceased=d) for k, d in zip(keys, deceased, strict=False)]
+    frame = feature_frame(rows).sample(fraction=1.0, shuffle=True, seed=seed)
+    ranked = select_cohorts(score(frame, RULES), RULES).ranked
+    eligible = ranked.filter(pl.col("eligible"))
+    ineligible = ranked.filter(~pl.col("eligible"))
+    assert ranked["person_key"].to_list() == eligible["person_key"].to_list() + ineligible["person_key"].to_list()
+    # everyone eligible has the same score, offences and recency: person_key alone orders them
+    assert eligible["person_key"].to_list() == sorted(eligible["person_key"].to_list())
+    assert ineligible["person_key"].to_list() == sorted(ineligible["person_key"].to_list())
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     people=st.lists(
