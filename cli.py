@@ -181,7 +181,8 @@ def _print_ingest(report) -> None:
     out.print()
     link_rows = [[s["source"], s["records"], s["linked"], s["unlinked"], s["by_pnc"], s["by_nomis"], s["by_name_dob"],
                   s["ambiguous"]] for s in report.link.per_source]
-    out.print(_table(f"Identity linking: {report.link.people:,} people",
+    unchanged = "" if report.relinked else " (unchanged: no new extract since the last link)"
+    out.print(_table(f"Identity linking: {report.link.people:,} people{unchanged}",
                      ["source", "records", "linked across agencies", "unlinked", "by PNC", "by NOMIS",
                       "by name+DOB", "ambiguous"], link_rows))
     if report.link.orphan_offences or report.link.orphan_events:

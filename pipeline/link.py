@@ -14,22 +14,35 @@ Named steps, in SQL but for the graph search of step 3:
 5. `people`, `person_ids`, `link_report`.
 
 Nothing is dropped: an unlinked probation or prison record is a person of its own.
+
+`ensure_linked` relinks only when something that decides the links changed since the last link:
+the loads in the warehouse (a new file, a purge) or the linking code. The last link's fingerprint
+and summary are kept in `meta`, written in the same transaction as the link tables.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from pipeline import contract, identifiers
 from pipeline.contract import EXTRACTS
 from pipeline.identifiers import name_normal_sql, pnc_normal_sql
-from pipeline.warehouse import cur_table, q, src_table
+from pipeline.warehouse import cur_table, q, src_table, table_exists
 
 log = logging.getLogger(__name__)
+
+FINGERPRINT_KEY = "link_fingerprint"
+SUMMARY_KEY = "link_summary"
+# The code that decides who is linked to whom: a change to any of it forces a relink.
+_LINK_CODE = (Path(__file__), Path(contract.__file__), Path(identifiers.__file__))
 
 def refresh_current_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Step 1 [one row per natural key]: rows of the latest load replace earlier rows with the same key.
@@ -39,8 +52,11 @@ def refresh_current_tables(con: duckdb.DuckDBPyConnection) -> None:
     for extract in EXTRACTS.values():
         src, cur = q(src_table(extract)), q(cur_table(extract))
         loads = con.execute(f"SELECT count(DISTINCT _load_id) FROM {src}").fetchall()[0][0]
-        con.execute(f"DROP VIEW IF EXISTS {cur}")
-        con.execute(f"DROP TABLE IF EXISTS {cur}")
+        # DROP VIEW IF EXISTS fails on a table of that name (and the reverse): drop what is there.
+        if table_exists(con, cur_table(extract)):
+            con.execute(f"DROP TABLE {cur}")
+        else:
+            con.execute(f"DROP VIEW IF EXISTS {cur}")
         key = [q(k) for k in extract.key]
         occurrence = (f"row_number() OVER (PARTITION BY _load_id, {', '.join(key)} ORDER BY _line)"
                       if extract.name == "probation_events" else None)
@@ -324,4 +340,30 @@ def link_identities(con: duckdb.DuckDBPyConnection) -> LinkSummary:
         WHERE NOT EXISTS (SELECT 1 FROM {cur_table('probation_cases')} c WHERE c.crn = e.crn)"""
     ).fetchone()[0]
     log.info("linked %d people (%d components before the name fallback)", people, components)
-    return LinkSummary(people, components, per_source, orphan_offences, orphan_events)
+    summary = LinkSummary(people, components, per_source, orphan_offences, orphan_events)
+    for key, value in ((FINGERPRINT_KEY, link_fingerprint(con)), (SUMMARY_KEY, json.dumps(asdict(summary)))):
+        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+    return summary
+
+
+def link_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """sha256 of what the links are built from: every load (id, file hash, purge time), the
+    linking code and the DuckDB version (its functions normalise the identifiers)."""
+    digest = hashlib.sha256(duckdb.__version__.encode())
+    for path in _LINK_CODE:
+        digest.update(path.read_bytes())
+    loads = con.execute("SELECT load_id, sha256, purged_at FROM loads ORDER BY load_seq, load_id").fetchall()
+    digest.update(json.dumps(loads, default=str).encode())
+    return digest.hexdigest()
+
+
+def ensure_linked(con: duckdb.DuckDBPyConnection) -> tuple[LinkSummary, bool]:
+    """The current links and whether they were rebuilt now: a relink (about 10 s a million
+    people) happens only when the loads or the linking code changed since the last one."""
+    stored = dict(con.execute("SELECT key, value FROM meta WHERE key IN (?, ?)", [FINGERPRINT_KEY, SUMMARY_KEY])
+                  .fetchall())
+    if (stored.get(FINGERPRINT_KEY) == link_fingerprint(con) and SUMMARY_KEY in stored
+            and table_exists(con, "people") and table_exists(con, "person_ids")):
+        log.info("identity links unchanged since the last link: not relinked")
+        return LinkSummary(**json.loads(stored[SUMMARY_KEY])), False
+    return link_identities(con), True

@@ -302,6 +302,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             "code_version": code_version(), "user": getpass.getuser(), "host": socket.gethostname(),
             "python": platform.python_version(), "inputs": inputs, "forced": force,
             "counts": {"ingest": report.reconciliation, "link": report.link.per_source, "people": report.link.people},
+            "relinked": report.relinked,
         }
         if breaches:
             manifest.update(status="failed", failure="validation threshold exceeded: " + "; ".join(breaches))

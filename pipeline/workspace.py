@@ -10,7 +10,7 @@ from pathlib import Path
 from pipeline.config import CONFIG_FILENAME, Config, default_extract_specs, render_config
 from pipeline.errors import UsageError
 from pipeline.ingest import LoadResult, Progress, ingest
-from pipeline.link import LinkSummary, link_identities
+from pipeline.link import LinkSummary, ensure_linked
 from pipeline.warehouse import connect, private_file, transaction
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,18 @@ class IngestReport:
     loads: list[LoadResult]
     link: LinkSummary
     reconciliation: list[dict]
+    relinked: bool = True  # false when nothing that decides the links changed since the last link
 
 
 def ingest_workspace(config: Config, progress: Progress | None = None) -> IngestReport:
-    """Ingest every new extract file, then link identities; one warehouse transaction each."""
+    """Ingest every new extract file, then link identities if the loads (or the linking code)
+    changed since the last link; one warehouse transaction each."""
     con = connect(config)
     try:
         loads = ingest(config, progress=progress, con=con)
         con.execute("CHECKPOINT")  # settle the batch commits of the ingest before the link rewrites tables
         with transaction(con):
-            summary = link_identities(con)
+            summary, relinked = ensure_linked(con)
         rows = con.execute(
             "SELECT source, count(*) AS files, sum(rows_read) AS rows_read, sum(rows_loaded) AS rows_loaded, "
             "sum(rows_rejected) AS rows_rejected FROM loads GROUP BY source ORDER BY source"
@@ -92,4 +94,4 @@ def ingest_workspace(config: Config, progress: Progress | None = None) -> Ingest
     reconciliation = [
         {"source": r[0], "files": r[1], "rows_read": r[2], "rows_loaded": r[3], "rows_rejected": r[4]} for r in rows
     ]
-    return IngestReport(loads, summary, reconciliation)
+    return IngestReport(loads, summary, reconciliation, relinked)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from conftest import example_row
+from datetime import datetime, timedelta
 
+from conftest import example_row, write_csv
+
+from pipeline.contract import EXTRACTS
 from pipeline.ingest import ingest
 from pipeline.link import link_identities
+from pipeline.retention import purge
 from pipeline.warehouse import connect
+from pipeline.workspace import ingest_workspace
 
 
 def nominal(pid, pnc, surname="Ashworth", forenames="Daniel", dob="1991-04-17"):
@@ -114,3 +119,37 @@ def test_records_chained_through_pnc_and_nomis_become_one_person(workspace):
     assert keys[("prison", "B2345BB")] != keys[("police", "N1")]
     assert info["summary"].people == 2
     assert info["methods"][("prison", "A1234AA")] == "nomis"
+
+
+def test_relinks_only_when_the_loads_or_the_linking_code_change(workspace, tmp_path):
+    config = workspace({
+        "police_nominals": [nominal("N1", "2012/0394773H")],
+        "probation_cases": [case("X000001", pnc="12/394773H", surname="Other")],
+    })
+    first = ingest_workspace(config)
+    assert first.relinked and first.link.people == 1
+
+    # nothing new: the stored links and their summary are kept
+    again = ingest_workspace(config)
+    assert not again.relinked
+    assert again.link == first.link
+
+    # a new probation extract: relinked, and its new case is a person of its own
+    write_csv(tmp_path / "extracts" / "probation_cases.csv", EXTRACTS["probation_cases"].column_names,
+              [case("X000001", pnc="12/394773H", surname="Other"), case("X000002", surname="Newcome", dob="1988-02-03")])
+    third = ingest_workspace(config)
+    assert third.relinked and third.link.people == 2
+
+    # links built by other linking code (another fingerprint): relinked with no new file
+    con = connect(config)
+    con.execute("UPDATE meta SET value = 'built by older code' WHERE key = 'link_fingerprint'")
+    con.close()
+    assert ingest_workspace(config).relinked
+
+    # a purge relinks in its own transaction: the next ingest has nothing to redo
+    purge(config, "24m", now=datetime.now() + timedelta(days=800))
+    after = ingest_workspace(config)
+    assert not after.relinked and after.link.people == 0
+    con = connect(config)
+    assert con.execute("SELECT count(*) FROM person_ids").fetchall() == [(0,)]
+    con.close()
