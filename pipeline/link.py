@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from pipeline import contract, identifiers
 from pipeline.contract import EXTRACTS
+from pipeline.errors import WarehouseError
 from pipeline.identifiers import name_normal_sql, pnc_normal_sql
 from pipeline.warehouse import cur_table, q, src_table, table_exists
 
@@ -211,8 +212,17 @@ def person_number_sql(column: str) -> str:
 
 _ANCHORS = """
 CREATE OR REPLACE TEMP TABLE anchors AS  -- [one person]: the key hashes the smallest record id in it,
--- so it depends on the person's own records only, not on labels or on anyone else
-SELECT final_label, 'P' || upper(left(sha256(min(record_id)), 12)) AS person_key FROM linked GROUP BY final_label
+-- so it depends on the person's own records only, not on labels or on anyone else.
+-- Keys are 12 hex digits (48 bits): at a million people two share them in about one link in
+-- 560, and those people take the next 12 digits of their hashes instead.
+WITH hashed AS (
+    SELECT final_label, upper(sha256(min(record_id))) AS digest FROM linked GROUP BY final_label),
+shared AS (
+    SELECT left(digest, 12) AS prefix FROM hashed GROUP BY prefix HAVING count(*) > 1)
+SELECT final_label,
+       'P' || CASE WHEN left(digest, 12) IN (SELECT prefix FROM shared) THEN substr(digest, 13, 12)
+                   ELSE left(digest, 12) END AS person_key
+FROM hashed
 """
 
 _PERSON_IDS = """
@@ -323,6 +333,10 @@ def link_identities(con: duckdb.DuckDBPyConnection) -> LinkSummary:
     components = _components(con)
     con.execute(_FALLBACK)
     con.execute(_ANCHORS)
+    if con.execute("SELECT count(*) - count(DISTINCT person_key) FROM anchors").fetchall()[0][0]:
+        raise WarehouseError(  # two 48-bit keys of two people at once: about never
+            "two people were given the same person key", hint="report this: the linking code needs longer keys"
+        )
     con.execute(_PERSON_IDS)
     con.execute(_PEOPLE)
     con.execute(_REPORT)

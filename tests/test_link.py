@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 
 from conftest import example_row, write_csv
@@ -153,3 +154,23 @@ def test_relinks_only_when_the_loads_or_the_linking_code_change(workspace, tmp_p
     con = connect(config)
     assert con.execute("SELECT count(*) FROM person_ids").fetchall() == [(0,)]
     con.close()
+
+
+def test_people_whose_keys_would_share_48_bits_get_distinct_keys(workspace):
+    # found by search: sha256 of these two record ids agree in their first 12 hex digits
+    first, second = "C10573205", "C22086917"
+    assert hashlib.sha256(f"police:{first}".encode()).hexdigest()[:12] == \
+        hashlib.sha256(f"police:{second}".encode()).hexdigest()[:12]
+    config = workspace({"police_nominals": [
+        nominal(first, "2012/0394773H", surname="Ashworth"),
+        nominal(second, "2014/0112233E", surname="Brennan", dob="1985-06-30"),
+        nominal("N3", "2015/0445566N", surname="Carver", dob="1979-01-12"),
+    ]})
+    keys, _ = linked(config)
+
+    def digest(police_id: str) -> str:
+        return hashlib.sha256(f"police:{police_id}".encode()).hexdigest().upper()
+
+    assert keys[("police", first)] == "P" + digest(first)[12:24]
+    assert keys[("police", second)] == "P" + digest(second)[12:24]
+    assert keys[("police", "N3")] == "P" + digest("N3")[:12]  # everyone else keeps the usual key
