@@ -215,7 +215,7 @@ offences_at_d AS NOT MATERIALIZED (
            CASE WHEN o.outcome_date <= $d AND o.outcome IS NOT NULL THEN {counted_in} ELSE {pending} END
                AS counted,
            coalesce(o.outcome_date <= $d AND {sanction_in}, false) AS sanction,
-           greatest(0, least({DAY_LIMIT - 1}, o.offence_date - DATE '{DAY_ZERO}')) AS offence_day
+           {_day_sql('o.offence_date')} AS offence_day
     FROM {offences} o JOIN {codes} k ON k.ho_offence_code = o.ho_offence_code
     WHERE o.offence_date <= $d AND (o.recorded_date IS NULL OR o.recorded_date <= $d)),
 -- [one police id with an offence known at D]: what needs the whole history, over every row;
@@ -227,7 +227,7 @@ history_by_police_id AS (
            count(*) FILTER (sanction) AS sanctions,
            min(outcome_date) FILTER (sanction) AS first_sanction_date,
            -- current sanction: the latest outcome date, then the latest offence date, then the lowest code
-           max(greatest(0, least({DAY_LIMIT - 1}, outcome_date - DATE '{DAY_ZERO}')) * {2 ** 41}
+           max({_day_sql('outcome_date')} * {2 ** 41}
                + offence_day * {CODE_LIMIT} + code_tie) FILTER (sanction) AS sanction_key
     FROM offences_at_d GROUP BY police_person_id),
 -- [one police id with a counted offence in 36 months]: the windowed counts, over the rows of the
@@ -275,7 +275,7 @@ offences_by_person AS (
 spells_at_d AS (
     SELECT i.pid, s.release_date, s.expected_release_date, s.sentence_days, s.custody_type, s.release_area,
            s.reception_date,
-           (s.reception_date - DATE '{DAY_ZERO}') * {2 ** 32} + CAST(hash(s.spell_id) % {2 ** 32} AS BIGINT)
+           {_day_sql('s.reception_date')} * {2 ** 32} + CAST(hash(s.spell_id) % {2 ** 32} AS BIGINT)
                AS spell_key,
            s.release_date IS NOT NULL AND s.release_date <= $d AS released
     FROM {custody} s JOIN source_ids i ON i.source = 'prison' AND i.source_id = s.nomis_id

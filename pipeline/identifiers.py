@@ -12,6 +12,10 @@ import polars as pl
 
 from pipeline.contract import CRN_PATTERN, NOMIS_PATTERN, PNC_PATTERN
 
+# A person key as `pipeline.link` makes it: P and 12 upper-case hex digits, so text order and
+# the order of the hex number agree.
+PERSON_KEY_PATTERN = r"^P[0-9A-F]{12}$"
+
 # The PNC check letter alphabet leaves out I, O and S, which read as digits.
 PNC_CHECK_ALPHABET = "ZABCDEFGHJKLMNPQRTUVWXY"
 _PNC_RE = re.compile(PNC_PATTERN)

@@ -45,6 +45,7 @@ SUMMARY_KEY = "link_summary"
 # The code that decides who is linked to whom: a change to any of it forces a relink.
 _LINK_CODE = (Path(__file__), Path(contract.__file__), Path(identifiers.__file__))
 
+
 def refresh_current_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Step 1 [one row per natural key]: rows of the latest load replace earlier rows with the same key.
 
@@ -204,8 +205,9 @@ SELECT r.record_id, r.source, r.source_id, r.pnc_norm, r.nomis, l.label AS pnc_l
 FROM id_records r JOIN labels l USING (rid) LEFT JOIN relabel x ON x.label = l.label
 """
 
+
 def person_number_sql(column: str) -> str:
-    """A person key (`P` and 12 upper-case hex digits, see `_ANCHORS`) as a BIGINT of the same
+    """A person key (`identifiers.PERSON_KEY_PATTERN`, made by `_ANCHORS`) as a BIGINT of the same
     order: joins, groupings and sorts on it are far cheaper than on the text."""
     return f"CAST(('0x' || substr({column}, 2)) AS BIGINT)"
 

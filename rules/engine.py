@@ -26,6 +26,7 @@ import polars as pl
 from features.ogrs3 import OFFENCE_TERMS
 from pipeline.contract import CUSTODY_TYPES, OUTCOMES, ROSH_LEVELS, SUPERVISION_TYPES
 from pipeline.errors import ConfigError
+from pipeline.identifiers import PERSON_KEY_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -668,12 +669,12 @@ _SCORE_BITS, _OFFENCE_BITS, _DAY_BITS = 21, 20, 20
 def _person_ordinal(keys: pl.DataFrame) -> pl.Expr:
     """person_key as an integer of the same order: the row number when the frame is already in
     person_key order (compute_features' default); else the key's 12 hex digits as a number when
-    every key has the linker's form (`P` and 12 upper-case hex digits, see `pipeline.link`),
+    every key has the linker's form (PERSON_KEY_PATTERN),
     which is far cheaper than ranking the text; else the ordinal rank of the text."""
     person_key = keys.get_column("person_key")
     if person_key.is_sorted():
         return pl.col("_row").cast(pl.Int64).alias("_person_ordinal")
-    if person_key.null_count() == 0 and person_key.str.contains(r"^P[0-9A-F]{12}$").all():
+    if person_key.null_count() == 0 and person_key.str.contains(PERSON_KEY_PATTERN).all():
         return pl.col("person_key").str.slice(1).str.to_integer(base=16).alias("_person_ordinal")
     return pl.col("person_key").rank("ordinal").cast(pl.Int64).alias("_person_ordinal")
 
