@@ -58,6 +58,7 @@ RELEASE_DUE_DAYS = 90
 DAY_ZERO = "1800-01-01"
 DAY_LIMIT = 2**19
 CODE_LIMIT = 2**22
+GROUPS_PER_MASK = 63  # offence groups per BIGINT bit mask (`distinct_groups_36m`)
 
 _I, _S, _B, _D = pl.Int64(), pl.Utf8(), pl.Boolean(), pl.Date()
 # The output of compute_features, in order: column -> dtype (the same for an empty result).
@@ -175,7 +176,8 @@ def _features_sql(counted_in: str, sanction_in: str, pending_counted: bool, grou
     offences, cases = q(cur_table("police_offences")), q(cur_table("probation_cases"))
     events, custody = q(cur_table("probation_events")), q(cur_table("prison_custody"))
     codes = q(CODES_VIEW)
-    # Distinct offence groups as bit masks of 63 groups each: exact, and mergeable across police ids.
+    # Distinct offence groups as bit masks of GROUPS_PER_MASK groups each: exact, and mergeable
+    # across police ids.
     masks = "\n           ".join(f"bit_or(group_bit_{k}) AS group_mask_{k}," for k in range(group_masks))
     mask_columns = " ".join(f"r.group_mask_{k}," for k in range(group_masks))
     group_bits = "".join(f"k.group_bit_{k}, " for k in range(group_masks))
@@ -423,6 +425,11 @@ def _with_ogrs3(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 
+def group_mask_count(codes: pl.DataFrame) -> int:
+    """How many 63-bit masks hold the distinct offence groups of `codes` (at least one)."""
+    return max(1, -(-int(codes.get_column("group_id").max() + 1) // GROUPS_PER_MASK)) if codes.height else 1
+
+
 def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unknown_offence: dict) -> pl.DataFrame:
     """[one offence code seen in the offences]: reference values or the unknown defaults, with
     dense integer ids (in code order) so the 10M-row pass carries integers, not strings."""
@@ -447,14 +454,15 @@ def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unkno
         (pl.col("offence_group").rank("dense") - 1).cast(pl.Int64).alias("group_id"),
     )
     # Per-code parts of the packed keys and group bits, so the big pass does little arithmetic.
-    masks = max(1, -(-int(codes.get_column("group_id").max() + 1) // 63)) if codes.height else 1
+    masks = group_mask_count(codes)
     tie = CODE_LIMIT - 1 - pl.col("code_id")  # larger for lower codes: ties go to the lowest code
     return codes.with_columns(
         tie.alias("code_tie"),
         (pl.col("gravity") * 2**41 + tie).alias("serious_base"),
         *[
             pl.col("group_id").replace_strict(
-                {g: (1 << (g % 63)) if g // 63 == k else 0 for g in range(63 * masks)}, return_dtype=pl.Int64
+                {g: (1 << (g % GROUPS_PER_MASK)) if g // GROUPS_PER_MASK == k else 0
+                 for g in range(GROUPS_PER_MASK * masks)}, return_dtype=pl.Int64
             ).alias(f"group_bit_{k}")
             for k in range(masks)
         ],
@@ -480,7 +488,7 @@ def compute_features(
     _check_inputs(reference, counted_outcomes, unknown_offence)
     params, parts = _parameters(as_of, counted_outcomes)
     codes = offence_codes(con, reference, unknown_offence)
-    group_masks = max(1, -(-int(codes.get_column("group_id").max() + 1) // 63)) if codes.height else 1
+    group_masks = group_mask_count(codes)
     con.register(CODES_VIEW, codes.to_arrow())
     try:
         frame = con.execute(_features_sql(group_masks=group_masks, ordered=ordered, **parts), params).pl()

@@ -669,8 +669,8 @@ _SCORE_BITS, _OFFENCE_BITS, _DAY_BITS = 21, 20, 20
 def _person_ordinal(keys: pl.DataFrame) -> pl.Expr:
     """person_key as an integer of the same order: the row number when the frame is already in
     person_key order (compute_features' default); else the key's 12 hex digits as a number when
-    every key has the linker's form (PERSON_KEY_PATTERN),
-    which is far cheaper than ranking the text; else the ordinal rank of the text."""
+    every key has the linker's form (PERSON_KEY_PATTERN), far cheaper than ranking the text;
+    else the ordinal rank of the text."""
     person_key = keys.get_column("person_key")
     if person_key.is_sorted():
         return pl.col("_row").cast(pl.Int64).alias("_person_ordinal")
