@@ -27,9 +27,9 @@ Definitions worth knowing (windows are `(D - n months, D]`, months clamped to mo
   at D (`ogrs3_source` 'probation' or 'computed'), see `features.ogrs3`.
 
 The work is set-based in DuckDB: named steps as CTEs (grain in a comment), dates as bound
-parameters. The offences are grouped by police id with no join on the big table: one pass over
-the whole history, one over the last 36 months' rows only; the few people with two police ids
-are merged afterwards. Only the decoding of packed keys and the OGRS3 formula run in Polars.
+parameters. The offences are read from `offence_facts`, which the link builds once (person
+numbers, dates, code and outcome numbers: no text), in one pass grouped by person number. Only
+the decoding of packed keys and the OGRS3 formula run in Polars.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import polars as pl
 from features.ogrs3 import OFFENCE_TERMS, ogrs3_percent_expr
 from pipeline.contract import OUTCOMES
 from pipeline.errors import ConfigError
-from pipeline.link import person_number_sql
+from pipeline.facts import DAY_ZERO, day_number_sql
 from pipeline.warehouse import cur_table, q
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,7 @@ CODES_VIEW = "_iom_offence_codes"
 SANCTION_OUTCOMES = ("convicted", "cautioned", "community_resolution")  # OGRS3 "sanctions"
 UNKNOWN_OFFENCE_KEYS = ("offence_group", "gravity", "neighbourhood_crime", "violence", "ogrs3_group")
 RELEASE_DUE_DAYS = 90
-# Packed sort keys (see `offences_by_police_id`): days since DAY_ZERO in 19 bits, code ids in 22 bits.
-DAY_ZERO = "1800-01-01"
-DAY_LIMIT = 2**19
+# Packed sort keys (see `offences_by_person`): days since DAY_ZERO (pipeline.facts), code ids in 22 bits.
 CODE_LIMIT = 2**22
 GROUPS_PER_MASK = 63  # offence groups per BIGINT bit mask (`distinct_groups_36m`)
 
@@ -125,11 +123,6 @@ def _age_sql(dob: str, at: str) -> str:
     return f"(({_yyyymmdd(at)} - {_yyyymmdd(dob)}) // 10000)"
 
 
-def _day_sql(column: str) -> str:
-    """Days since DAY_ZERO in 0 .. DAY_LIMIT - 1 (0 for a missing date): a packed-key field."""
-    return f"coalesce(greatest(0, least({DAY_LIMIT - 1}, {column} - DATE '{DAY_ZERO}')), 0)"
-
-
 def _check_inputs(reference: pl.DataFrame, counted_outcomes: Sequence[str], unknown_offence: dict) -> None:
     missing = [k for k in UNKNOWN_OFFENCE_KEYS if k not in unknown_offence]
     if missing:
@@ -164,172 +157,112 @@ def _parameters(as_of: date, counted_outcomes: Sequence[str]) -> tuple[dict, dic
         "d_36m": months_before(as_of, 36),
         "d_release": as_of + timedelta(days=RELEASE_DUE_DAYS),
     }
+    # offence_facts holds outcomes as their index in OUTCOMES
+    counted = [OUTCOMES.index(c) for c in counted_outcomes if c != "pending"]
     parts = {
-        "counted_in": _in_list("o.outcome", "counted", [c for c in counted_outcomes if c != "pending"], params),
-        "sanction_in": _in_list("o.outcome", "sanction", SANCTION_OUTCOMES, params),
+        "counted_in": _in_list("o.outcome_number", "counted", counted, params),
+        "sanction_in": _in_list("o.outcome_number", "sanction", [OUTCOMES.index(c) for c in SANCTION_OUTCOMES], params),
         "pending_counted": "pending" in counted_outcomes,
     }
     return params, parts
 
 
 def _features_sql(counted_in: str, sanction_in: str, pending_counted: bool, group_masks: int, ordered: bool) -> str:
-    offences, cases = q(cur_table("police_offences")), q(cur_table("probation_cases"))
-    events, custody = q(cur_table("probation_events")), q(cur_table("prison_custody"))
     codes = q(CODES_VIEW)
-    # Distinct offence groups as bit masks of GROUPS_PER_MASK groups each: exact, and mergeable
-    # across police ids.
-    masks = "\n           ".join(f"bit_or(group_bit_{k}) AS group_mask_{k}," for k in range(group_masks))
-    mask_columns = " ".join(f"r.group_mask_{k}," for k in range(group_masks))
+    # Distinct offence groups as bit masks of GROUPS_PER_MASK groups each: exact, one bit_or each.
     group_bits = "".join(f"k.group_bit_{k}, " for k in range(group_masks))
-
-    merged = {  # how the aggregates of two police ids of one person combine
-        "offences_3m": "sum", "offences_12m": "sum", "offences_36m": "sum", "offences_total": "sum",
-        "last_offence_date": "max", "neighbourhood_12m": "sum", "violence_12m": "sum",
-        "seriousness_sum_36m": "sum", "serious_key": "max", "prev_12m": "sum", "unknown_offences_36m": "sum",
-        "sanctions": "sum", "first_sanction_date": "min", "sanction_key": "max",
-        **{f"group_mask_{k}": "bit_or" for k in range(group_masks)},
-    }
-    merge = ", ".join(
-        f"{function}({column}){'::BIGINT' if function == 'sum' else ''} AS {column}" for column, function in merged.items()
-    )
+    masks = "\n           ".join(f"bit_or(group_bit_{k}) FILTER (recent) AS group_mask_{k}," for k in range(group_masks))
     group_distinct = " + ".join(f"coalesce(bit_count(group_mask_{k}), 0)" for k in range(group_masks))
     pending = "true" if pending_counted else "false"
     return f"""
 WITH
--- [one person]: the person key as an integer of the same order, so that every later join,
--- grouping and the final sort are on integers
-people_ids AS MATERIALIZED (
-    SELECT {person_number_sql('person_key')} AS pid, person_key, police_person_id, pnc_id, crn, nomis_id,
-           date_of_birth, sex, area, deceased_date
-    FROM people),
--- [one source record]: police id, CRN or NOMIS number with its person
-source_ids AS MATERIALIZED (
-    SELECT source, source_id, {person_number_sql('person_key')} AS pid FROM person_ids),
--- [one person with two or more police ids]: their offence aggregates are merged (a few hundred
--- in a million; everyone else's are taken as they are, with no second grouping)
-several_police_ids AS MATERIALIZED (
-    SELECT pid FROM source_ids WHERE source = 'police' GROUP BY pid HAVING count(*) > 1),
--- [one offence known at D]: committed and recorded by D; its outcome as known at D decides
--- whether it is counted (rule set) and whether it is a sanction (OGRS3). Read twice, not stored.
-offences_at_d AS NOT MATERIALIZED (
-    SELECT o.police_person_id, o.offence_date, o.outcome_date, k.unknown_code, k.gravity,
+-- [one offence known at D] (offence_facts: one per current offence of a linked police record):
+-- committed and recorded by D; its outcome as known at D decides whether it is counted (rule
+-- set) and whether it is a sanction (OGRS3)
+offences_at_d AS (
+    SELECT o.person_number, o.offence_date, o.outcome_date, k.unknown_code, k.gravity,
            k.neighbourhood_crime, k.violence, k.serious_base, k.code_tie, {group_bits}
-           CASE WHEN o.outcome_date <= $d AND o.outcome IS NOT NULL THEN {counted_in} ELSE {pending} END
+           CASE WHEN o.outcome_date <= $d AND o.outcome_number IS NOT NULL THEN {counted_in} ELSE {pending} END
                AS counted,
            coalesce(o.outcome_date <= $d AND {sanction_in}, false) AS sanction,
-           {_day_sql('o.offence_date')} AS offence_day
-    FROM {offences} o JOIN {codes} k ON k.ho_offence_code = o.ho_offence_code
+           {day_number_sql('o.offence_date')} AS offence_day
+    FROM offence_facts o JOIN {codes} k USING (code_number)
     WHERE o.offence_date <= $d AND (o.recorded_date IS NULL OR o.recorded_date <= $d)),
--- [one police id with an offence known at D]: what needs the whole history, over every row;
--- mergeable aggregates only (sums, max, min) so the big pass needs no join
-history_by_police_id AS (
-    SELECT police_person_id,
+offences_flagged AS (
+    SELECT *, counted AND offence_date > $d_36m AS recent FROM offences_at_d),
+-- [one person with an offence known at D]: every offence aggregate in one pass; tie-breaks are
+-- packed into BIGINTs, decoded later
+offences_by_person AS (
+    SELECT person_number,
            count(*) FILTER (counted) AS offences_total,
            max(offence_date) FILTER (counted) AS last_offence_date,
+           count(*) FILTER (recent AND offence_date > $d_3m) AS offences_3m,
+           count(*) FILTER (recent AND offence_date > $d_12m) AS offences_12m,
+           count(*) FILTER (recent) AS offences_36m,
+           count(*) FILTER (recent AND offence_date > $d_12m AND neighbourhood_crime) AS neighbourhood_12m,
+           count(*) FILTER (recent AND offence_date > $d_12m AND violence) AS violence_12m,
+           {masks}
+           sum(gravity) FILTER (recent) AS seriousness_sum_36m,
+           -- most serious: highest gravity, then the most recent, then the lowest code
+           max(serious_base + offence_day * {CODE_LIMIT}) FILTER (recent) AS serious_key,
+           count(*) FILTER (recent AND offence_date > $d_24m AND offence_date <= $d_12m) AS prev_12m,
+           count(*) FILTER (recent AND unknown_code) AS unknown_offences_36m,
            count(*) FILTER (sanction) AS sanctions,
            min(outcome_date) FILTER (sanction) AS first_sanction_date,
            -- current sanction: the latest outcome date, then the latest offence date, then the lowest code
-           max({_day_sql('outcome_date')} * {2 ** 41}
-               + offence_day * {CODE_LIMIT} + code_tie) FILTER (sanction) AS sanction_key
-    FROM offences_at_d GROUP BY police_person_id),
--- [one police id with a counted offence in 36 months]: the windowed counts, over the rows of the
--- last 36 months only (about a third of a ten-year history)
-recent_by_police_id AS (
-    SELECT police_person_id,
-           count(*) FILTER (offence_date > $d_3m) AS offences_3m,
-           count(*) FILTER (offence_date > $d_12m) AS offences_12m,
-           count(*) AS offences_36m,
-           count(*) FILTER (offence_date > $d_12m AND neighbourhood_crime) AS neighbourhood_12m,
-           count(*) FILTER (offence_date > $d_12m AND violence) AS violence_12m,
-           {masks}
-           sum(gravity) AS seriousness_sum_36m,
-           -- most serious: highest gravity, then the most recent, then the lowest code
-           max(serious_base + offence_day * {CODE_LIMIT}) AS serious_key,
-           count(*) FILTER (offence_date > $d_24m AND offence_date <= $d_12m) AS prev_12m,
-           count(*) FILTER (unknown_code) AS unknown_offences_36m
-    FROM offences_at_d WHERE counted AND offence_date > $d_36m GROUP BY police_person_id),
--- [one police id with an offence known at D]; tie-breaks are packed into one BIGINT, decoded later
-offences_by_police_id AS (
-    SELECT h.police_person_id,
-           coalesce(r.offences_3m, 0) AS offences_3m, coalesce(r.offences_12m, 0) AS offences_12m,
-           coalesce(r.offences_36m, 0) AS offences_36m, h.offences_total, h.last_offence_date,
-           coalesce(r.neighbourhood_12m, 0) AS neighbourhood_12m, coalesce(r.violence_12m, 0) AS violence_12m,
-           {mask_columns}
-           r.seriousness_sum_36m, r.serious_key, coalesce(r.prev_12m, 0) AS prev_12m,
-           coalesce(r.unknown_offences_36m, 0) AS unknown_offences_36m,
-           h.sanctions, h.first_sanction_date, h.sanction_key
-    FROM history_by_police_id h LEFT JOIN recent_by_police_id r USING (police_person_id)),
--- [one police id with an offence known at D]: with its person
-offences_with_pid AS MATERIALIZED (
-    SELECT i.pid, b.* EXCLUDE (police_person_id)
-    FROM offences_by_police_id b JOIN source_ids i ON i.source = 'police' AND i.source_id = b.police_person_id),
--- [one person with an offence known at D]
-offences_merged AS (
-    SELECT * FROM offences_with_pid ANTI JOIN several_police_ids USING (pid)
-    UNION ALL BY NAME
-    SELECT pid, {merge} FROM offences_with_pid SEMI JOIN several_police_ids USING (pid) GROUP BY pid),
-offences_by_person AS (
-    SELECT * EXCLUDE ({", ".join(f"group_mask_{k}" for k in range(group_masks))}),
-           {group_distinct} AS distinct_groups_36m
-    FROM offences_merged),
--- [one custody spell received by D]; spell_key orders spells by reception date, ties broken by a
--- hash of the spell id (reproducible; a tie is two spells of one person received the same day)
+           max({day_number_sql('outcome_date')} * {2 ** 41} + offence_day * {CODE_LIMIT} + code_tie) FILTER (sanction)
+               AS sanction_key
+    FROM offences_flagged GROUP BY person_number),
+-- [one custody spell received by D] (custody_facts: spell_order orders a person's spells by
+-- reception date, ties by a hash of the spell id)
 spells_at_d AS (
-    SELECT i.pid, s.release_date, s.expected_release_date, s.sentence_days, s.custody_type, s.release_area,
-           s.reception_date,
-           {_day_sql('s.reception_date')} * {2 ** 32} + CAST(hash(s.spell_id) % {2 ** 32} AS BIGINT)
-               AS spell_key,
-           s.release_date IS NOT NULL AND s.release_date <= $d AS released
-    FROM {custody} s JOIN source_ids i ON i.source = 'prison' AND i.source_id = s.nomis_id
-    WHERE s.reception_date <= $d),
+    SELECT *, release_date IS NOT NULL AND release_date <= $d AS released
+    FROM custody_facts WHERE reception_date <= $d),
 -- [one person with a spell received by D]: the open spell, if any, is the latest one received
 custody_features AS (
-    SELECT pid,
+    SELECT person_number,
            bool_or(NOT released) AS in_custody,
-           arg_max(custody_type, spell_key) FILTER (NOT released) AS custody_type_at_d,
-           arg_max(expected_release_date, spell_key) FILTER (NOT released) AS expected_release_date,
+           arg_max(custody_type, spell_order) FILTER (NOT released) AS custody_type_at_d,
+           arg_max(expected_release_date, spell_order) FILTER (NOT released) AS expected_release_date,
            max(release_date) FILTER (released) AS last_release_date,
            count(*) FILTER (custody_type = 'sentenced' AND sentence_days < 365 AND reception_date > $d_36m)
                AS short_sentences_36m,
-           arg_max(release_area, spell_key) FILTER (release_area IS NOT NULL) AS prison_area
-    FROM spells_at_d GROUP BY pid),
--- [one case row started or assessed by D]: supervision periods count from their start,
--- assessments from their date (the period start when there is none); type 'none' is a case
--- without a supervising order. period_key orders periods by start date, assessment_key orders
--- assessments by date then period start; ties (two CRNs of one person on one day) are broken by
--- a hash of the CRN, as for custody spells. Packed into BIGINTs: far cheaper than tuple keys.
+           arg_max(release_area, spell_order) FILTER (release_area IS NOT NULL) AS prison_area
+    FROM spells_at_d GROUP BY person_number),
+-- [one case row started or assessed by D] (case_facts): supervision periods count from their
+-- start, assessments from their date (the period start when there is none); type 'none' is a
+-- case without a supervising order. period_order orders periods by start date, assessment_order
+-- assessments by date then period start; ties (two CRNs of one person on one day) by a hash of
+-- the CRN, as for custody spells.
 cases_at_d AS (
-    SELECT i.pid, c.supervision_type, c.area, c.ogrs3_2yr, c.rosh, c.mappa_level,
-           coalesce(c.supervision_start <= $d, false) AS started,
-           coalesce(c.supervision_start <= $d, false) AND c.supervision_type IS DISTINCT FROM 'none'
-               AND (c.supervision_end IS NULL OR c.supervision_end >= $d) AS active,
-           coalesce(coalesce(c.assessment_date, c.supervision_start) <= $d, false) AS assessed,
-           {_day_sql('c.supervision_start')} * {2 ** 32} + CAST(hash(c.crn) % {2 ** 32} AS BIGINT) AS period_key,
-           {_day_sql('coalesce(c.assessment_date, c.supervision_start)')} * {2 ** 41}
-               + {_day_sql('c.supervision_start')} * {2 ** 22} + CAST(hash(c.crn) % {2 ** 22} AS BIGINT) AS assessment_key
-    FROM {cases} c JOIN source_ids i ON i.source = 'probation' AND i.source_id = c.crn
-    WHERE c.supervision_start <= $d OR coalesce(c.assessment_date, c.supervision_start) <= $d),
+    SELECT person_number, supervision_type, area, ogrs3_2yr, rosh, mappa_level, period_order, assessment_order,
+           coalesce(supervision_start <= $d, false) AS started,
+           coalesce(supervision_start <= $d, false) AND supervision_type IS DISTINCT FROM 'none'
+               AND (supervision_end IS NULL OR supervision_end >= $d) AS active,
+           coalesce(assessed_from <= $d, false) AS assessed
+    FROM case_facts
+    WHERE supervision_start <= $d OR assessed_from <= $d),
 -- [one person with a case row started or assessed by D]: the latest known value of each field
 probation_features AS (
-    SELECT pid,
+    SELECT person_number,
            bool_or(started) AS in_probation,
            bool_or(active) AS under_supervision,
-           arg_max(supervision_type, period_key) FILTER (active) AS supervision_type,
-           arg_max(area, period_key) FILTER (started AND area IS NOT NULL) AS probation_area,
-           arg_max(ogrs3_2yr, assessment_key) FILTER (assessed AND ogrs3_2yr IS NOT NULL) AS probation_ogrs3,
-           arg_max(rosh, assessment_key) FILTER (assessed AND rosh IS NOT NULL) AS rosh,
-           arg_max(mappa_level, assessment_key) FILTER (assessed AND mappa_level IS NOT NULL) AS mappa_level
-    FROM cases_at_d GROUP BY pid),
--- [one person]: enforcement and compliance events in (D-12m, D]
+           arg_max(supervision_type, period_order) FILTER (active) AS supervision_type,
+           arg_max(area, period_order) FILTER (started AND area IS NOT NULL) AS probation_area,
+           arg_max(ogrs3_2yr, assessment_order) FILTER (assessed AND ogrs3_2yr IS NOT NULL) AS probation_ogrs3,
+           arg_max(rosh, assessment_order) FILTER (assessed AND rosh IS NOT NULL) AS rosh,
+           arg_max(mappa_level, assessment_order) FILTER (assessed AND mappa_level IS NOT NULL) AS mappa_level
+    FROM cases_at_d GROUP BY person_number),
+-- [one person with an event in (D-12m, D]] (event_facts): enforcement and compliance events
 event_features AS (
-    SELECT i.pid,
-           count(*) FILTER (e.event_type = 'breach') AS breaches_12m,
-           count(*) FILTER (e.event_type = 'recall') AS recalls_12m,
-           count(*) FILTER (e.event_type = 'missed_appointment') AS missed_appointments_12m,
-           count(*) FILTER (e.event_type = 'positive_drug_test') AS positive_drug_tests_12m
-    FROM {events} e JOIN source_ids i ON i.source = 'probation' AND i.source_id = e.crn
-    WHERE e.event_date <= $d AND e.event_date > $d_12m
-    GROUP BY i.pid)
+    SELECT person_number,
+           count(*) FILTER (event_type = 'breach') AS breaches_12m,
+           count(*) FILTER (event_type = 'recall') AS recalls_12m,
+           count(*) FILTER (event_type = 'missed_appointment') AS missed_appointments_12m,
+           count(*) FILTER (event_type = 'positive_drug_test') AS positive_drug_tests_12m
+    FROM event_facts
+    WHERE event_date <= $d AND event_date > $d_12m
+    GROUP BY person_number)
 -- [one person assessed at D]: any offence, spell or period known at D
 SELECT p.person_key,
        {_age_sql('p.date_of_birth', '$d')} AS age,
@@ -344,7 +277,7 @@ SELECT p.person_key,
        o.last_offence_date,
        coalesce(o.neighbourhood_12m, 0) AS neighbourhood_12m,
        coalesce(o.violence_12m, 0) AS violence_12m,
-       coalesce(o.distinct_groups_36m, 0) AS distinct_groups_36m,
+       {group_distinct} AS distinct_groups_36m,
        coalesce(o.seriousness_sum_36m, 0) AS seriousness_sum_36m,
        coalesce(o.offences_12m, 0) - coalesce(o.prev_12m, 0) AS trend_12m,
        coalesce(o.prev_12m, 0) AS prev_12m,
@@ -364,9 +297,9 @@ SELECT p.person_key,
        coalesce(e.recalls_12m, 0) AS recalls_12m,
        coalesce(e.missed_appointments_12m, 0) AS missed_appointments_12m,
        coalesce(e.positive_drug_tests_12m, 0) AS positive_drug_tests_12m,
-       o.pid IS NOT NULL AS in_police,
+       o.person_number IS NOT NULL AS in_police,
        coalesce(s.in_probation, false) AS in_probation,
-       c.pid IS NOT NULL AS in_prison,
+       c.person_number IS NOT NULL AS in_prison,
        coalesce(o.unknown_offences_36m, 0) AS unknown_offences_36m,
        p.police_person_id, p.pnc_id, p.crn, p.nomis_id,
        -- packed keys, decoded against the code table in Polars
@@ -378,13 +311,13 @@ SELECT p.person_key,
        {_age_sql('p.date_of_birth', f"(DATE '{DAY_ZERO}' + CAST(o.sanction_key // {2 ** 41} AS INTEGER))")}
            AS _age_at_current,
        {_age_sql('p.date_of_birth', 'o.first_sanction_date')} AS _age_at_first
-FROM people_ids p
-LEFT JOIN offences_by_person o USING (pid)
-LEFT JOIN custody_features c USING (pid)
-LEFT JOIN probation_features s USING (pid)
-LEFT JOIN event_features e USING (pid)
-WHERE o.pid IS NOT NULL OR c.pid IS NOT NULL OR s.in_probation
-{"ORDER BY p.pid" if ordered else ""}
+FROM people p
+LEFT JOIN offences_by_person o USING (person_number)
+LEFT JOIN custody_features c USING (person_number)
+LEFT JOIN probation_features s USING (person_number)
+LEFT JOIN event_features e USING (person_number)
+WHERE o.person_number IS NOT NULL OR c.person_number IS NOT NULL OR s.in_probation
+{"ORDER BY p.person_number" if ordered else ""}
 """
 
 
@@ -431,11 +364,9 @@ def group_mask_count(codes: pl.DataFrame) -> int:
 
 
 def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unknown_offence: dict) -> pl.DataFrame:
-    """[one offence code seen in the offences]: reference values or the unknown defaults, with
-    dense integer ids (in code order) so the 10M-row pass carries integers, not strings."""
-    seen = con.execute(
-        f"SELECT DISTINCT ho_offence_code FROM {q(cur_table('police_offences'))} WHERE ho_offence_code IS NOT NULL"
-    ).pl()
+    """[one offence code seen in the offences]: reference values or the unknown defaults, by the
+    code's number in `offence_codes` (dense, in code order), which `offence_facts` carries."""
+    seen = con.execute("SELECT ho_offence_code, code_number FROM offence_codes").pl()
     columns = ["ho_offence_code", "description", "offence_group", "gravity", "neighbourhood_crime", "violence",
                "ogrs3_group"]
     codes = seen.join(reference.select(columns), on="ho_offence_code", how="left")
@@ -449,8 +380,8 @@ def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unkno
         pl.col("ogrs3_group").fill_null(str(unknown_offence["ogrs3_group"])),
         pl.col("description").fill_null(pl.lit("Unknown offence code ") + pl.col("ho_offence_code")),
     )
-    codes = codes.with_row_index("code_id").with_columns(
-        pl.col("code_id").cast(pl.Int64),
+    codes = codes.with_columns(
+        pl.col("code_number").cast(pl.Int64).alias("code_id"),
         (pl.col("offence_group").rank("dense") - 1).cast(pl.Int64).alias("group_id"),
     )
     # Per-code parts of the packed keys and group bits, so the big pass does little arithmetic.
@@ -509,9 +440,7 @@ def unknown_offence_codes(con: duckdb.DuckDBPyConnection, as_of: date, reference
     them so the reference table can be extended. Sorted by count (descending), then code.
     """
     empty = pl.DataFrame(schema={"code": pl.Utf8, "count": pl.Int64})
-    seen = con.execute(
-        f"SELECT DISTINCT ho_offence_code FROM {q(cur_table('police_offences'))} WHERE ho_offence_code IS NOT NULL"
-    ).pl()
+    seen = con.execute("SELECT ho_offence_code FROM offence_codes").pl()
     unknown = seen.join(reference.select("ho_offence_code"), on="ho_offence_code", how="anti")
     if unknown.height == 0:
         return empty  # the usual case: no second pass over the offences

@@ -11,7 +11,10 @@ Named steps, in SQL but for the graph search of step 3:
                      that shares its normalised surname, first forename and date of birth; where
                      two or more candidates with different PNC ids match, it is left alone and
                      counted as ambiguous. Components with PNC ids never merge on names.
-5. `people`, `person_ids`, `link_report`.
+5. `people`, `person_ids`, `link_report`; each person also has a `person_number`, 0, 1, 2, ... in
+   person-key order.
+6. the facts tables (`pipeline.facts`): the current offences, custody spells, probation cases and
+   events of linked records by person number, with no text ids: what the monthly features read.
 
 Nothing is dropped: an unlinked probation or prison record is a person of its own.
 
@@ -32,9 +35,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from pipeline import contract, identifiers
+from pipeline import contract, facts, identifiers
 from pipeline.contract import EXTRACTS
 from pipeline.errors import WarehouseError
+from pipeline.facts import FACT_TABLES, build_facts
 from pipeline.identifiers import name_normal_sql, pnc_normal_sql
 from pipeline.warehouse import cur_table, q, src_table, table_exists
 
@@ -42,8 +46,9 @@ log = logging.getLogger(__name__)
 
 FINGERPRINT_KEY = "link_fingerprint"
 SUMMARY_KEY = "link_summary"
-# The code that decides who is linked to whom: a change to any of it forces a relink.
-_LINK_CODE = (Path(__file__), Path(contract.__file__), Path(identifiers.__file__))
+# The code that decides who is linked to whom, and the facts built on the links: a change to any
+# of it forces a relink.
+_LINK_CODE = (Path(__file__), Path(contract.__file__), Path(identifiers.__file__), Path(facts.__file__))
 
 
 def refresh_current_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -220,11 +225,16 @@ CREATE OR REPLACE TEMP TABLE anchors AS  -- [one person]: the key hashes the sma
 WITH hashed AS (
     SELECT final_label, upper(sha256(min(record_id))) AS digest FROM linked GROUP BY final_label),
 shared AS (
-    SELECT left(digest, 12) AS prefix FROM hashed GROUP BY prefix HAVING count(*) > 1)
-SELECT final_label,
-       'P' || CASE WHEN left(digest, 12) IN (SELECT prefix FROM shared) THEN substr(digest, 13, 12)
-                   ELSE left(digest, 12) END AS person_key
-FROM hashed
+    SELECT left(digest, 12) AS prefix FROM hashed GROUP BY prefix HAVING count(*) > 1),
+keyed AS (
+    SELECT final_label,
+           'P' || CASE WHEN left(digest, 12) IN (SELECT prefix FROM shared) THEN substr(digest, 13, 12)
+                       ELSE left(digest, 12) END AS person_key
+    FROM hashed)
+-- person_number: 0, 1, 2, ... in person-key order, so that the facts tables and the monthly
+-- features join, group and sort on small integers instead of text
+SELECT final_label, person_key, (row_number() OVER (ORDER BY person_key) - 1)::INTEGER AS person_number
+FROM keyed
 """
 
 _PERSON_IDS = """
@@ -238,7 +248,7 @@ component AS (
 same_pnc AS (SELECT final_label, pnc_norm, count(*) AS records FROM linked WHERE pnc_norm IS NOT NULL GROUP BY ALL),
 same_nomis AS (SELECT final_label, nomis, count(*) AS records FROM linked WHERE nomis IS NOT NULL GROUP BY ALL),
 pnc_component AS (SELECT pnc_label, count(*) AS records FROM linked GROUP BY ALL)
-SELECT a.person_key, l.source, l.source_id, l.pnc_norm,
+SELECT a.person_key, a.person_number, l.source, l.source_id, l.pnc_norm,
        CASE
          WHEN c.records = 1 THEN 'unlinked'
          WHEN coalesce(p.records, 0) > 1 THEN 'pnc'
@@ -285,7 +295,7 @@ prison AS (
            arg_max(p.release_area, p.reception_date) AS area
     FROM linked i JOIN {cur_table('prison_custody')} p ON i.source = 'prison' AND p.nomis_id = i.source_id
     GROUP BY i.final_label)
-SELECT k.person_key,
+SELECT k.person_key, k.person_number,
        police.police_person_id, coalesce(police.pnc_id, probation.pnc_id, prison.pnc_id) AS pnc_id,
        probation.crn, prison.nomis_id,
        coalesce(police.surname, probation.surname, prison.surname) AS surname,
@@ -341,6 +351,7 @@ def link_identities(con: duckdb.DuckDBPyConnection) -> LinkSummary:
         )
     con.execute(_PERSON_IDS)
     con.execute(_PEOPLE)
+    build_facts(con)
     con.execute(_REPORT)
     for temp in ("id_records", "labels", "linked", "anchors"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
@@ -379,7 +390,7 @@ def ensure_linked(con: duckdb.DuckDBPyConnection) -> tuple[LinkSummary, bool]:
     stored = dict(con.execute("SELECT key, value FROM meta WHERE key IN (?, ?)", [FINGERPRINT_KEY, SUMMARY_KEY])
                   .fetchall())
     if (stored.get(FINGERPRINT_KEY) == link_fingerprint(con) and SUMMARY_KEY in stored
-            and table_exists(con, "people") and table_exists(con, "person_ids")):
+            and all(table_exists(con, t) for t in ("people", "person_ids", *FACT_TABLES))):
         log.info("identity links unchanged since the last link: not relinked")
         return LinkSummary(**json.loads(stored[SUMMARY_KEY])), False
     return link_identities(con), True
