@@ -34,7 +34,6 @@ the decoding of packed keys and the OGRS3 formula run in Polars.
 
 from __future__ import annotations
 
-import calendar
 import logging
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -45,17 +44,23 @@ import polars as pl
 from features.ogrs3 import OFFENCE_TERMS, ogrs3_percent_expr
 from pipeline.contract import OUTCOMES
 from pipeline.errors import ConfigError
-from pipeline.facts import DAY_ZERO, day_number_sql
+from pipeline.facts import (
+    CODE_LIMIT,
+    DAY_ZERO,
+    HISTORY_WINDOW_MONTHS,
+    SANCTION_OUTCOMES,
+    day_number_sql,
+    months_before,
+    sanction_key_sql,
+    stored_history_cutoff,
+)
 from pipeline.warehouse import cur_table, q
 
 log = logging.getLogger(__name__)
 
 CODES_VIEW = "_iom_offence_codes"
-SANCTION_OUTCOMES = ("convicted", "cautioned", "community_resolution")  # OGRS3 "sanctions"
 UNKNOWN_OFFENCE_KEYS = ("offence_group", "gravity", "neighbourhood_crime", "violence", "ogrs3_group")
 RELEASE_DUE_DAYS = 90
-# Packed sort keys (see `offences_by_person`): days since DAY_ZERO (pipeline.facts), code ids in 22 bits.
-CODE_LIMIT = 2**22
 GROUPS_PER_MASK = 63  # offence groups per BIGINT bit mask (`distinct_groups_36m`)
 
 _I, _S, _B, _D = pl.Int64(), pl.Utf8(), pl.Boolean(), pl.Date()
@@ -104,14 +109,6 @@ FEATURE_SCHEMA: dict[str, pl.DataType] = {
 FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_SCHEMA)
 # The person's source identifiers, for the panel's outputs (never scoring inputs).
 IDENTIFIER_COLUMNS: tuple[str, ...] = ("police_person_id", "pnc_id", "crn", "nomis_id")
-
-
-def months_before(day: date, months: int) -> date:
-    """The same day `months` calendar months earlier, clamped to the month's end (31 May -> 28 Feb)."""
-    index = day.year * 12 + day.month - 1 - months
-    year, month = divmod(index, 12)
-    month += 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def _yyyymmdd(column: str) -> str:
@@ -167,7 +164,28 @@ def _parameters(as_of: date, counted_outcomes: Sequence[str]) -> tuple[dict, dic
     return params, parts
 
 
-def _features_sql(counted_in: str, sanction_in: str, pending_counted: bool, group_masks: int, ordered: bool) -> str:
+def _history_sql(counted_classes: Sequence[str]) -> str:
+    """[one person with an offence known at D]: the unsettled offences' aggregates joined to the
+    settled summary (`pipeline.facts`), whose rows are all known at D and fall in no window."""
+    counted = [f"coalesce(h.offences_{name}, 0)" for name in counted_classes]
+    last = [f"h.last_{name}" for name in counted_classes]
+    return f"""
+offences_by_person AS (
+    SELECT coalesce(u.person_number, h.person_number) AS person_number,
+           u.* EXCLUDE (person_number, offences_total, last_offence_date, sanctions, first_sanction_date,
+                        sanction_key),
+           coalesce(u.offences_total, 0) + {" + ".join(counted) if counted else "0"} AS offences_total,
+           greatest(u.last_offence_date, {", ".join(last) if last else "NULL"}) AS last_offence_date,
+           coalesce(u.sanctions, 0) + coalesce(h.sanctions, 0) AS sanctions,
+           least(u.first_sanction_date, h.first_sanction_date) AS first_sanction_date,
+           greatest(u.sanction_key, h.sanction_key) AS sanction_key
+    FROM unsettled_by_person u FULL JOIN offence_history h USING (person_number)),"""
+
+
+def _features_sql(counted_in: str, sanction_in: str, pending_counted: bool, group_masks: int, ordered: bool,
+                  history: Sequence[str] | None = None) -> str:
+    """The features query; with `history` (the counted outcome classes), the settled offences
+    come from `offence_history` and only the unsettled rows are read."""
     codes = q(CODES_VIEW)
     # Distinct offence groups as bit masks of GROUPS_PER_MASK groups each: exact, one bit_or each.
     group_bits = "".join(f"k.group_bit_{k}, " for k in range(group_masks))
@@ -180,19 +198,20 @@ WITH
 -- committed and recorded by D; its outcome as known at D decides whether it is counted (rule
 -- set) and whether it is a sanction (OGRS3)
 offences_at_d AS (
-    SELECT o.person_number, o.offence_date, o.outcome_date, k.unknown_code, k.gravity,
-           k.neighbourhood_crime, k.violence, k.serious_base, k.code_tie, {group_bits}
+    SELECT o.person_number, o.offence_date, o.outcome_date, o.code_number, k.unknown_code, k.gravity,
+           k.neighbourhood_crime, k.violence, k.serious_base, {group_bits}
            CASE WHEN o.outcome_date <= $d AND o.outcome_number IS NOT NULL THEN {counted_in} ELSE {pending} END
                AS counted,
            coalesce(o.outcome_date <= $d AND {sanction_in}, false) AS sanction,
            {day_number_sql('o.offence_date')} AS offence_day
     FROM offence_facts o JOIN {codes} k USING (code_number)
-    WHERE o.offence_date <= $d AND (o.recorded_date IS NULL OR o.recorded_date <= $d)),
+    WHERE {"NOT o.settled AND " if history is not None else ""}o.offence_date <= $d
+          AND (o.recorded_date IS NULL OR o.recorded_date <= $d)),
 offences_flagged AS (
     SELECT *, counted AND offence_date > $d_36m AS recent FROM offences_at_d),
--- [one person with an offence known at D]: every offence aggregate in one pass; tie-breaks are
+-- [one person with an offence read]: every offence aggregate in one pass; tie-breaks are
 -- packed into BIGINTs, decoded later
-offences_by_person AS (
+{"unsettled_by_person" if history is not None else "offences_by_person"} AS (
     SELECT person_number,
            count(*) FILTER (counted) AS offences_total,
            max(offence_date) FILTER (counted) AS last_offence_date,
@@ -209,10 +228,8 @@ offences_by_person AS (
            count(*) FILTER (recent AND unknown_code) AS unknown_offences_36m,
            count(*) FILTER (sanction) AS sanctions,
            min(outcome_date) FILTER (sanction) AS first_sanction_date,
-           -- current sanction: the latest outcome date, then the latest offence date, then the lowest code
-           max({day_number_sql('outcome_date')} * {2 ** 41} + offence_day * {CODE_LIMIT} + code_tie) FILTER (sanction)
-               AS sanction_key
-    FROM offences_flagged GROUP BY person_number),
+           max({sanction_key_sql('outcome_date', 'offence_date', 'code_number')}) FILTER (sanction) AS sanction_key
+    FROM offences_flagged GROUP BY person_number),{_history_sql(history) if history is not None else ""}
 -- [one custody spell received by D] (custody_facts: spell_order orders a person's spells by
 -- reception date, ties by a hash of the spell id)
 spells_at_d AS (
@@ -388,7 +405,6 @@ def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unkno
     masks = group_mask_count(codes)
     tie = CODE_LIMIT - 1 - pl.col("code_id")  # larger for lower codes: ties go to the lowest code
     return codes.with_columns(
-        tie.alias("code_tie"),
         (pl.col("gravity") * 2**41 + tie).alias("serious_base"),
         *[
             pl.col("group_id").replace_strict(
@@ -400,6 +416,20 @@ def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unkno
     )
 
 
+def _history_applies(con: duckdb.DuckDBPyConnection, as_of: date) -> bool:
+    """Whether every settled offence is known at `as_of` and outside its windows."""
+    cutoff = stored_history_cutoff(con)
+    return cutoff is not None and months_before(as_of, HISTORY_WINDOW_MONTHS) >= cutoff
+
+
+def _counted_classes(counted_outcomes: Sequence[str]) -> list[str]:
+    """The settled summary's outcome classes that count, as `offences_at_d` decides it: a dated
+    outcome counts when listed (other than 'pending'); an undated one when 'pending' is listed."""
+    classes = [f"outcome_{OUTCOMES.index(c)}" for c in dict.fromkeys(counted_outcomes) if c != "pending"]
+    classes += ["undecided"] if "pending" in counted_outcomes else []
+    return classes
+
+
 def compute_features(
     con: duckdb.DuckDBPyConnection,
     as_of: date,
@@ -408,13 +438,16 @@ def compute_features(
     unknown_offence: dict,
     identifiers: bool = False,
     ordered: bool = True,
+    settled_history: bool = True,
 ) -> pl.DataFrame:
     """Features of every person assessed at `as_of`, one row each, sorted by person_key unless
     `ordered` is false (the run ranks them anyway, with person_key breaking every tie).
 
     Columns: FEATURE_COLUMNS, then with `identifiers` the person's IDENTIFIER_COLUMNS.
     `reference` is `features.reference.load_offence_reference()`;
-    `counted_outcomes` and `unknown_offence` come from the rule set.
+    `counted_outcomes` and `unknown_offence` come from the rule set. The settled offences are
+    read from their summary when `as_of` allows it (`pipeline.facts`) unless `settled_history`
+    is false; the results are the same either way.
     """
     _check_inputs(reference, counted_outcomes, unknown_offence)
     params, parts = _parameters(as_of, counted_outcomes)
@@ -422,7 +455,9 @@ def compute_features(
     group_masks = group_mask_count(codes)
     con.register(CODES_VIEW, codes.to_arrow())
     try:
-        frame = con.execute(_features_sql(group_masks=group_masks, ordered=ordered, **parts), params).pl()
+        history = _counted_classes(counted_outcomes) if settled_history and _history_applies(con, as_of) else None
+        frame = con.execute(_features_sql(group_masks=group_masks, ordered=ordered, history=history, **parts),
+                            params).pl()
     finally:
         con.unregister(CODES_VIEW)
     frame = _with_ogrs3(_decode_codes(frame, codes))

@@ -12,6 +12,13 @@ extracts: no join of millions of rows on text ids, no grouping on text, no hashi
 - `case_facts` [one current probation case row of a linked CRN]: `period_order` orders periods by
   start date, `assessment_order` assessments by date then period start; ties by a hash of the CRN.
 - `event_facts` [one current probation event of a linked CRN], sorted by date.
+- `offence_history` [one person with a settled offence]: what their settled offences add to the
+  whole-history aggregates, per outcome. An offence is *settled* when its offence, recorded and
+  outcome dates are all on or before the cutoff (kept in `meta` as `offence_history_cutoff`,
+  37 months before the month of the latest offence): at any as-of date D at least 36 months
+  after the cutoff, it is known, its outcome as known at D is fixed and it falls in no window,
+  so a run at such a D reads the summary instead of its rows (about two thirds of them). Runs
+  at earlier dates read every row. `offence_facts` holds the unsettled rows first.
 
 Offences, spells, cases and events of ids no person holds (orphans, counted by the link) have
 no facts: they belong to nobody the features could describe.
@@ -19,7 +26,9 @@ no facts: they belong to nobody the features could describe.
 
 from __future__ import annotations
 
+import calendar
 import logging
+from datetime import date
 
 import duckdb
 
@@ -28,14 +37,72 @@ from pipeline.warehouse import cur_table, q
 
 log = logging.getLogger(__name__)
 
-# Packed keys hold days since DAY_ZERO in 19 bits (to the year 3235).
+# Packed keys hold days since DAY_ZERO in 19 bits (to the year 3235) and code numbers in 22.
 DAY_ZERO = "1800-01-01"
 DAY_LIMIT = 2**19
+CODE_LIMIT = 2**22
+SANCTION_OUTCOMES = ("convicted", "cautioned", "community_resolution")  # OGRS3 "sanctions"
+HISTORY_CUTOFF_KEY = "offence_history_cutoff"
+HISTORY_WINDOW_MONTHS = 36  # the longest feature window
 
 
 def day_number_sql(column: str) -> str:
     """Days since DAY_ZERO in 0 .. DAY_LIMIT - 1 (0 for a missing date): a packed-key field."""
     return f"coalesce(greatest(0, least({DAY_LIMIT - 1}, {column} - DATE '{DAY_ZERO}')), 0)"
+
+
+def code_tie_sql(code_number: str) -> str:
+    """Larger for lower codes, so that a max() breaks ties towards the lowest code."""
+    return f"({CODE_LIMIT - 1} - {code_number})"
+
+
+def sanction_key_sql(outcome_date: str, offence_date: str, code_number: str) -> str:
+    """The current sanction is the one with the greatest key: the latest outcome date, then the
+    latest offence date, then the lowest code."""
+    return (f"{day_number_sql(outcome_date)} * {2 ** 41} + {day_number_sql(offence_date)} * {CODE_LIMIT}"
+            f" + {code_tie_sql(code_number)}")
+
+
+def months_before(day: date, months: int) -> date:
+    """The same day `months` calendar months earlier, clamped to the month's end (31 May -> 28 Feb)."""
+    index = day.year * 12 + day.month - 1 - months
+    year, month = divmod(index, 12)
+    month += 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def history_cutoff(latest_offence: date | None) -> date | None:
+    """The settled cutoff: the first of the month 37 months before the latest offence's month,
+    so that runs from a month before the latest offence onwards can use the summary."""
+    return months_before(latest_offence.replace(day=1), HISTORY_WINDOW_MONTHS + 1) if latest_offence else None
+
+
+def _outcome_classes() -> dict[str, str]:
+    """Outcome class name -> its condition on a settled offence: each recorded outcome with a
+    date, and 'undecided' (no outcome or no outcome date: pending at every D)."""
+    classes = {f"outcome_{i}": f"outcome_date IS NOT NULL AND outcome_number = {i}" for i in range(len(contract.OUTCOMES))}
+    classes["undecided"] = "outcome_date IS NULL OR outcome_number IS NULL"
+    return classes
+
+
+OUTCOME_CLASSES = tuple(_outcome_classes())
+
+
+def _history_sql() -> str:
+    sanction = ("outcome_date IS NOT NULL AND outcome_number IN ("
+                + ", ".join(str(contract.OUTCOMES.index(o)) for o in SANCTION_OUTCOMES) + ")")
+    per_class = ",\n".join(
+        f"count(*) FILTER ({condition}) AS offences_{name}, max(offence_date) FILTER ({condition}) AS last_{name}"
+        for name, condition in _outcome_classes().items()
+    )
+    return f"""
+        CREATE OR REPLACE TABLE offence_history AS
+        SELECT person_number, {per_class},
+               count(*) FILTER ({sanction}) AS sanctions,
+               min(outcome_date) FILTER ({sanction}) AS first_sanction_date,
+               max({sanction_key_sql('outcome_date', 'offence_date', 'code_number')}) FILTER ({sanction})
+                   AS sanction_key
+        FROM offence_facts WHERE settled GROUP BY person_number"""
 
 
 def _steps() -> dict[str, str]:
@@ -51,11 +118,14 @@ def _steps() -> dict[str, str]:
         "offence_facts": f"""
             CREATE OR REPLACE TABLE offence_facts AS
             SELECT i.person_number, o.offence_date, o.recorded_date, o.outcome_date, k.code_number,
-                   (list_position($outcomes, o.outcome) - 1)::UTINYINT AS outcome_number
+                   (list_position($outcomes, o.outcome) - 1)::UTINYINT AS outcome_number,
+                   coalesce(o.offence_date <= $cutoff AND coalesce(o.recorded_date <= $cutoff, true)
+                            AND coalesce(o.outcome_date <= $cutoff, true), false) AS settled
             FROM {offences} o
             JOIN person_ids i ON i.source = 'police' AND i.source_id = o.police_person_id
             JOIN offence_codes k USING (ho_offence_code)
-            ORDER BY i.person_number, o.offence_date""",
+            ORDER BY settled, i.person_number, o.offence_date""",
+        "offence_history": _history_sql(),
         "custody_facts": f"""
             CREATE OR REPLACE TABLE custody_facts AS
             SELECT i.person_number, s.reception_date, s.release_date, s.expected_release_date, s.sentence_days,
@@ -85,6 +155,16 @@ FACT_TABLES = tuple(_steps())
 
 def build_facts(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)build every facts table from the current tables and `person_ids` (step 6 of the link)."""
+    latest = con.execute(f"SELECT max(offence_date) FROM {q(cur_table('police_offences'))}").fetchone()[0]
+    cutoff = history_cutoff(latest)
     for name, sql in _steps().items():
-        con.execute(sql, {"outcomes": list(contract.OUTCOMES)} if "$outcomes" in sql else None)
+        params = {"outcomes": list(contract.OUTCOMES), "cutoff": cutoff} if name == "offence_facts" else None
+        con.execute(sql, params)
         log.debug("built %s", name)
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [HISTORY_CUTOFF_KEY, cutoff.isoformat() if cutoff else None])
+
+
+def stored_history_cutoff(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The settled cutoff of the current `offence_history` (None: no offences, nothing settled)."""
+    row = con.execute("SELECT value FROM meta WHERE key = ?", [HISTORY_CUTOFF_KEY]).fetchone()
+    return date.fromisoformat(row[0]) if row and row[0] else None

@@ -28,6 +28,7 @@ from polars.testing import assert_frame_equal
 from features.build import (
     FEATURE_COLUMNS,
     FEATURE_SCHEMA,
+    _history_applies,
     compute_features,
     months_before,
     unknown_offence_codes,
@@ -418,6 +419,45 @@ def test_rows_dated_after_d_never_change_features_at_d(
     con.close()
     assert before.height == 3
     assert_frame_equal(before, after)
+
+
+# --- the settled-offence summary gives the same features as reading every row -------------
+
+
+@st.composite
+def offence_history_rows(draw):
+    """Offences over ten years, some recorded or decided years later (so never settled)."""
+    rows = []
+    for i in range(draw(st.integers(1, 12))):
+        when = LAST_DAY - timedelta(days=draw(st.integers(0, 3650)))
+        recorded = min(when + timedelta(days=draw(st.integers(0, 1200))), LAST_DAY) if draw(st.booleans()) else None
+        outcome = draw(st.sampled_from(OUTCOME_NAMES))
+        outcome_date = (None if outcome is None or draw(st.integers(0, 4)) == 0
+                        else min(when + timedelta(days=draw(st.integers(0, 1500))), LAST_DAY))
+        rows.append(offence(f"H{i}", draw(st.sampled_from(["N1", "N2", "N3"])), when, draw(st.sampled_from(CODES)),
+                            recorded_date=recorded, outcome=outcome, outcome_date=outcome_date))
+    return rows
+
+
+@settings(max_examples=6, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    offences=offence_history_rows(),
+    dates=st.lists(st.dates(LAST_DAY - timedelta(days=1500), LAST_DAY + timedelta(days=400)), min_size=2, max_size=3),
+)
+def test_settled_summary_gives_the_features_of_every_row(tmp_path_factory, offences, dates):
+    reference = load_offence_reference()
+    con = build_warehouse(tmp_path_factory.mktemp("history"), nominals=BASE_PEOPLE["nominals"], offences=offences)
+    try:
+        # runs from the latest offence on always use the summary; earlier dates may read every row
+        assert _history_applies(con, LAST_DAY)
+        for as_of in [LAST_DAY, *dates]:
+            for counted in (COUNTED, ["convicted", "cautioned", "nfa"]):
+                summarised = compute_features(con, as_of, reference, counted, UNKNOWN)
+                every_row = compute_features(con, as_of, reference, counted, UNKNOWN, settled_history=False)
+                assert_frame_equal(summarised, every_row)
+    finally:
+        con.close()
 
 
 # --- offence reference -----------------------------------------------------------------
