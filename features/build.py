@@ -164,34 +164,26 @@ def _parameters(as_of: date, counted_outcomes: Sequence[str]) -> tuple[dict, dic
     return params, parts
 
 
-def _history_sql(counted_classes: Sequence[str]) -> str:
-    """[one person with an offence known at D]: the unsettled offences' aggregates joined to the
-    settled summary (`pipeline.facts`), whose rows are all known at D and fall in no window."""
-    counted = [f"coalesce(h.offences_{name}, 0)" for name in counted_classes]
-    last = [f"h.last_{name}" for name in counted_classes]
-    return f"""
-offences_by_person AS (
-    SELECT coalesce(u.person_number, h.person_number) AS person_number,
-           u.* EXCLUDE (person_number, offences_total, last_offence_date, sanctions, first_sanction_date,
-                        sanction_key),
-           coalesce(u.offences_total, 0) + {" + ".join(counted) if counted else "0"} AS offences_total,
-           greatest(u.last_offence_date, {", ".join(last) if last else "NULL"}) AS last_offence_date,
-           coalesce(u.sanctions, 0) + coalesce(h.sanctions, 0) AS sanctions,
-           least(u.first_sanction_date, h.first_sanction_date) AS first_sanction_date,
-           greatest(u.sanction_key, h.sanction_key) AS sanction_key
-    FROM unsettled_by_person u FULL JOIN offence_history h USING (person_number)),"""
-
-
 def _features_sql(counted_in: str, sanction_in: str, pending_counted: bool, group_masks: int, ordered: bool,
                   history: Sequence[str] | None = None) -> str:
     """The features query; with `history` (the counted outcome classes), the settled offences
-    come from `offence_history` and only the unsettled rows are read."""
+    come from their summary in `person_facts` and only the unsettled rows are read."""
     codes = q(CODES_VIEW)
     # Distinct offence groups as bit masks of GROUPS_PER_MASK groups each: exact, one bit_or each.
     group_bits = "".join(f"k.group_bit_{k}, " for k in range(group_masks))
     masks = "\n           ".join(f"bit_or(group_bit_{k}) FILTER (recent) AS group_mask_{k}," for k in range(group_masks))
     group_distinct = " + ".join(f"coalesce(bit_count(group_mask_{k}), 0)" for k in range(group_masks))
     pending = "true" if pending_counted else "false"
+    # Whole-history aggregates: from the rows read, plus the settled summary when it is used.
+    known, total, last = "o.person_number IS NOT NULL", "coalesce(o.offences_total, 0)", "o.last_offence_date"
+    sanctions, first, sanction_key = "o.sanctions", "o.first_sanction_date", "o.sanction_key"
+    if history is not None:
+        known = "(o.person_number IS NOT NULL OR p.settled_offences > 0)"
+        total = " + ".join([total, *(f"p.offences_{name}" for name in history)])
+        last = f"greatest({', '.join([last, *(f'p.last_{name}' for name in history)])})"
+        sanctions = f"CASE WHEN {known} THEN coalesce(o.sanctions, 0) + p.sanctions END"
+        first = "least(o.first_sanction_date, p.first_sanction_date)"
+        sanction_key = "greatest(o.sanction_key, p.sanction_key)"
     return f"""
 WITH
 -- [one offence known at D] (offence_facts: one per current offence of a linked police record):
@@ -211,7 +203,7 @@ offences_flagged AS (
     SELECT *, counted AND offence_date > $d_36m AS recent FROM offences_at_d),
 -- [one person with an offence read]: every offence aggregate in one pass; tie-breaks are
 -- packed into BIGINTs, decoded later
-{"unsettled_by_person" if history is not None else "offences_by_person"} AS (
+offences_by_person AS (
     SELECT person_number,
            count(*) FILTER (counted) AS offences_total,
            max(offence_date) FILTER (counted) AS last_offence_date,
@@ -229,7 +221,7 @@ offences_flagged AS (
            count(*) FILTER (sanction) AS sanctions,
            min(outcome_date) FILTER (sanction) AS first_sanction_date,
            max({sanction_key_sql('outcome_date', 'offence_date', 'code_number')}) FILTER (sanction) AS sanction_key
-    FROM offences_flagged GROUP BY person_number),{_history_sql(history) if history is not None else ""}
+    FROM offences_flagged GROUP BY person_number),
 -- [one custody spell received by D] (custody_facts: spell_order orders a person's spells by
 -- reception date, ties by a hash of the spell id)
 spells_at_d AS (
@@ -289,9 +281,9 @@ SELECT p.person_key,
        coalesce(o.offences_3m, 0) AS offences_3m,
        coalesce(o.offences_12m, 0) AS offences_12m,
        coalesce(o.offences_36m, 0) AS offences_36m,
-       coalesce(o.offences_total, 0) AS offences_total,
-       date_diff('day', o.last_offence_date, $d) AS days_since_last_offence,
-       o.last_offence_date,
+       {total} AS offences_total,
+       date_diff('day', {last}, $d) AS days_since_last_offence,
+       {last} AS last_offence_date,
        coalesce(o.neighbourhood_12m, 0) AS neighbourhood_12m,
        coalesce(o.violence_12m, 0) AS violence_12m,
        {group_distinct} AS distinct_groups_36m,
@@ -314,26 +306,26 @@ SELECT p.person_key,
        coalesce(e.recalls_12m, 0) AS recalls_12m,
        coalesce(e.missed_appointments_12m, 0) AS missed_appointments_12m,
        coalesce(e.positive_drug_tests_12m, 0) AS positive_drug_tests_12m,
-       o.person_number IS NOT NULL AS in_police,
+       {known} AS in_police,
        coalesce(s.in_probation, false) AS in_probation,
        c.person_number IS NOT NULL AS in_prison,
        coalesce(o.unknown_offences_36m, 0) AS unknown_offences_36m,
        p.police_person_id, p.pnc_id, p.crn, p.nomis_id,
        -- packed keys, decoded against the code table in Polars
        {CODE_LIMIT - 1} - o.serious_key % {CODE_LIMIT} AS _serious_code_id,
-       {CODE_LIMIT - 1} - o.sanction_key % {CODE_LIMIT} AS _sanction_code_id,
+       {CODE_LIMIT - 1} - ({sanction_key}) % {CODE_LIMIT} AS _sanction_code_id,
        -- OGRS3 inputs (dropped after the formula): sex is used for nothing else
        p.sex AS _sex,
-       o.sanctions AS _sanctions,
-       {_age_sql('p.date_of_birth', f"(DATE '{DAY_ZERO}' + CAST(o.sanction_key // {2 ** 41} AS INTEGER))")}
+       {sanctions} AS _sanctions,
+       {_age_sql('p.date_of_birth', f"(DATE '{DAY_ZERO}' + CAST(({sanction_key}) // {2 ** 41} AS INTEGER))")}
            AS _age_at_current,
-       {_age_sql('p.date_of_birth', 'o.first_sanction_date')} AS _age_at_first
-FROM people p
+       {_age_sql('p.date_of_birth', first)} AS _age_at_first
+FROM person_facts p
 LEFT JOIN offences_by_person o USING (person_number)
 LEFT JOIN custody_features c USING (person_number)
 LEFT JOIN probation_features s USING (person_number)
 LEFT JOIN event_features e USING (person_number)
-WHERE o.person_number IS NOT NULL OR c.person_number IS NOT NULL OR s.in_probation
+WHERE {known} OR c.person_number IS NOT NULL OR s.in_probation
 {"ORDER BY p.person_number" if ordered else ""}
 """
 

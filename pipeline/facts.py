@@ -12,13 +12,14 @@ extracts: no join of millions of rows on text ids, no grouping on text, no hashi
 - `case_facts` [one current probation case row of a linked CRN]: `period_order` orders periods by
   start date, `assessment_order` assessments by date then period start; ties by a hash of the CRN.
 - `event_facts` [one current probation event of a linked CRN], sorted by date.
-- `offence_history` [one person with a settled offence]: what their settled offences add to the
-  whole-history aggregates, per outcome. An offence is *settled* when its offence, recorded and
-  outcome dates are all on or before the cutoff (kept in `meta` as `offence_history_cutoff`,
-  37 months before the month of the latest offence): at any as-of date D at least 36 months
-  after the cutoff, it is known, its outcome as known at D is fixed and it falls in no window,
-  so a run at such a D reads the summary instead of its rows (about two thirds of them). Runs
-  at earlier dates read every row. `offence_facts` holds the unsettled rows first.
+- `person_facts` [one person, in person-number order]: the `people` columns the features read,
+  and what the person's *settled* offences add to the whole-history aggregates, per outcome. An
+  offence is settled when its offence, recorded and outcome dates are all on or before the
+  cutoff (kept in `meta` as `offence_history_cutoff`, 37 months before the month of the latest
+  offence): at any as-of date D at least 36 months after the cutoff it is known, its outcome as
+  known at D is fixed and it falls in no window, so a run at such a D reads the summary instead
+  of its rows (about two thirds of them). Runs at earlier dates read every row.
+  `offence_facts` holds the unsettled rows first.
 
 Offences, spells, cases and events of ids no person holds (orphans, counted by the link) have
 no facts: they belong to nobody the features could describe.
@@ -95,14 +96,23 @@ def _history_sql() -> str:
         f"count(*) FILTER ({condition}) AS offences_{name}, max(offence_date) FILTER ({condition}) AS last_{name}"
         for name, condition in _outcome_classes().items()
     )
+    counts = ", ".join(f"coalesce(h.offences_{name}, 0) AS offences_{name}, h.last_{name}"
+                       for name in _outcome_classes())
     return f"""
-        CREATE OR REPLACE TABLE offence_history AS
-        SELECT person_number, {per_class},
-               count(*) FILTER ({sanction}) AS sanctions,
-               min(outcome_date) FILTER ({sanction}) AS first_sanction_date,
-               max({sanction_key_sql('outcome_date', 'offence_date', 'code_number')}) FILTER ({sanction})
-                   AS sanction_key
-        FROM offence_facts WHERE settled GROUP BY person_number"""
+        CREATE OR REPLACE TABLE person_facts AS
+        WITH history AS (
+            SELECT person_number, count(*) AS settled_offences, {per_class},
+                   count(*) FILTER ({sanction}) AS sanctions,
+                   min(outcome_date) FILTER ({sanction}) AS first_sanction_date,
+                   max({sanction_key_sql('outcome_date', 'offence_date', 'code_number')}) FILTER ({sanction})
+                       AS sanction_key
+            FROM offence_facts WHERE settled GROUP BY person_number)
+        SELECT p.person_number, p.person_key, p.police_person_id, p.pnc_id, p.crn, p.nomis_id, p.date_of_birth,
+               p.sex, p.area, p.deceased_date,
+               coalesce(h.settled_offences, 0) AS settled_offences, {counts},
+               coalesce(h.sanctions, 0) AS sanctions, h.first_sanction_date, h.sanction_key
+        FROM people p LEFT JOIN history h USING (person_number)
+        ORDER BY p.person_number"""
 
 
 def _steps() -> dict[str, str]:
@@ -125,7 +135,7 @@ def _steps() -> dict[str, str]:
             JOIN person_ids i ON i.source = 'police' AND i.source_id = o.police_person_id
             JOIN offence_codes k USING (ho_offence_code)
             ORDER BY settled, i.person_number, o.offence_date""",
-        "offence_history": _history_sql(),
+        "person_facts": _history_sql(),
         "custody_facts": f"""
             CREATE OR REPLACE TABLE custody_facts AS
             SELECT i.person_number, s.reception_date, s.release_date, s.expected_release_date, s.sentence_days,
@@ -165,6 +175,6 @@ def build_facts(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def stored_history_cutoff(con: duckdb.DuckDBPyConnection) -> date | None:
-    """The settled cutoff of the current `offence_history` (None: no offences, nothing settled)."""
+    """The settled cutoff of the current `person_facts` (None: no offences, nothing settled)."""
     row = con.execute("SELECT value FROM meta WHERE key = ?", [HISTORY_CUTOFF_KEY]).fetchone()
     return date.fromisoformat(row[0]) if row and row[0] else None
