@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import duckdb
@@ -55,7 +56,7 @@ from pipeline.facts import (
     sanction_key_sql,
     stored_history_cutoff,
 )
-from pipeline.warehouse import cur_table, q
+from pipeline.warehouse import cur_table, cursor, q
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +295,25 @@ SELECT person_number, person_key, police_person_id, pnc_id, crn, nomis_id, date_
 FROM person_facts"""
 
 
+def _fetch(con: duckdb.DuckDBPyConnection, people_sql: str, aggregates: dict[str, str],
+           params: dict) -> dict[str, pl.DataFrame]:
+    """The people (on a second connection, in a worker thread) and the aggregates (on `con`, which
+    holds the code table) at once: the people are mostly text to hand over, which runs on one
+    core, and overlaps the aggregates' work on both."""
+    def people() -> pl.DataFrame:
+        second = cursor(con)
+        try:
+            return second.execute(people_sql, _bound(people_sql, params)).pl()
+        finally:
+            second.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fetching = pool.submit(people)
+        frames = {name: con.execute(sql, _bound(sql, params)).pl() for name, sql in aggregates.items()}
+        frames["people"] = fetching.result()
+    return frames
+
+
 def _bound(sql: str, params: dict) -> dict:
     """The parameters `sql` names (DuckDB refuses any others)."""
     return {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
@@ -481,12 +501,11 @@ def compute_features(
     con.register(CODES_VIEW, codes.to_arrow())
     try:
         history = _counted_classes(counted_outcomes) if settled_history and _history_applies(con, as_of) else None
-        queries = {
-            "people": _people_sql(history),
+        aggregates = {
             "offences": _offences_sql(group_masks=group_masks, unsettled_only=history is not None, **parts),
             "custody": _CUSTODY_SQL, "probation": _PROBATION_SQL, "events": _EVENTS_SQL,
         }
-        parts_at_d = {name: con.execute(sql, _bound(sql, params)).pl() for name, sql in queries.items()}
+        parts_at_d = _fetch(con, _people_sql(history), aggregates, params)
         frame = _assemble(**parts_at_d, as_of=as_of, history=history, group_masks=group_masks)
     finally:
         con.unregister(CODES_VIEW)

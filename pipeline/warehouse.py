@@ -197,6 +197,13 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("COMMIT")
 
 
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A second connection to the same open warehouse, for a query run from another thread."""
+    second = con.cursor()
+    second.execute(f"USE {CATALOG}")
+    return second
+
+
 def connect(config: Config, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     return open_warehouse(config.warehouse_path, encryption_key(config), read_only=read_only)
 
