@@ -295,22 +295,25 @@ SELECT person_number, person_key, police_person_id, pnc_id, crn, nomis_id, date_
 FROM person_facts"""
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, people_sql: str, aggregates: dict[str, str],
-           params: dict) -> dict[str, pl.DataFrame]:
-    """The people (on a second connection, in a worker thread) and the aggregates (on `con`, which
-    holds the code table) at once: the people are mostly text to hand over, which runs on one
-    core, and overlaps the aggregates' work on both."""
-    def people() -> pl.DataFrame:
+def _fetch(con: duckdb.DuckDBPyConnection, queries: dict[str, str], params: dict) -> dict[str, pl.DataFrame]:
+    """Every query's frame, by name. The offences run on `con` (it holds the code table); the
+    people, then the smaller aggregates, on two more connections in worker threads. Handing the
+    people's text to Polars and each query's last steps run on one core: run side by side, they
+    fill the cores that one query at a time leaves idle."""
+    def run(names: list[str]) -> dict[str, pl.DataFrame]:
         second = cursor(con)
         try:
-            return second.execute(people_sql, _bound(people_sql, params)).pl()
+            return {name: second.execute(queries[name], _bound(queries[name], params)).pl() for name in names}
         finally:
             second.close()
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        fetching = pool.submit(people)
-        frames = {name: con.execute(sql, _bound(sql, params)).pl() for name, sql in aggregates.items()}
-        frames["people"] = fetching.result()
+    on_con = "offences"
+    others = [name for name in queries if name not in (on_con, "people")]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fetching = [pool.submit(run, ["people"]), pool.submit(run, others)]
+        frames = {on_con: con.execute(queries[on_con], _bound(queries[on_con], params)).pl()}
+        for future in fetching:
+            frames.update(future.result())
     return frames
 
 
@@ -501,11 +504,12 @@ def compute_features(
     con.register(CODES_VIEW, codes.to_arrow())
     try:
         history = _counted_classes(counted_outcomes) if settled_history and _history_applies(con, as_of) else None
-        aggregates = {
+        queries = {
+            "people": _people_sql(history),
             "offences": _offences_sql(group_masks=group_masks, unsettled_only=history is not None, **parts),
             "custody": _CUSTODY_SQL, "probation": _PROBATION_SQL, "events": _EVENTS_SQL,
         }
-        parts_at_d = _fetch(con, _people_sql(history), aggregates, params)
+        parts_at_d = _fetch(con, queries, params)
         frame = _assemble(**parts_at_d, as_of=as_of, history=history, group_masks=group_masks)
     finally:
         con.unregister(CODES_VIEW)
