@@ -51,6 +51,7 @@ from pipeline.facts import (
     DAY_ZERO,
     HISTORY_WINDOW_MONTHS,
     SANCTION_OUTCOMES,
+    UNDECIDED_CLASS,
     day_number_sql,
     months_before,
     sanction_key_sql,
@@ -276,23 +277,34 @@ GROUP BY person_number
 """
 
 
-def _people_sql(history: Sequence[str] | None) -> str:
+def _people_sql(history: Sequence[int] | None, params: dict) -> str:
     """[one person]: who they are, their age at D and, with `history` (the counted outcome
-    classes), what their settled offences add (`pipeline.facts`), as `settled_*`."""
-    columns = ""
-    if history is not None:
-        counted = " + ".join(["0", *(f"offences_{name}" for name in history)])
-        last = f"greatest({', '.join(f'last_{name}' for name in history)})" if history else "NULL::DATE"
-        current = f"(DATE '{DAY_ZERO}' + CAST(sanction_key // {2 ** 41} AS INTEGER))"
+    classes), what their settled offences add (`offence_history`), as `settled_*`."""
+    if history is None:
+        columns, source = "", "people p"
+    else:
+        counted = _in_list("outcome_class", "settled", history, params)
+        sanction = _in_list("outcome_class", "settled_sanction",
+                            [OUTCOMES.index(o) for o in SANCTION_OUTCOMES], params)
+        current = f"(DATE '{DAY_ZERO}' + CAST(s.settled_sanction_key // {2 ** 41} AS INTEGER))"
         columns = f""",
-       settled_offences, {counted} AS settled_counted, {last} AS settled_last_offence_date,
-       sanctions AS settled_sanctions, first_sanction_date AS settled_first_sanction_date,
-       sanction_key AS settled_sanction_key, {_yyyymmdd(current)} AS settled_current_sanction_ymd,
-       {_yyyymmdd('first_sanction_date')} AS settled_first_sanction_ymd"""
+       coalesce(s.settled_offences, 0) AS settled_offences, coalesce(s.settled_counted, 0) AS settled_counted,
+       s.settled_last_offence_date, coalesce(s.settled_sanctions, 0) AS settled_sanctions, s.settled_sanction_key,
+       {_yyyymmdd(current)} AS settled_current_sanction_ymd,
+       {_yyyymmdd('s.settled_first_sanction_date')} AS settled_first_sanction_ymd"""
+        source = f"""people p LEFT JOIN (
+    SELECT person_number, sum(offences) AS settled_offences,
+           sum(offences) FILTER ({counted}) AS settled_counted,
+           max(last_offence_date) FILTER ({counted}) AS settled_last_offence_date,
+           sum(offences) FILTER ({sanction}) AS settled_sanctions,
+           min(first_outcome_date) FILTER ({sanction}) AS settled_first_sanction_date,
+           max(top_key) FILTER ({sanction}) AS settled_sanction_key
+    FROM offence_history GROUP BY person_number) s USING (person_number)"""
     return f"""
-SELECT person_number, person_key, police_person_id, pnc_id, crn, nomis_id, date_of_birth, sex, area, deceased_date,
-       {_age_sql('date_of_birth', '$d')} AS age, {_yyyymmdd('date_of_birth')} AS birth_ymd{columns}
-FROM person_facts"""
+SELECT p.person_number, p.person_key, p.police_person_id, p.pnc_id, p.crn, p.nomis_id, p.date_of_birth, p.sex,
+       p.area, p.deceased_date, {_age_sql('p.date_of_birth', '$d')} AS age,
+       {_yyyymmdd('p.date_of_birth')} AS birth_ymd{columns}
+FROM {source}"""
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, queries: dict[str, str], params: dict) -> dict[str, pl.DataFrame]:
@@ -330,7 +342,7 @@ def _whole_years(start_ymd: pl.Expr, end_ymd: pl.Expr) -> pl.Expr:
 
 
 def _assemble(people: pl.DataFrame, offences: pl.DataFrame, custody: pl.DataFrame, probation: pl.DataFrame,
-              events: pl.DataFrame, as_of: date, history: Sequence[str] | None, group_masks: int) -> pl.DataFrame:
+              events: pl.DataFrame, as_of: date, history: Sequence[int] | None, group_masks: int) -> pl.DataFrame:
     """[one person assessed at D]: any offence, spell or period known at D. The per-source
     aggregates are joined to the people in Polars: far faster than the same joins in the query."""
     col, d = pl.col, pl.lit(as_of)
@@ -470,12 +482,11 @@ def _history_applies(con: duckdb.DuckDBPyConnection, as_of: date) -> bool:
     return cutoff is not None and months_before(as_of, HISTORY_WINDOW_MONTHS) >= cutoff
 
 
-def _counted_classes(counted_outcomes: Sequence[str]) -> list[str]:
+def _counted_classes(counted_outcomes: Sequence[str]) -> list[int]:
     """The settled summary's outcome classes that count, as `offences_at_d` decides it: a dated
     outcome counts when listed (other than 'pending'); an undated one when 'pending' is listed."""
-    classes = [f"outcome_{OUTCOMES.index(c)}" for c in dict.fromkeys(counted_outcomes) if c != "pending"]
-    classes += ["undecided"] if "pending" in counted_outcomes else []
-    return classes
+    classes = [OUTCOMES.index(c) for c in dict.fromkeys(counted_outcomes) if c != "pending"]
+    return classes + ([UNDECIDED_CLASS] if "pending" in counted_outcomes else [])
 
 
 def compute_features(
@@ -505,7 +516,7 @@ def compute_features(
     try:
         history = _counted_classes(counted_outcomes) if settled_history and _history_applies(con, as_of) else None
         queries = {
-            "people": _people_sql(history),
+            "people": _people_sql(history, params),
             "offences": _offences_sql(group_masks=group_masks, unsettled_only=history is not None, **parts),
             "custody": _CUSTODY_SQL, "probation": _PROBATION_SQL, "events": _EVENTS_SQL,
         }

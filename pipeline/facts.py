@@ -12,9 +12,10 @@ extracts: no join of millions of rows on text ids, no grouping on text, no hashi
 - `case_facts` [one current probation case row of a linked CRN]: `period_order` orders periods by
   start date, `assessment_order` assessments by date then period start; ties by a hash of the CRN.
 - `event_facts` [one current probation event of a linked CRN], sorted by date.
-- `person_facts` [one person, in person-number order]: the `people` columns the features read,
-  and what the person's *settled* offences add to the whole-history aggregates, per outcome. An
-  offence is settled when its offence, recorded and outcome dates are all on or before the
+- `offence_history` [one person and outcome class with a settled offence]: what the person's
+  *settled* offences add to the whole-history aggregates, by outcome class (each outcome with a
+  date: its index in `contract.OUTCOMES`; or UNDECIDED_CLASS: no outcome or no date, pending at
+  every D). An offence is settled when its offence, recorded and outcome dates are all on or before the
   cutoff (kept in `meta` as `offence_history_cutoff`, 37 months before the month of the latest
   offence): at any as-of date D at least 36 months after the cutoff it is known, its outcome as
   known at D is fixed and it falls in no window, so a run at such a D reads the summary instead
@@ -78,41 +79,21 @@ def history_cutoff(latest_offence: date | None) -> date | None:
     return months_before(latest_offence.replace(day=1), HISTORY_WINDOW_MONTHS + 1) if latest_offence else None
 
 
-def _outcome_classes() -> dict[str, str]:
-    """Outcome class name -> its condition on a settled offence: each recorded outcome with a
-    date, and 'undecided' (no outcome or no outcome date: pending at every D)."""
-    classes = {f"outcome_{i}": f"outcome_date IS NOT NULL AND outcome_number = {i}" for i in range(len(contract.OUTCOMES))}
-    classes["undecided"] = "outcome_date IS NULL OR outcome_number IS NULL"
-    return classes
-
-
-OUTCOME_CLASSES = tuple(_outcome_classes())
+UNDECIDED_CLASS = 255  # outcome_class of an offence with no outcome or no outcome date: pending at every D
 
 
 def _history_sql() -> str:
-    sanction = ("outcome_date IS NOT NULL AND outcome_number IN ("
-                + ", ".join(str(contract.OUTCOMES.index(o)) for o in SANCTION_OUTCOMES) + ")")
-    per_class = ",\n".join(
-        f"count(*) FILTER ({condition}) AS offences_{name}, max(offence_date) FILTER ({condition}) AS last_{name}"
-        for name, condition in _outcome_classes().items()
-    )
-    counts = ", ".join(f"coalesce(h.offences_{name}, 0) AS offences_{name}, h.last_{name}"
-                       for name in _outcome_classes())
+    """[one person and outcome class with a settled offence]: a few aggregates over millions of
+    rows; a run folds the classes it counts (a spread of one column per class cost a second)."""
     return f"""
-        CREATE OR REPLACE TABLE person_facts AS
-        WITH history AS (
-            SELECT person_number, count(*) AS settled_offences, {per_class},
-                   count(*) FILTER ({sanction}) AS sanctions,
-                   min(outcome_date) FILTER ({sanction}) AS first_sanction_date,
-                   max({sanction_key_sql('outcome_date', 'offence_date', 'code_number')}) FILTER ({sanction})
-                       AS sanction_key
-            FROM offence_facts WHERE settled GROUP BY person_number)
-        SELECT p.person_number, p.person_key, p.police_person_id, p.pnc_id, p.crn, p.nomis_id, p.date_of_birth,
-               p.sex, p.area, p.deceased_date,
-               coalesce(h.settled_offences, 0) AS settled_offences, {counts},
-               coalesce(h.sanctions, 0) AS sanctions, h.first_sanction_date, h.sanction_key
-        FROM people p LEFT JOIN history h USING (person_number)
-        ORDER BY p.person_number"""
+        CREATE OR REPLACE TABLE offence_history AS
+        SELECT person_number,
+               CASE WHEN outcome_date IS NULL OR outcome_number IS NULL THEN {UNDECIDED_CLASS}
+                    ELSE outcome_number END AS outcome_class,
+               count(*) AS offences, max(offence_date) AS last_offence_date,
+               min(outcome_date) AS first_outcome_date,
+               max({sanction_key_sql('outcome_date', 'offence_date', 'code_number')}) AS top_key
+        FROM offence_facts WHERE settled GROUP BY ALL"""
 
 
 def _steps() -> dict[str, str]:
@@ -134,8 +115,8 @@ def _steps() -> dict[str, str]:
             FROM {offences} o
             JOIN person_ids i ON i.source = 'police' AND i.source_id = o.police_person_id
             JOIN offence_codes k USING (ho_offence_code)
-            ORDER BY settled, i.person_number, o.offence_date""",
-        "person_facts": _history_sql(),
+            ORDER BY settled, i.person_number""",
+        "offence_history": _history_sql(),
         "custody_facts": f"""
             CREATE OR REPLACE TABLE custody_facts AS
             SELECT i.person_number, s.reception_date, s.release_date, s.expected_release_date, s.sentence_days,
@@ -175,6 +156,6 @@ def build_facts(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def stored_history_cutoff(con: duckdb.DuckDBPyConnection) -> date | None:
-    """The settled cutoff of the current `person_facts` (None: no offences, nothing settled)."""
+    """The settled cutoff of the current `offence_history` (None: no offences, nothing settled)."""
     row = con.execute("SELECT value FROM meta WHERE key = ?", [HISTORY_CUTOFF_KEY]).fetchone()
     return date.fromisoformat(row[0]) if row and row[0] else None

@@ -6,8 +6,8 @@ Tables (grain in brackets):
 - `src_<extract>` [one loaded row of one load]: typed contract columns plus `_load_id`, `_line`.
 - `cur_<extract>` [one current row per natural key]: the latest load wins (materialised by `link`).
 - `person_ids`, `people`, `link_report`: identity linking (see `pipeline.link`).
-- `offence_codes`, `offence_facts`, `custody_facts`, `case_facts`, `event_facts`: the current rows
-  of linked records by person number, rebuilt with every link (see `pipeline.facts`).
+- `offence_codes`, `offence_facts`, `offence_history`, `custody_facts`, `case_facts`, `event_facts`:
+  the current rows of linked records by person number, rebuilt with every link (`pipeline.facts`).
 """
 
 from __future__ import annotations

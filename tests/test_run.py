@@ -219,3 +219,32 @@ def test_logs_of_a_full_demo_hold_no_names_or_identifiers(tmp_path):
     words = set(re.findall(r"[\w'’/-]+", logs))
     leaked = {v for v in values | dobs if v in words or (len(v) > 6 and v in logs)}
     assert not leaked, sorted(leaked)[:10]
+
+
+def test_settled_summary_gives_the_features_of_every_row_on_generated_data(ws):
+    """Generated histories (ten years, late outcomes, several sanctions per person) give the
+    same features from the settled summary as from every offence row."""
+    from polars.testing import assert_frame_equal
+
+    from features.build import _history_applies, compute_features
+    from features.reference import load_offence_reference
+    from pipeline.warehouse import connect
+    from pipeline.workspace import ingest_workspace
+    from rules.engine import load_rules
+
+    config = load_config(ws / "iom.toml")
+    ingest_workspace(config)
+    rules, reference = load_rules("default"), load_offence_reference()
+    con = connect(config, read_only=True)
+    try:
+        settled, rows = con.execute("SELECT count(*) FILTER (settled), count(*) FROM offence_facts").fetchone()
+        assert 0 < settled < rows
+        assert _history_applies(con, AS_OF)
+        for as_of in (AS_OF, date(2026, 10, 1), date(2025, 2, 14)):
+            for counted in (rules.counted_outcomes, ["convicted", "cautioned"]):
+                summarised = compute_features(con, as_of, reference, counted, rules.unknown_offence)
+                every_row = compute_features(con, as_of, reference, counted, rules.unknown_offence,
+                                             settled_history=False)
+                assert_frame_equal(summarised, every_row)
+    finally:
+        con.close()
