@@ -277,29 +277,21 @@ GROUP BY person_number
 """
 
 
-def _people_sql(history: Sequence[int] | None, params: dict) -> str:
+def _people_sql(history: Sequence[int] | None) -> str:
     """[one person]: who they are, their age at D and, with `history` (the counted outcome
     classes), what their settled offences add (`offence_history`), as `settled_*`."""
     if history is None:
         columns, source = "", "people p"
     else:
-        counted = _in_list("outcome_class", "settled", history, params)
-        sanction = _in_list("outcome_class", "settled_sanction",
-                            [OUTCOMES.index(o) for o in SANCTION_OUTCOMES], params)
-        current = f"(DATE '{DAY_ZERO}' + CAST(s.settled_sanction_key // {2 ** 41} AS INTEGER))"
+        counted = " + ".join(["0", *(f"coalesce(h.offences_class_{n}, 0)" for n in history)])
+        last = f"greatest({', '.join(f'h.last_class_{n}' for n in history)})" if history else "NULL::DATE"
+        current = f"(DATE '{DAY_ZERO}' + CAST(h.sanction_key // {2 ** 41} AS INTEGER))"
         columns = f""",
-       coalesce(s.settled_offences, 0) AS settled_offences, coalesce(s.settled_counted, 0) AS settled_counted,
-       s.settled_last_offence_date, coalesce(s.settled_sanctions, 0) AS settled_sanctions, s.settled_sanction_key,
-       {_yyyymmdd(current)} AS settled_current_sanction_ymd,
-       {_yyyymmdd('s.settled_first_sanction_date')} AS settled_first_sanction_ymd"""
-        source = f"""people p LEFT JOIN (
-    SELECT person_number, sum(offences) AS settled_offences,
-           sum(offences) FILTER ({counted}) AS settled_counted,
-           max(last_offence_date) FILTER ({counted}) AS settled_last_offence_date,
-           sum(offences) FILTER ({sanction}) AS settled_sanctions,
-           min(first_outcome_date) FILTER ({sanction}) AS settled_first_sanction_date,
-           max(top_key) FILTER ({sanction}) AS settled_sanction_key
-    FROM offence_history GROUP BY person_number) s USING (person_number)"""
+       coalesce(h.settled_offences, 0) AS settled_offences, {counted} AS settled_counted,
+       {last} AS settled_last_offence_date, coalesce(h.sanctions, 0) AS settled_sanctions,
+       h.sanction_key AS settled_sanction_key, {_yyyymmdd(current)} AS settled_current_sanction_ymd,
+       {_yyyymmdd('h.first_sanction_date')} AS settled_first_sanction_ymd"""
+        source = "people p LEFT JOIN offence_history h USING (person_number)"
     return f"""
 SELECT p.person_number, p.person_key, p.police_person_id, p.pnc_id, p.crn, p.nomis_id, p.date_of_birth, p.sex,
        p.area, p.deceased_date, {_age_sql('p.date_of_birth', '$d')} AS age,
@@ -516,7 +508,7 @@ def compute_features(
     try:
         history = _counted_classes(counted_outcomes) if settled_history and _history_applies(con, as_of) else None
         queries = {
-            "people": _people_sql(history, params),
+            "people": _people_sql(history),
             "offences": _offences_sql(group_masks=group_masks, unsettled_only=history is not None, **parts),
             "custody": _CUSTODY_SQL, "probation": _PROBATION_SQL, "events": _EVENTS_SQL,
         }

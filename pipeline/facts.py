@@ -12,10 +12,10 @@ extracts: no join of millions of rows on text ids, no grouping on text, no hashi
 - `case_facts` [one current probation case row of a linked CRN]: `period_order` orders periods by
   start date, `assessment_order` assessments by date then period start; ties by a hash of the CRN.
 - `event_facts` [one current probation event of a linked CRN], sorted by date.
-- `offence_history` [one person and outcome class with a settled offence]: what the person's
-  *settled* offences add to the whole-history aggregates, by outcome class (each outcome with a
-  date: its index in `contract.OUTCOMES`; or UNDECIDED_CLASS: no outcome or no date, pending at
-  every D). An offence is settled when its offence, recorded and outcome dates are all on or before the
+- `offence_history` [one person with a settled offence]: what the person's *settled* offences
+  add to the whole-history aggregates, per outcome class (each outcome with a date: its index
+  in `contract.OUTCOMES`; or UNDECIDED_CLASS: no outcome or no date, pending at every D). An
+  offence is settled when its offence, recorded and outcome dates are all on or before the
   cutoff (kept in `meta` as `offence_history_cutoff`, 37 months before the month of the latest
   offence): at any as-of date D at least 36 months after the cutoff it is known, its outcome as
   known at D is fixed and it falls in no window, so a run at such a D reads the summary instead
@@ -82,18 +82,31 @@ def history_cutoff(latest_offence: date | None) -> date | None:
 UNDECIDED_CLASS = 255  # outcome_class of an offence with no outcome or no outcome date: pending at every D
 
 
+OUTCOME_CLASSES = (*range(len(contract.OUTCOMES)), UNDECIDED_CLASS)
+
+
 def _history_sql() -> str:
-    """[one person and outcome class with a settled offence]: a few aggregates over millions of
-    rows; a run folds the classes it counts (a spread of one column per class cost a second)."""
+    """[one person with a settled offence]: a count and a latest offence date per outcome class
+    (`offences_class_<n>`, `last_class_<n>`), and the settled sanctions."""
+    sanction = "outcome_class IN (" + ", ".join(str(contract.OUTCOMES.index(o)) for o in SANCTION_OUTCOMES) + ")"
+    per_class = ",\n               ".join(
+        f"count(*) FILTER (outcome_class = {n}) AS offences_class_{n}, "
+        f"max(offence_date) FILTER (outcome_class = {n}) AS last_class_{n}"
+        for n in OUTCOME_CLASSES
+    )
     return f"""
         CREATE OR REPLACE TABLE offence_history AS
-        SELECT person_number,
-               CASE WHEN outcome_date IS NULL OR outcome_number IS NULL THEN {UNDECIDED_CLASS}
-                    ELSE outcome_number END AS outcome_class,
-               count(*) AS offences, max(offence_date) AS last_offence_date,
-               min(outcome_date) AS first_outcome_date,
-               max({sanction_key_sql('outcome_date', 'offence_date', 'code_number')}) AS top_key
-        FROM offence_facts WHERE settled GROUP BY ALL"""
+        WITH settled AS (
+            SELECT *, CASE WHEN outcome_date IS NULL OR outcome_number IS NULL THEN {UNDECIDED_CLASS}
+                           ELSE outcome_number END AS outcome_class
+            FROM offence_facts WHERE settled)
+        SELECT person_number, count(*) AS settled_offences,
+               {per_class},
+               count(*) FILTER ({sanction}) AS sanctions,
+               min(outcome_date) FILTER ({sanction}) AS first_sanction_date,
+               max({sanction_key_sql('outcome_date', 'offence_date', 'code_number')}) FILTER ({sanction})
+                   AS sanction_key
+        FROM settled GROUP BY person_number"""
 
 
 def _steps() -> dict[str, str]:

@@ -358,14 +358,11 @@ def link_identities(con: duckdb.DuckDBPyConnection) -> LinkSummary:
     people = con.execute("SELECT count(*) FROM people").fetchone()[0]
     columns = [d[0] for d in con.execute("SELECT * FROM link_report").description]
     per_source = [dict(zip(columns, row, strict=True)) for row in con.execute("SELECT * FROM link_report").fetchall()]
-    orphan_offences = con.execute(
-        f"""SELECT count(*) FROM {cur_table('police_offences')} o
-        WHERE NOT EXISTS (SELECT 1 FROM {cur_table('police_nominals')} n WHERE n.police_person_id = o.police_person_id)"""
-    ).fetchone()[0]
-    orphan_events = con.execute(
-        f"""SELECT count(*) FROM {cur_table('probation_events')} e
-        WHERE NOT EXISTS (SELECT 1 FROM {cur_table('probation_cases')} c WHERE c.crn = e.crn)"""
-    ).fetchone()[0]
+    # Offences and events of no current nominal or case are the ones the facts could not place.
+    orphan_offences, orphan_events = con.execute(
+        f"""SELECT (SELECT count(*) FROM {cur_table('police_offences')}) - (SELECT count(*) FROM offence_facts),
+                   (SELECT count(*) FROM {cur_table('probation_events')}) - (SELECT count(*) FROM event_facts)"""
+    ).fetchone()
     log.info("linked %d people (%d components before the name fallback)", people, components)
     summary = LinkSummary(people, components, per_source, orphan_offences, orphan_events)
     for key, value in ((FINGERPRINT_KEY, link_fingerprint(con)), (SUMMARY_KEY, json.dumps(asdict(summary)))):

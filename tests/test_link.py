@@ -174,3 +174,17 @@ def test_people_whose_keys_would_share_48_bits_get_distinct_keys(workspace):
     assert keys[("police", first)] == "P" + digest(first)[12:24]
     assert keys[("police", second)] == "P" + digest(second)[12:24]
     assert keys[("police", "N3")] == "P" + digest("N3")[:12]  # everyone else keeps the usual key
+
+
+def test_offences_and_events_of_no_current_record_are_counted_as_orphans(workspace):
+    config = workspace({
+        "police_nominals": [nominal("N1", "2012/0394773H")],
+        "police_offences": [example_row("police_offences", offence_id="O1", police_person_id="N1"),
+                            example_row("police_offences", offence_id="O2", police_person_id="N9"),
+                            example_row("police_offences", offence_id="O3", police_person_id="N9")],
+        "probation_cases": [case("X000001", pnc="12/394773H")],
+        "probation_events": [example_row("probation_events", crn="X000001"),
+                             example_row("probation_events", crn="X000009")],
+    })
+    _, info = linked(config)
+    assert (info["summary"].orphan_offences, info["summary"].orphan_events) == (2, 1)
