@@ -531,10 +531,18 @@ def _reason_expr(term: Term, points: pl.Expr) -> pl.Expr:
     return pl.when(points > 0).then(pl.concat_str(parts)).otherwise(None)
 
 
+_DENSE_VALUES = 100_000
+
+
 def _reason_lookup(features: pl.DataFrame, term: Term) -> pl.Expr:
     """The term's reason per person, built once per distinct feature value and looked up:
     a line depends only on the value, and distinct values are few (a count, a type)."""
-    values = features.select(pl.col(term.feature).unique().drop_nulls())
+    column = features.get_column(term.feature)
+    low, high = (column.min(), column.max()) if column.dtype.is_integer() else (None, None)
+    if low is not None and high - low <= _DENSE_VALUES:  # a range of counts: no pass to find the distinct ones
+        values = pl.DataFrame({term.feature: pl.int_range(low, high + 1, eager=True, dtype=column.dtype)})
+    else:
+        values = features.select(pl.col(term.feature).unique().drop_nulls())
     lines = values.with_columns(_reason_expr(term, _term_points(term)).alias("_line")).drop_nulls("_line")
     if lines.height == 0:
         return pl.lit(None, dtype=pl.Utf8)
