@@ -57,7 +57,7 @@ from pipeline.facts import (
     sanction_key_sql,
     stored_history_cutoff,
 )
-from pipeline.warehouse import cur_table, cursor, q
+from pipeline.warehouse import cursor, q
 
 log = logging.getLogger(__name__)
 
@@ -530,21 +530,23 @@ def unknown_offence_codes(con: duckdb.DuckDBPyConnection, as_of: date, reference
     """Offence codes known at `as_of` that the reference table lacks: columns code, count.
 
     These offences are scored with the rule set's `[unknown_offence]` defaults; the run reports
-    them so the reference table can be extended. Sorted by count (descending), then code.
+    them so the reference table can be extended. Counted over the offences of linked people
+    (`offence_facts`): the ones scored; offences whose police id has no nominal are counted by
+    the link instead. Sorted by count (descending), then code.
     """
     empty = pl.DataFrame(schema={"code": pl.Utf8, "count": pl.Int64})
-    seen = con.execute("SELECT ho_offence_code FROM offence_codes").pl()
+    seen = con.execute("SELECT ho_offence_code, code_number FROM offence_codes").pl()
     unknown = seen.join(reference.select("ho_offence_code"), on="ho_offence_code", how="anti")
     if unknown.height == 0:
         return empty  # the usual case: no second pass over the offences
     params: dict = {"d": as_of}
-    in_list = _in_list("ho_offence_code", "code", unknown.get_column("ho_offence_code").to_list(), params)
+    in_list = _in_list("o.code_number", "code", unknown.get_column("code_number").to_list(), params)
     frame = con.execute(
         f"""-- [one unknown code known at D]
-        SELECT ho_offence_code AS code, count(*) AS count
-        FROM {q(cur_table('police_offences'))}
-        WHERE {in_list} AND offence_date <= $d AND (recorded_date IS NULL OR recorded_date <= $d)
-        GROUP BY ho_offence_code
+        SELECT k.ho_offence_code AS code, count(*) AS count
+        FROM offence_facts o JOIN offence_codes k USING (code_number)
+        WHERE {in_list} AND o.offence_date <= $d AND (o.recorded_date IS NULL OR o.recorded_date <= $d)
+        GROUP BY k.ho_offence_code
         ORDER BY count DESC, code""",
         params,
     ).pl()

@@ -211,12 +211,6 @@ FROM id_records r JOIN labels l USING (rid) LEFT JOIN relabel x ON x.label = l.l
 """
 
 
-def person_number_sql(column: str) -> str:
-    """A person key (`identifiers.PERSON_KEY_PATTERN`, made by `_ANCHORS`) as a BIGINT of the same
-    order: joins, groupings and sorts on it are far cheaper than on the text."""
-    return f"CAST(('0x' || substr({column}, 2)) AS BIGINT)"
-
-
 _ANCHORS = """
 CREATE OR REPLACE TEMP TABLE anchors AS  -- [one person]: the key hashes the smallest record id in it,
 -- so it depends on the person's own records only, not on labels or on anyone else.
