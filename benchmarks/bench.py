@@ -26,6 +26,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -166,6 +167,7 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         results.append(result)
     by_step = {r["step"]: r for r in results}
+    steps_of = {name: [r for r in results if r["step"] == name] for name in by_step}
     print()
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"date {date.today()}; people {args.people:,}")
@@ -178,8 +180,20 @@ def main() -> None:
     if "floor-load" in by_step and "ingest" in by_step:
         print(f"\ningest / floor-load = {by_step['ingest']['seconds'] / by_step['floor-load']['seconds']:.2f}x")
     if "floor-features" in by_step and "run" in by_step:
-        print(f"run / floor-features = {by_step['run']['seconds'] / by_step['floor-features']['seconds']:.2f}x "
-              f"(whole processes); compute only: {by_step['run']['compute_s'] / by_step['floor-features']['compute_s']:.2f}x")
+        # Steps repeated back to back (floor, run, floor, run, floor): medians, and every run
+        # against the floors measured just before and just after it, as the VM's timings vary.
+        runs, floors = steps_of["run"], steps_of["floor-features"]
+        print(f"run / floor-features, medians of {len(runs)} runs and {len(floors)} floors: "
+              f"{median(r['seconds'] for r in runs) / median(f['seconds'] for f in floors):.2f}x (whole processes); "
+              f"compute only: {median(r['compute_s'] for r in runs) / median(f['compute_s'] for f in floors):.2f}x")
+        pairs = []
+        for i, r in enumerate(results):
+            if r["step"] == "run":
+                near = [results[j] for j in (i - 1, i + 1) if 0 <= j < len(results)
+                        and results[j]["step"] == "floor-features"]
+                pairs += [r["compute_s"] / f["compute_s"] for f in near]
+        if pairs:
+            print(f"compute only, each run against the floor before and after it: {min(pairs):.2f}x to {max(pairs):.2f}x")
 
 
 if __name__ == "__main__":
