@@ -215,7 +215,7 @@ SELECT person_number,
        max(outcome_date) FILTER (sanction) AS current_sanction_date
 FROM offences_flagged GROUP BY person_number)
 -- dates as yyyymmdd numbers for whole-year ages (see _age_sql)
-SELECT * EXCLUDE (current_sanction_date), {_yyyymmdd('current_sanction_date')} AS current_sanction_ymd,
+SELECT * EXCLUDE (current_sanction_date, first_sanction_date), {_yyyymmdd('current_sanction_date')} AS current_sanction_ymd,
        {_yyyymmdd('first_sanction_date')} AS first_sanction_ymd
 FROM by_person
 """
@@ -293,8 +293,8 @@ def _people_sql(history: Sequence[int] | None) -> str:
        {_yyyymmdd('h.first_sanction_date')} AS settled_first_sanction_ymd"""
         source = "people p LEFT JOIN offence_history h USING (person_number)"
     return f"""
-SELECT p.person_number, p.person_key, p.police_person_id, p.pnc_id, p.crn, p.nomis_id, p.date_of_birth, p.sex,
-       p.area, p.deceased_date, {_age_sql('p.date_of_birth', '$d')} AS age,
+SELECT p.person_number, p.person_key, p.police_person_id, p.pnc_id, p.crn, p.nomis_id, p.sex, p.area,
+       coalesce(p.deceased_date <= $d, false) AS deceased, {_age_sql('p.date_of_birth', '$d')} AS age,
        {_yyyymmdd('p.date_of_birth')} AS birth_ymd{columns}
 FROM {source}"""
 
@@ -372,7 +372,6 @@ def _assemble(people: pl.DataFrame, offences: pl.DataFrame, custody: pl.DataFram
         total.alias("offences_total"),
         pl.when(col("police_person_id").is_not_null()).then(col("area"))
         .otherwise(pl.coalesce("probation_area", "prison_area")).alias("area"),
-        (col("deceased_date") <= d).fill_null(False).alias("deceased"),
         (d - col("last_offence_date")).dt.total_days().alias("days_since_last_offence"),
         pl.sum_horizontal(col(f"group_mask_{k}").bitwise_count_ones().fill_null(0) for k in range(group_masks))
         .alias("distinct_groups_36m"),
