@@ -26,10 +26,11 @@ Definitions worth knowing (windows are `(D - n months, D]`, months clamped to mo
 - `ogrs3_2yr`: the latest probation OGRS3 assessed by D, else computed from police history
   at D (`ogrs3_source` 'probation' or 'computed'), see `features.ogrs3`.
 
-The work is set-based in DuckDB: named steps as CTEs (grain in a comment), dates as bound
-parameters. The offences are read from `offence_facts`, which the link builds once (person
-numbers, dates, code and outcome numbers: no text), in one pass grouped by person number. Only
-the decoding of packed keys and the OGRS3 formula run in Polars.
+The work is set-based: one DuckDB query per source (named steps as CTEs, grain in a comment,
+dates as bound parameters) over the facts tables the link builds (`pipeline.facts`: person
+numbers, dates, code and outcome numbers, no text ids), three at once on three connections; the
+settled offences come from their summary when the as-of date allows. Polars joins the results
+to the people, decodes the packed keys and applies the OGRS3 formula.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def _check_inputs(reference: pl.DataFrame, counted_outcomes: Sequence[str], unkn
         raise ConfigError(f"offence reference frame lacks columns: {', '.join(sorted(absent))}")
 
 
-def _in_list(column: str, prefix: str, values: Sequence[str], params: dict) -> str:
+def _in_list(column: str, prefix: str, values: Sequence[str | int], params: dict) -> str:
     """`column IN ($prefix_0, ...)` with every value bound as a parameter ('false' if none)."""
     names = []
     for i, value in enumerate(dict.fromkeys(values)):
@@ -155,7 +156,6 @@ def _parameters(as_of: date, counted_outcomes: Sequence[str]) -> tuple[dict, dic
         "d_12m": months_before(as_of, 12),
         "d_24m": months_before(as_of, 24),
         "d_36m": months_before(as_of, 36),
-        "d_release": as_of + timedelta(days=RELEASE_DUE_DAYS),
     }
     # offence_facts holds outcomes as their index in OUTCOMES
     counted = [OUTCOMES.index(c) for c in counted_outcomes if c != "pending"]
