@@ -5,8 +5,9 @@ The monthly features (and any historical snapshot for a model) read these instea
 extracts: no join of millions of rows on text ids, no grouping on text, no hashing per run.
 
 - `offence_codes` [one offence code in the current offences]: `code_number`, dense in code order.
-- `offence_facts` [one current offence of a linked police record]: dates, `code_number` and
-  `outcome_number` (the outcome's index in `contract.OUTCOMES`), sorted by person then date.
+- `offence_facts` [one current offence of a linked police record]: dates, `code_number`,
+  `outcome_number` (the outcome's index in `contract.OUTCOMES`) and `settled` (below); the
+  unsettled rows first, each part in person order.
 - `custody_facts` [one current custody spell of a linked prisoner]: `spell_order` orders a
   person's spells by reception date, ties by a hash of the spell id.
 - `case_facts` [one current probation case row of a linked CRN]: `period_order` orders periods by
@@ -20,7 +21,6 @@ extracts: no join of millions of rows on text ids, no grouping on text, no hashi
   offence): at any as-of date D at least 36 months after the cutoff it is known, its outcome as
   known at D is fixed and it falls in no window, so a run at such a D reads the summary instead
   of its rows (about two thirds of them). Runs at earlier dates read every row.
-  `offence_facts` holds the unsettled rows first.
 
 Offences, spells, cases and events of ids no person holds (orphans, counted by the link) have
 no facts: they belong to nobody the features could describe.
@@ -118,7 +118,8 @@ def _steps() -> dict[str, str]:
             CREATE OR REPLACE TABLE offence_codes AS
             SELECT ho_offence_code, (row_number() OVER (ORDER BY ho_offence_code) - 1)::INTEGER AS code_number
             FROM (SELECT DISTINCT ho_offence_code FROM {offences} WHERE ho_offence_code IS NOT NULL)""",
-        # In person order: a run groups ten million of these by person, far faster on sorted rows.
+        # Unsettled rows first: a run at a recent date reads only those, skipping the others'
+        # row groups. Person order within: grouping by person is far faster on sorted rows.
         "offence_facts": f"""
             CREATE OR REPLACE TABLE offence_facts AS
             SELECT i.person_number, o.offence_date, o.recorded_date, o.outcome_date, k.code_number,
