@@ -383,15 +383,25 @@ def _assemble(people: pl.DataFrame, offences: pl.DataFrame, custody: pl.DataFram
         (d - col("last_release_date")).dt.total_days().alias("days_since_release"),
         col("under_supervision").fill_null(False),
         col("in_probation").fill_null(False),
-        (CODE_LIMIT - 1 - col("serious_key") % CODE_LIMIT).alias("_serious_code_id"),
-        (CODE_LIMIT - 1 - col("_sanction_key") % CODE_LIMIT).alias("_sanction_code_id"),
+        _code_in_key(col("serious_key")).alias("_serious_code_id"),
+        _code_in_key(col("_sanction_key")).alias("_sanction_code_id"),
         col("sex").alias("_sex"),  # an OGRS3 input, dropped after the formula: used for nothing else
     )
 
 
+def _code_tie(code_number: pl.Expr) -> pl.Expr:
+    """The code's part of a packed key (`pipeline.facts.code_tie_sql`): larger for lower codes."""
+    return CODE_LIMIT - 1 - code_number
+
+
+def _code_in_key(key: pl.Expr) -> pl.Expr:
+    """The code number back out of a packed key (the tie is its own inverse)."""
+    return _code_tie(key % CODE_LIMIT)
+
+
 def _decode_codes(frame: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
     """Packed code ids back to the most serious offence and the current sanction's OGRS3 group."""
-    ids = codes.get_column("code_id")
+    ids = codes.get_column("code_number")
 
     def lookup(column: str, value: str, dtype: pl.DataType) -> pl.Expr:
         return pl.col(column).replace_strict(ids, codes.get_column(value), default=None, return_dtype=dtype)
@@ -449,14 +459,13 @@ def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unkno
         pl.col("description").fill_null(pl.lit("Unknown offence code ") + pl.col("ho_offence_code")),
     )
     codes = codes.with_columns(
-        pl.col("code_number").cast(pl.Int64).alias("code_id"),
+        pl.col("code_number").cast(pl.Int64),
         (pl.col("offence_group").rank("dense") - 1).cast(pl.Int64).alias("group_id"),
     )
     # Per-code parts of the packed keys and group bits, so the big pass does little arithmetic.
     masks = group_mask_count(codes)
-    tie = CODE_LIMIT - 1 - pl.col("code_id")  # larger for lower codes: ties go to the lowest code
     return codes.with_columns(
-        (pl.col("gravity") * 2**41 + tie).alias("serious_base"),
+        (pl.col("gravity") * 2**41 + _code_tie(pl.col("code_number"))).alias("serious_base"),
         *[
             pl.col("group_id").replace_strict(
                 {g: (1 << (g % GROUPS_PER_MASK)) if g // GROUPS_PER_MASK == k else 0
@@ -519,7 +528,7 @@ def compute_features(
     # One chunk: DuckDB hands over record batches, and gathers on chunked frames are slow.
     columns = {**FEATURE_SCHEMA, **(dict.fromkeys(IDENTIFIER_COLUMNS, _S) if identifiers else {})}
     frame = frame.select(pl.col(name).cast(dtype) for name, dtype in columns.items()).rechunk()
-    if ordered:  # person_number is the person-key order
+    if ordered:  # the queries run unordered (preserve_insertion_order is off)
         frame = frame.sort("person_key")
     log.info("features at %s: %d people assessed", as_of.isoformat(), frame.height)
     return frame
