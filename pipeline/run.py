@@ -253,15 +253,10 @@ def _threshold_breaches(report: IngestReport, limit: float | None) -> list[str]:
     return breaches
 
 
-def run_period(
-    config: Config, as_of: date | None = None, force: bool = False, progress=None, take_lock: bool = True
-) -> RunResult:
-    """One run. `take_lock=False` when the caller already holds the workspace lock (the CLI takes
-    it before importing the heavy modules, so a second run is refused at once)."""
+def run_period(config: Config, as_of: date | None = None, force: bool = False, progress=None) -> RunResult:
+    """One run, holding the workspace lock (a no-op when the caller, such as the CLI, holds it)."""
     as_of = as_of or period_as_of(config)
-    if not take_lock:
-        return _run_locked(config, as_of, force, progress)
-    with workspace_lock(config.warehouse_path):
+    with workspace_lock(config.warehouse_path, "run"):
         return _run_locked(config, as_of, force, progress)
 
 
