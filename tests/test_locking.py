@@ -128,9 +128,8 @@ def test_the_lock_is_reentrant_within_a_process_but_not_upgradable(tmp_path):
     warehouse = tmp_path / "w.duckdb"
     with workspace_lock(warehouse, "run"), workspace_lock(warehouse, "run"):
         pass
-    with workspace_lock(warehouse, "runs", shared=True), pytest.raises(RuntimeError):
-        with workspace_lock(warehouse, "run"):
-            pass
+    with workspace_lock(warehouse, "runs", shared=True), pytest.raises(RuntimeError), workspace_lock(warehouse, "run"):
+        pass
     with workspace_lock(warehouse, "run"):  # released after all of the above
         pass
 
