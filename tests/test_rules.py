@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from pipeline.errors import ConfigError
-from rules.engine import DEFAULT_RULES, load_rules, score, select_cohorts
+from rules.schema import DEFAULT_RULES, load_rules
+from rules.score import score
+from rules.select import select_cohorts
 
 RAW = tomllib.loads(DEFAULT_RULES.read_text(encoding="utf-8"))
 COMPONENTS = RAW["components"]
@@ -275,11 +277,11 @@ def test_capacity_min_score_ties_and_notes(tmp_path):
     assert rows["P12"]["selection_note"] == "not eligible: deceased"
     assert rows["P05"]["selection_note"] is None
     stats = select_cohorts(score(frame, rules), rules).stats
-    assert stats["priority_by_area"]["Northgate"]["selected"] == 2
-    assert stats["priority_by_area"]["Northgate"]["capacity"] == 2
-    assert stats["priority_by_area"]["Southmoor"] == {
+    assert stats.priority_by_area["Northgate"].selected == 2
+    assert stats.priority_by_area["Northgate"].capacity == 2
+    assert stats.to_dict()["priority_by_area"]["Southmoor"] == {
         "selected": 1, "capacity": 1, "eligible": 2, "reaching_min_score": 2, "super_prolific": 0}
-    assert stats["eligible"] == 7 and stats["ineligible"] == {"deceased": 1}
+    assert stats.eligible == 7 and stats.ineligible == {"deceased": 1}
 
 
 def test_ties_break_on_offences_then_recency_then_key():
@@ -324,10 +326,10 @@ def test_super_prolific_and_cohort_types():
     assert rows["P3"]["cohort_type"] == "Flex"  # a priority member without neighbourhood crime
     assert rows["P5"]["cohort_type"] is None and rows["P4"]["cohort_type"] is None
     # share of counted offences in 12 months among all assessed: (12 + 10) / (12 + 10 + 9 + 11 + 1)
-    assert result.stats["super_prolific"] == 2
-    assert result.stats["super_prolific_offences_12m"] == 22
-    assert result.stats["offences_12m"] == 43
-    assert result.stats["super_prolific_offence_share"] == pytest.approx(22 / 43)
+    assert result.stats.super_prolific == 2
+    assert result.stats.super_prolific_offences_12m == 22
+    assert result.stats.offences_12m == 43
+    assert result.stats.super_prolific_offence_share == pytest.approx(22 / 43)
 
 
 def test_super_prolific_regardless_of_capacity(tmp_path):
@@ -354,7 +356,7 @@ def test_release_watch_lists_those_reaching_min_score_on_release():
     assert [w["person_key"] for w in watch] == ["P1"]
     assert watch[0]["score_if_released"] == 14 + 10 + 10
     assert "released from custody 0 days ago: +10" in watch[0]["reasons_if_released"]
-    assert result.stats["release_watch"] == 1
+    assert result.stats.release_watch == 1
 
 
 def test_same_input_identical_output_and_row_order_does_not_matter():
@@ -451,7 +453,7 @@ def _write(tmp_path: Path, text: str, name: str = "rules.toml") -> Path:
 
 
 def _rules_from_text(text: str):
-    from rules.engine import parse_rules
+    from rules.schema import parse_rules
 
     return parse_rules(text.encode("utf-8"), Path("rules.toml"))
 
@@ -552,7 +554,7 @@ def test_a_rule_file_may_score_ogrs3_and_is_warned_about(tmp_path, caplog):
     head, tail = DEFAULT_TEXT.split("# --- cohorts")
     text = head + '[components.ogrs3]\nfeature = "ogrs3_2yr"\nbands = [{min = 75, points = 5}]\n' \
         'reason = "OGRS3 two-year {value}%"\n\n# --- cohorts' + tail
-    with caplog.at_level(logging.WARNING, logger="rules.engine"):
+    with caplog.at_level(logging.WARNING, logger="rules.schema"):
         rules = load_rules(str(_write(tmp_path, text)))
     assert "uses sex and age" in caplog.text
     row = score(feature_frame([feature_row(ogrs3_2yr=80.26)]), rules).to_dicts()[0]
