@@ -101,7 +101,7 @@ class KeyLayout:
         """The key as a DuckDB expression of the parts (SQL expressions)."""
         self._known(parts)
         return " + ".join(
-            f"{parts[name]} * {2 ** self.shift(name)}" if self.shift(name) else parts[name]
+            f"({parts[name]}) * {2 ** self.shift(name)}" if self.shift(name) else f"({parts[name]})"
             for name, _ in self.fields if name in parts
         )
 

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from pipeline.errors import ConfigError
+from pipeline.run import movement
 from rules.schema import DEFAULT_RULES, load_rules
-from rules.score import score
+from rules.score import EligibilityReason, score
 from rules.select import select_cohorts
 
 RAW = tomllib.loads(DEFAULT_RULES.read_text(encoding="utf-8"))
@@ -226,6 +227,12 @@ def test_eligibility_reasons():
         "P09": None,
     }
     assert scored["eligible"].to_list() == [r is None for r in got.values()]
+    codes = dict(zip(scored["person_key"], scored["ineligible_code"], strict=True))
+    assert codes == {
+        "P01": "deceased", "P02": "under_min_age", "P03": "mappa_level", "P04": "mappa_level",
+        "P05": "long_custody", "P06": None, "P07": "long_custody", "P08": None, "P09": None,
+    }
+    assert set(codes.values()) - {None} <= {reason.value for reason in EligibilityReason}
 
 
 def test_areas_in_scope(tmp_path):
@@ -234,6 +241,34 @@ def test_areas_in_scope(tmp_path):
     scored = score(feature_frame([feature_row(person_key="P1"), feature_row(person_key="P2", area="Southmoor"),
                                   feature_row(person_key="P3", area=None)]), rules)
     assert scored["ineligible_reason"].to_list() == [None, "area not in scope", "area not in scope"]
+    assert scored["ineligible_code"].to_list() == [None, "out_of_area", "out_of_area"]
+
+
+def _leaving_reasons(current: pl.DataFrame, previous: pl.DataFrame) -> dict:
+    moves = movement(current, previous, "R0001-2026-05-01")
+    return dict(moves.filter(pl.col("status") == "leaving").select("person_key", "reason").iter_rows())
+
+
+def test_movement_follows_the_eligibility_code_whatever_the_sentence_says():
+    frame = feature_frame([
+        person("P1", "Northgate", 5, 10, deceased=True),
+        person("P2", "Northgate", 5, 10, in_custody=True, days_until_release=400),
+        person("P3", "Northgate", 5, 10, mappa_level=2),
+        person("P4", "Southmoor", 5, 10),  # eligible, in another area now
+    ])
+    ranked = select_cohorts(score(frame, RULES), RULES).ranked
+    previous = pl.DataFrame({"cohort": ["priority"] * 4, "person_key": ["P1", "P2", "P3", "P4"],
+                             "area": ["Northgate"] * 4, "score": [40] * 4})
+    expected = {"P1": "deceased", "P2": "long custody", "P3": "no longer eligible: MAPPA level 2",
+                "P4": "moved out of area (Northgate to Southmoor)"}
+    assert _leaving_reasons(ranked, previous) == expected
+    # The sentences reworded, one of them naming the words a substring match would have seen:
+    # the leavers' reasons follow the codes, and only the generic one quotes the new sentence.
+    reworded = ranked.with_columns(pl.col("ineligible_reason").replace_strict({
+        "deceased": "died", "in custody, release not due within 90 days": "serving a long sentence",
+        "MAPPA level 2": "MAPPA level 2 (deceased partner, custody history)"}, default=None))
+    expected["P3"] = "no longer eligible: MAPPA level 2 (deceased partner, custody history)"
+    assert _leaving_reasons(reworded, previous) == expected
 
 
 # --- selection ---------------------------------------------------------------------------

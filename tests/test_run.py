@@ -68,6 +68,7 @@ def test_run_writes_every_output_and_the_cohort_respects_capacity(ws):
     scores = pl.read_parquet(out / "scores.parquet")
     assert scores["person_key"].is_unique().all()
     assert {"score", "reasons", "eligible", "priority", "super_prolific", "crn", "pnc_id"} <= set(scores.columns)
+    assert "ineligible_code" not in scores.columns  # internal: movement reads it, the outputs do not carry it
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["as_of"] == AS_OF.isoformat()
     assert len(manifest["rules"]["sha256"]) == 64
