@@ -20,6 +20,18 @@ from rules.schema import BOOLEAN_FEATURES, CATEGORY_FEATURES, RuleSet, Term
 SCORE_COLUMNS = ("eligible", "ineligible_reason", "ineligible_code", "score", "reasons")
 
 
+class EligibilityReason(StrEnum):
+    """Why a person is not eligible: the value of `ineligible_code`. The sentence shown to the
+    panel (`ineligible_reason`) may be reworded freely; code that acts on a reason (movement,
+    statistics by cause) reads the code."""
+
+    DECEASED = "deceased"
+    UNDER_MIN_AGE = "under_min_age"
+    MAPPA_LEVEL = "mappa_level"
+    LONG_CUSTODY = "long_custody"
+    OUT_OF_AREA = "out_of_area"
+
+
 def _value_text(term: Term) -> pl.Expr:
     column = pl.col(term.feature)
     if term.feature in CATEGORY_FEATURES:
@@ -97,18 +109,6 @@ def _term_points(term: Term) -> pl.Expr:
     else:
         result = value.replace_strict(term.by_value, default=0, return_dtype=pl.Int64)
     return result.fill_null(0).cast(pl.Int64)
-
-
-class EligibilityReason(StrEnum):
-    """Why a person is not eligible: the value of `ineligible_code`. The sentence shown to the
-    panel (`ineligible_reason`) may be reworded freely; code that acts on a reason (movement,
-    statistics by cause) reads the code."""
-
-    DECEASED = "deceased"
-    UNDER_MIN_AGE = "under_min_age"
-    MAPPA_LEVEL = "mappa_level"
-    LONG_CUSTODY = "long_custody"
-    OUT_OF_AREA = "out_of_area"
 
 
 def _eligibility_checks(rules: RuleSet) -> list[tuple[EligibilityReason, pl.Expr, pl.Expr]]:
