@@ -333,22 +333,25 @@ def _print_run(result) -> None:
     if result.status == "skipped":
         out.print(result.message)
         return
-    stats = result.counts.get("stats", {})
+    stats = result.stats  # a SelectionStats (rules.select)
     out.print(f"Run {result.run_id} (as of {result.as_of}): {result.counts.get('assessed', 0):,} people assessed")
-    for key, value in stats.items():
-        label = key.replace("_", " ")
-        if isinstance(value, float) and "share" in key:
-            out.print(f"  {label}: {value:.1%}")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            out.print(f"  {label}: {value:,}")
-        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            columns = list(next(iter(value.values())))
-            out.print(_table(f"  {label}", ["area", *[c.replace("_", " ") for c in columns]],
-                             [[k, *[v.get(c) for c in columns]] for k, v in value.items()]))
-        elif isinstance(value, dict):
-            out.print(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
-        elif value is not None:
-            out.print(f"  {label}: {value}")
+    out.print(f"  assessed: {stats.assessed:,}")
+    out.print(f"  eligible: {stats.eligible:,}")
+    out.print("  ineligible: " + ", ".join(f"{reason} {n}" for reason, n in stats.ineligible.items()))
+    out.print(f"  priority: {stats.priority:,}")
+    if stats.priority_by_area:
+        columns = ["selected", "capacity", "eligible", "reaching_min_score", "super_prolific"]
+        out.print(_table("  priority by area", ["area", *[c.replace("_", " ") for c in columns]],
+                         [[area, *[getattr(a, c) for c in columns]] for area, a in stats.priority_by_area.items()]))
+    else:
+        out.print("  priority by area: ")
+    out.print(f"  min score: {stats.min_score:,}")
+    out.print(f"  super prolific: {stats.super_prolific:,}")
+    out.print(f"  super prolific offences 12m: {stats.super_prolific_offences_12m:,}")
+    out.print(f"  offences 12m: {stats.offences_12m:,}")
+    if stats.super_prolific_offence_share is not None:
+        out.print(f"  super prolific offence share: {stats.super_prolific_offence_share:.1%}")
+    out.print(f"  release watch: {stats.release_watch:,}")
     moves = result.counts.get("movement", {})
     if moves:
         out.print("  movement: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in moves.items()))
