@@ -38,19 +38,6 @@ from rules.engine import RuleSet, load_rules, score, select_cohorts
 
 log = logging.getLogger(__name__)
 
-RUN_DDL = [
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, as_of DATE NOT NULL, status VARCHAR NOT NULL,
-        started_at TIMESTAMP, finished_at TIMESTAMP, rules_name VARCHAR, rules_version VARCHAR,
-        rules_sha256 VARCHAR, code_version VARCHAR, output_dir VARCHAR, manifest VARCHAR, purged_at TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS cohort_members (
-        run_id VARCHAR NOT NULL, cohort VARCHAR NOT NULL, person_key VARCHAR NOT NULL, area VARCHAR,
-        rank BIGINT, score BIGINT, cohort_type VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS movement (
-        run_id VARCHAR NOT NULL, cohort VARCHAR NOT NULL, person_key VARCHAR NOT NULL, status VARCHAR NOT NULL,
-        reason VARCHAR, previous_run_id VARCHAR)""",
-]
-
 # The columns a panel reads first, then every feature and component column.
 LEADING_COLUMNS = [
     "rank", "area_rank", "person_key", "area", "score", "eligible", "ineligible_reason", "priority",
@@ -67,11 +54,6 @@ class RunResult:
     counts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     message: str = ""
-
-
-def ensure_run_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for ddl in RUN_DDL:
-        con.execute(ddl)
 
 
 def period_as_of(config: Config, today: date | None = None) -> date:
@@ -270,7 +252,6 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
     timings: dict[str, float] = {}
     con = connect(config)
     try:
-        ensure_run_tables(con)
         done = con.execute(
             "SELECT run_id, output_dir FROM runs WHERE as_of = ? AND status = 'completed' ORDER BY seq DESC LIMIT 1",
             [as_of],
@@ -288,7 +269,6 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
 
     con = connect(config)
     try:
-        ensure_run_tables(con)
         seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM runs").fetchall()[0][0]
         run_id = f"R{seq:04d}-{as_of.isoformat()}"
         inputs = [
