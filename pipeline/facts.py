@@ -35,7 +35,7 @@ from datetime import date
 import duckdb
 
 from pipeline import contract
-from pipeline.warehouse import cur_table, q
+from pipeline.warehouse import cur_table, q, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -158,18 +158,24 @@ def _steps() -> dict[str, str]:
 FACT_TABLES = tuple(_steps())
 
 
+def rendered_steps() -> dict[str, str]:
+    """The SQL of every facts step as it runs (what the link's fingerprint hashes)."""
+    return _steps()
+
+
 def build_facts(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)build every facts table from the current tables and `person_ids` (step 6 of the link)."""
-    latest = con.execute(f"SELECT max(offence_date) FROM {q(cur_table('police_offences'))}").fetchone()[0]
+    latest = run_sql(con, "facts: latest offence",
+                     f"SELECT max(offence_date) FROM {q(cur_table('police_offences'))}").fetchone()[0]
     cutoff = history_cutoff(latest)
     for name, sql in _steps().items():
         params = {"outcomes": list(contract.OUTCOMES), "cutoff": cutoff} if name == "offence_facts" else None
-        con.execute(sql, params)
-        log.debug("built %s", name)
-    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [HISTORY_CUTOFF_KEY, cutoff.isoformat() if cutoff else None])
+        run_sql(con, f"facts: {name}", sql, params)
+    run_sql(con, "facts: record cutoff", "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [HISTORY_CUTOFF_KEY, cutoff.isoformat() if cutoff else None])
 
 
 def stored_history_cutoff(con: duckdb.DuckDBPyConnection) -> date | None:
     """The settled cutoff of the current `offence_history` (None: no offences, nothing settled)."""
-    row = con.execute("SELECT value FROM meta WHERE key = ?", [HISTORY_CUTOFF_KEY]).fetchone()
+    row = run_sql(con, "facts: read cutoff", "SELECT value FROM meta WHERE key = ?", [HISTORY_CUTOFF_KEY]).fetchone()
     return date.fromisoformat(row[0]) if row and row[0] else None

@@ -111,7 +111,7 @@ def _column_checks(column: Column, extract: Extract, options: ParseOptions) -> l
             if later == column.name:
                 checks.append(
                     _check(
-                        "date_order",
+                        RejectReason.DATE_ORDER,
                         lambda c, e=earlier: parsed(c).is_null()
                         | parsed_date(e).is_null()
                         | (parsed(c) >= parsed_date(e)),
