@@ -32,10 +32,10 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.config import Config, ExtractConfig
-from pipeline.contract import EXTRACTS, Extract
+from pipeline.contract import EXTRACTS, Extract, RejectReason
 from pipeline.errors import InputFileError, IomError
 from pipeline.validate import LINE, ParseOptions, build_schema, normalise, validate_batch, with_messages
-from pipeline.warehouse import connect, q, src_table, transaction
+from pipeline.warehouse import connect, q, run_sql, src_table, transaction
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +473,7 @@ def _read_batches(plan: _Planned, workdir: Path) -> tuple[Iterator[pl.DataFrame]
     def batches() -> Iterator[pl.DataFrame]:
         try:
             # execute() streams; a relation's fetch_record_batch re-plans and is several times slower
-            reader = reader_con.execute(query, params).fetch_record_batch(BATCH_ROWS)
+            reader = run_sql(reader_con, f"read {plan.extract.name}", query, params).fetch_record_batch(BATCH_ROWS)
             done = 0
             for record_batch in reader:
                 frame = pl.from_arrow(pa.Table.from_batches([record_batch]))
@@ -491,7 +491,8 @@ def _read_batches(plan: _Planned, workdir: Path) -> tuple[Iterator[pl.DataFrame]
                 hint=f"check the file and [extracts.{plan.extract.name}] format, delimiter and encoding",
             ) from None
         if plan.fmt == "csv":
-            for line, raw, message in reader_con.execute(
+            for line, raw, message in run_sql(
+                reader_con, f"read {plan.extract.name}: malformed rows",
                 "SELECT line, csv_line, error_type || ': ' || error_message FROM reject_errors ORDER BY line"
             ).fetchall():
                 malformed.append(_Malformed(int(line), raw, message))
@@ -524,10 +525,11 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, pr
     extract_date = plan.settings.extract_date or date.today()
     options = ParseOptions(extract_date=extract_date, date_formats=tuple(plan.settings.date_formats))
     schema = build_schema(extract, options)
-    seq = con.execute("SELECT coalesce(max(load_seq), 0) + 1 FROM loads").fetchone()[0]
+    seq = run_sql(con, "ingest: next load_seq", "SELECT coalesce(max(load_seq), 0) + 1 FROM loads").fetchone()[0]
     started = datetime.now(UTC).replace(tzinfo=None)
     with transaction(con):
-        con.execute(
+        run_sql(
+            con, "ingest: register load",
             "INSERT INTO loads (load_id, load_seq, source, file_name, file_path, sha256, file_bytes, file_format, "
             "extract_date, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [load_id, seq, name, plan.path.name, str(plan.path), plan.sha256, plan.path.stat().st_size, plan.fmt,
@@ -548,9 +550,10 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, pr
             keep = _quarantine_repeated_header(con, load_id, plan, text)
             if keep is not None:
                 text, normalised = text.filter(keep), normalised.filter(keep)
-            typed, failures = validate_batch(normalised, extract, schema, options)
+            typed, failures = validate_batch(normalised, extract, schema, options, plan.path.name)
             _register(con, "batch_good", typed)
-            con.execute(
+            run_sql(
+                con, f"ingest: insert {name} rows",
                 f"INSERT INTO {table} (_load_id, _line, {columns}) SELECT ?, {q(LINE)}, {columns} FROM batch_good",
                 [load_id],
             )
@@ -577,7 +580,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, pr
                     LINE: [m.line for m in malformed],
                     "column_name": [None] * len(malformed),
                     "value": [m.message for m in malformed],
-                    "reason_code": ["malformed_row"] * len(malformed),
+                    "reason_code": [RejectReason.MALFORMED_ROW.value] * len(malformed),
                 },
                 schema={LINE: pl.Int64, "column_name": pl.Utf8, "value": pl.Utf8, "reason_code": pl.Utf8},
             )
@@ -587,21 +590,25 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: _Planned, workdir: Path, pr
         _store_failures(con, load_id, plan, failures, raw)
 
     _reject_duplicate_keys(con, load_id, extract, plan)
-    loaded = con.execute(f"SELECT count(*) FROM {table} WHERE _load_id = ?", [load_id]).fetchone()[0]
-    rejected = con.execute("SELECT count(*) FROM rejected_rows WHERE load_id = ?", [load_id]).fetchone()[0]
+    loaded = run_sql(con, "ingest: count loaded", f"SELECT count(*) FROM {table} WHERE _load_id = ?",
+                     [load_id]).fetchone()[0]
+    rejected = run_sql(con, "ingest: count rejected", "SELECT count(*) FROM rejected_rows WHERE load_id = ?",
+                       [load_id]).fetchone()[0]
     if rows_read != loaded + rejected:
         raise IomError(
             f"{name}: reconciliation failed for {plan.path.name}: read {rows_read}, loaded {loaded}, "
             f"rejected {rejected}; nothing was loaded"
         )
-    con.execute(
+    run_sql(
+        con, "ingest: finish load",
         "UPDATE loads SET rows_read = ?, rows_loaded = ?, rows_rejected = ?, finished_at = ? WHERE load_id = ?",
         [rows_read, loaded, rejected, datetime.now(UTC).replace(tzinfo=None), load_id],
     )
     con.execute("COMMIT")  # the load is finished only now
     reasons = dict(
-        con.execute(
-            "SELECT reason_code, count(*) FROM rejects WHERE load_id = ? GROUP BY 1 ORDER BY 1", [load_id]
+        run_sql(
+            con, "ingest: count reasons",
+            "SELECT reason_code, count(*) FROM rejects WHERE load_id = ? GROUP BY 1 ORDER BY 1", [load_id],
         ).fetchall()
     )
     log.info("loaded %s (%s): read %d, loaded %d, rejected %d", name, plan.path.name, rows_read, loaded, rejected)
@@ -634,7 +641,7 @@ def _quarantine_repeated_header(
             LINE,
             pl.lit(None, dtype=pl.Utf8).alias("column_name"),
             pl.lit(None, dtype=pl.Utf8).alias("value"),
-            pl.lit("repeated_header").alias("reason_code"),
+            pl.lit(RejectReason.REPEATED_HEADER.value).alias("reason_code"),
         )
     )
     _store_failures(con, load_id, plan, failures, _raw_json(repeated))
@@ -688,13 +695,15 @@ def _store_failures(
 ) -> None:
     """Named step [one row per failed check; one raw row per quarantined line]."""
     _register(con, "batch_failures", failures)
-    con.execute(
+    run_sql(
+        con, "ingest: store rejects",
         f"INSERT INTO rejects SELECT ?, ?, ?, {q(LINE)}, column_name, value, reason_code, message FROM batch_failures",
         [load_id, plan.extract.name, plan.path.name],
     )
     con.unregister("batch_failures")
     _register(con, "batch_raw", raw)
-    con.execute(f"INSERT INTO rejected_rows SELECT ?, ?, {q(LINE)}, raw FROM batch_raw", [load_id, plan.extract.name])
+    run_sql(con, "ingest: store rejected rows", f"INSERT INTO rejected_rows SELECT ?, ?, {q(LINE)}, raw FROM batch_raw",
+            [load_id, plan.extract.name])
     con.unregister("batch_raw")
 
 
@@ -706,23 +715,25 @@ def _fix_lines_around(con: duckdb.DuckDBPyConnection, load_id: str, plan: _Plann
     con.register("malformed_adj", pa.table({"a": pa.array(adjusted, pa.int64())}))
     shift = "(SELECT count(*) FROM malformed_adj m WHERE m.a <= t._line - ?)"
     for table in (q(src_table(plan.extract)),):
-        con.execute(f"UPDATE {table} AS t SET _line = _line + {shift} WHERE _load_id = ?", [first, load_id])
+        run_sql(con, "ingest: renumber lines", f"UPDATE {table} AS t SET _line = _line + {shift} WHERE _load_id = ?",
+                [first, load_id])
     for table in ("rejects", "rejected_rows"):
-        con.execute(f"UPDATE {table} AS t SET line = line + (SELECT count(*) FROM malformed_adj m WHERE m.a <= t.line - ?) "
+        run_sql(con, f"ingest: renumber {table} lines", f"UPDATE {table} AS t SET line = line + (SELECT count(*) FROM malformed_adj m WHERE m.a <= t.line - ?) "
                     "WHERE load_id = ?", [first, load_id])
     con.unregister("malformed_adj")
 
 
 def _reject_duplicate_keys(con: duckdb.DuckDBPyConnection, load_id: str, extract: Extract, plan: _Planned) -> None:
     """Named step [one row per later duplicate of a natural key within this load]: the first line
-    wins, later lines are quarantined with reason `duplicate_id`. Events have no key of their own."""
-    if extract.name == "probation_events":
+    wins, later lines are quarantined with reason `duplicate_id`. A key that may repeat is left alone."""
+    if not extract.has_unique_key:
         return
     table = q(src_table(extract))
     key = ", ".join(q(k) for k in extract.key)
     key_text = " || '|' || ".join(f"coalesce(CAST({q(k)} AS VARCHAR), '')" for k in extract.key)
     # Find repeated keys by hash aggregation first: a window over every row costs far more.
-    con.execute(
+    run_sql(
+        con, "ingest: find duplicate keys",
         f"""CREATE OR REPLACE TEMP TABLE dup_lines AS
         WITH repeated AS (
             SELECT {key} FROM {table} WHERE _load_id = ? GROUP BY {key} HAVING count(*) > 1)
@@ -734,15 +745,20 @@ def _reject_duplicate_keys(con: duckdb.DuckDBPyConnection, load_id: str, extract
         WHERE occurrence > 1""",
         [load_id, load_id],
     )
-    con.execute(
-        """INSERT INTO rejects SELECT ?, ?, ?, _line, ?, key_value, 'duplicate_id',
-               ? || ' value ''' || key_value || ''' repeats a key already seen earlier in the file'
+    key_name = "+".join(extract.key)
+    run_sql(
+        con, "ingest: reject duplicate keys",
+        """INSERT INTO rejects SELECT $load, $source, $file, _line, $key, key_value, $reason,
+               replace(replace($template, '{column}', $key), '{value}', key_value)
            FROM dup_lines""",
-        [load_id, extract.name, plan.path.name, "+".join(extract.key), "+".join(extract.key)],
+        {"load": load_id, "source": extract.name, "file": plan.path.name, "key": key_name,
+         "reason": RejectReason.DUPLICATE_ID.value, "template": RejectReason.DUPLICATE_ID.template},
     )
-    con.execute("INSERT INTO rejected_rows SELECT ?, ?, _line, raw FROM dup_lines", [load_id, extract.name])
-    con.execute(f"DELETE FROM {table} WHERE _load_id = ? AND _line IN (SELECT _line FROM dup_lines)", [load_id])
-    con.execute("DROP TABLE dup_lines")
+    run_sql(con, "ingest: quarantine duplicate rows", "INSERT INTO rejected_rows SELECT ?, ?, _line, raw FROM dup_lines",
+            [load_id, extract.name])
+    run_sql(con, "ingest: remove duplicate rows",
+            f"DELETE FROM {table} WHERE _load_id = ? AND _line IN (SELECT _line FROM dup_lines)", [load_id])
+    run_sql(con, "ingest: drop dup_lines", "DROP TABLE dup_lines")
 
 
 def plan_ingest(config: Config) -> list[_Planned]:
@@ -765,14 +781,16 @@ def _forget_loads(con: duckdb.DuckDBPyConnection, load_ids: list[str]) -> None:
         return
     with transaction(con):
         for extract in EXTRACTS.values():
-            con.execute(f"DELETE FROM {q(src_table(extract))} WHERE list_contains(?, _load_id)", [load_ids])
+            run_sql(con, f"forget loads: {src_table(extract)}",
+                    f"DELETE FROM {q(src_table(extract))} WHERE list_contains(?, _load_id)", [load_ids])
         for table in ("rejects", "rejected_rows", "loads"):
-            con.execute(f"DELETE FROM {table} WHERE list_contains(?, load_id)", [load_ids])
+            run_sql(con, f"forget loads: {table}", f"DELETE FROM {table} WHERE list_contains(?, load_id)", [load_ids])
 
 
 def clean_unfinished_loads(con: duckdb.DuckDBPyConnection) -> list[str]:
     """A load that never finished (the process was killed) is removed before anything else."""
-    stale = [r[0] for r in con.execute("SELECT load_id FROM loads WHERE finished_at IS NULL").fetchall()]
+    stale = [r[0] for r in run_sql(con, "ingest: unfinished loads",
+                                   "SELECT load_id FROM loads WHERE finished_at IS NULL").fetchall()]
     if stale:
         log.warning("removing %d unfinished load(s) left by an interrupted ingest", len(stale))
         _forget_loads(con, stale)
@@ -792,7 +810,8 @@ def ingest(config: Config, progress: Progress | None = None, con: duckdb.DuckDBP
         clean_unfinished_loads(con)
         with tempfile.TemporaryDirectory(prefix="iom-ingest-") as tmp:
             for plan in plans:
-                done = con.execute(
+                done = run_sql(
+                    con, "ingest: file already loaded",
                     "SELECT load_id, rows_read, rows_loaded, rows_rejected FROM loads WHERE source = ? AND sha256 = ?",
                     [plan.extract.name, plan.sha256],
                 ).fetchall()

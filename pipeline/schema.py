@@ -143,3 +143,8 @@ def pending_migrations(version: str) -> tuple[Migration, ...]:
         raise WarehouseError(f"no migration brings schema version {version} to {SCHEMA_VERSION}",
                              hint="report this: the migrations of this code do not chain")
     return tuple(pending)
+
+
+def scores_table(run_seq: int) -> str:
+    """The table of one run's scored people [one assessed person], named by the run's number."""
+    return f"run_scores_{run_seq:06d}"
