@@ -424,7 +424,7 @@ def test_permission_denied_is_a_file_error_even_as_root(workspace, monkeypatch):
     config = workspace()
     path = extract_path(config, "police_offences")
     real_access = os.access
-    monkeypatch.setattr("pipeline.ingest.os.access", lambda p, mode: Path(p) != path and real_access(p, mode))
+    monkeypatch.setattr("pipeline.preflight.os.access", lambda p, mode: Path(p) != path and real_access(p, mode))
     assert_file_error(config, "police_offences.csv", "permission denied")
     assert_says(cli_ingest(config, 4), "police_offences.csv", "permission denied", "permissions")
 
