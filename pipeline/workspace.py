@@ -11,7 +11,7 @@ from pipeline.config import CONFIG_FILENAME, Config, default_extract_specs, rend
 from pipeline.errors import UsageError
 from pipeline.ingest import LoadResult, Progress, ingest
 from pipeline.link import LinkSummary, ensure_linked
-from pipeline.warehouse import connect, private_file, run_sql, transaction
+from pipeline.warehouse import connect, private_file, transaction
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,10 @@ def ingest_workspace(config: Config, progress: Progress | None = None) -> Ingest
     con = connect(config)
     try:
         loads = ingest(config, progress=progress, con=con)
-        run_sql(con, "ingest: checkpoint", "CHECKPOINT")  # settle the batch commits of the ingest before the link rewrites tables
+        con.execute("CHECKPOINT")  # settle the batch commits of the ingest before the link rewrites tables
         with transaction(con):
             summary, relinked = ensure_linked(con)
-        rows = run_sql(
-            con, "ingest: reconciliation",
+        rows = con.execute(
             "SELECT source, count(*) AS files, sum(rows_read) AS rows_read, sum(rows_loaded) AS rows_loaded, "
             "sum(rows_rejected) AS rows_rejected FROM loads GROUP BY source ORDER BY source"
         ).fetchall()
