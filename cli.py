@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from typer.core import TyperGroup
 
-from pipeline.errors import IomError
+from pipeline.errors import IomError, failed_step
 
 log = logging.getLogger("iom")
 T = TypeVar("T")
@@ -166,9 +166,14 @@ def _call(fn: Callable[[], T]) -> T:
         err.print("interrupted")
         raise typer.Exit(130) from None
     except Exception as exc:  # anything unexpected is an internal error, exit 1
-        log.error("internal error: %s", type(exc).__name__)
+        step = failed_step(exc)
+        if step:  # the exception type and step only: a message may quote a value from the data
+            log.error("internal error in step %r: %s", step, type(exc).__name__)
+        else:
+            log.error("internal error: %s", type(exc).__name__)
         first_line = str(exc).splitlines()[0][:300] if str(exc) else ""
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(first_line)}")
+        where = f" in step {escape(step)}" if step else ""
+        err.print(f"[bold red]internal error{where}:[/] {type(exc).__name__}: {escape(first_line)}")
         if state.verbose:
             err.print(traceback.format_exc())
         else:
@@ -431,7 +436,7 @@ def runs(
 ) -> None:
     """List the runs of this workspace, or `iom runs show RUN` for one run's manifest."""
     from pipeline.config import load_config
-    from pipeline.run import get_run, list_runs
+    from pipeline.runs import get_run, list_runs
     from pipeline.warehouse import connect
 
     cfg = _call(lambda: load_config(config))

@@ -1,9 +1,10 @@
 """The extract contract: the canonical columns of the five extracts.
 
 One definition serves everything that needs to know the shape of an extract: the validation
-schemas (`pipeline.validate`), the warehouse tables (`pipeline.warehouse`), the synthetic
+schemas (`pipeline.validate`), the warehouse tables (`pipeline.schema`), the synthetic
 generator, the `iom init` template and `docs/extract-contract.md`. Changing a column here
-changes all of them together.
+changes all of them together. The reason codes of a quarantined row (`RejectReason`) are part
+of the contract too: analysts filter `iom rejects` on them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,41 @@ class Kind(StrEnum):
     DATE = "date"
     INTEGER = "integer"
     DECIMAL = "decimal"
+
+    @property
+    def sql_type(self) -> str:
+        """The warehouse column type of a value of this kind."""
+        return {"text": "VARCHAR", "date": "DATE", "integer": "BIGINT", "decimal": "DOUBLE"}[self.value]
+
+
+class RejectReason(StrEnum):
+    """Why a row was quarantined: the code stored in `rejects.reason_code`, and its message
+    template ({column} and {value} are filled in). Listed in docs/extract-contract.md in this order."""
+
+    template: str
+
+    def __new__(cls, code: str, template: str) -> RejectReason:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.template = template
+        return member
+
+    MISSING_REQUIRED = "missing_required", "{column} is required but empty"
+    TOO_LONG = "too_long", "{column} is longer than allowed"
+    NOT_ALLOWED_VALUE = "not_allowed_value", "{column} value '{value}' is not one of the allowed values"
+    BAD_FORMAT = "bad_format", "{column} value '{value}' is not in the expected format"
+    BAD_CHECK_LETTER = "bad_check_letter", "{column} value '{value}' has the wrong PNC check letter"
+    UNPARSEABLE_DATE = "unparseable_date", "{column} value '{value}' is not a date in the configured formats"
+    FUTURE_DATE = "future_date", "{column} value '{value}' is after the extract date"
+    AGE_OUT_OF_RANGE = (
+        "age_out_of_range", "{column} value '{value}' gives an age outside 10 to 100 on the extract date"
+    )
+    NOT_A_NUMBER = "not_a_number", "{column} value '{value}' is not a number"
+    OUT_OF_RANGE = "out_of_range", "{column} value '{value}' is outside the allowed range"
+    DATE_ORDER = "date_order", "{column} value '{value}' is before the date it must follow"
+    DUPLICATE_ID = "duplicate_id", "{column} value '{value}' repeats a key already seen earlier in the file"
+    MALFORMED_ROW = "malformed_row", "the row could not be parsed: {value}"
+    REPEATED_HEADER = "repeated_header", "the row repeats the header line"
 
 
 # Identifier patterns: CJS data standards as used in MoJ public code (see docs/extract-contract.md).
@@ -69,6 +105,9 @@ class Extract:
     description: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]  # natural key; later loads replace earlier rows with the same key
+    # False for records with no id of their own (events): the key may repeat within a file, no
+    # repeat is rejected, and the n-th row with a key in one load is the n-th in the next.
+    has_unique_key: bool = True
     # (later, earlier) pairs of date columns that must be ordered
     ordered_dates: tuple[tuple[str, str], ...] = field(default=())
 
@@ -195,7 +234,8 @@ PROBATION_EVENTS = Extract(
     name="probation_events",
     agency="probation",
     description="One row per enforcement or compliance event on a case.",
-    key=("crn", "event_date", "event_type"),  # plus occurrence number, see warehouse
+    key=("crn", "event_date", "event_type"),  # plus occurrence number, see has_unique_key
+    has_unique_key=False,
     columns=(
         _id("crn", "crn", CRN_PATTERN, "Case reference number (nDelius)", "X123456", required=True),
         Column("event_date", Kind.DATE, required=True, description="Date of the event", example="2026-08-14"),
@@ -282,7 +322,7 @@ def contract_markdown() -> str:
         "reason code and message; it is never silently dropped. A later load replaces earlier rows with",
         "the same natural key, so monthly full extracts and deltas both work.",
         "",
-        "Reason codes: " + ", ".join(f"`{code}`" for code in _reason_codes()) + ".",
+        "Reason codes: " + ", ".join(f"`{code.value}`" for code in RejectReason) + ".",
         "",
     ]
     for extract in EXTRACTS.values():
@@ -290,7 +330,7 @@ def contract_markdown() -> str:
             f"## `{extract.name}` ({extract.agency})",
             "",
             extract.description + f" Natural key: {', '.join(f'`{k}`' for k in extract.key)}"
-            + (" (plus occurrence number within a file)." if extract.name == "probation_events" else ".")
+            + (" (plus occurrence number within a file)." if not extract.has_unique_key else ".")
             + " Date order checked: "
             + (", ".join(f"`{a}` ≥ `{b}`" for a, b in extract.ordered_dates) or "none")
             + ".",
@@ -308,12 +348,6 @@ def contract_markdown() -> str:
                   ",".join(('"' + c.example + '"') if "," in c.example else c.example for c in extract.columns),
                   "```", ""]
     return "\n".join(lines)
-
-
-def _reason_codes() -> list[str]:
-    from pipeline.validate import REASONS
-
-    return list(REASONS)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -74,3 +74,21 @@ EXIT_CODES: list[tuple[int, str, str]] = [
     (7, "warehouse", "the warehouse cannot be opened: encryption key missing or wrong, or the file is damaged"),
     (8, "not found", "the run or person asked for does not exist"),
 ]
+
+
+# A failing SQL step is named on the exception itself (PEP 678 notes), so that the original
+# DuckDB error type stays catchable and the CLI can log which step failed.
+_STEP_NOTE = "in SQL step: "
+
+
+def note_step(exc: BaseException, step: str) -> None:
+    if failed_step(exc) is None:  # the innermost step names the failure
+        exc.add_note(_STEP_NOTE + step)
+
+
+def failed_step(exc: BaseException) -> str | None:
+    """The SQL step an exception was raised in, if `pipeline.warehouse.run_sql` ran it."""
+    for note in getattr(exc, "__notes__", ()):
+        if note.startswith(_STEP_NOTE):
+            return note.removeprefix(_STEP_NOTE)
+    return None

@@ -10,8 +10,8 @@ import duckdb
 from pipeline.config import Config
 from pipeline.errors import NotFoundError
 from pipeline.identifiers import pnc_normal_form
-from pipeline.run import get_run, scores_table
-from pipeline.warehouse import connect, cur_table, q, table_exists
+from pipeline.runs import get_run, scores_table
+from pipeline.warehouse import connect, cur_table, q, run_sql, table_exists
 
 
 @dataclass
@@ -29,7 +29,8 @@ def find_person_key(con: duckdb.DuckDBPyConnection, identifier: str) -> str:
     value = identifier.strip()
     upper = value.upper()
     pnc = pnc_normal_form(upper)
-    rows = con.execute(
+    rows = run_sql(
+        con, "explain: find person",
         """SELECT DISTINCT person_key FROM (
                SELECT person_key FROM people WHERE person_key = ?
                UNION ALL SELECT person_key FROM person_ids WHERE source_id IN (?, ?)
@@ -78,7 +79,7 @@ def _timeline(con: duckdb.DuckDBPyConnection, person_key: str, as_of: date, limi
         FROM {q(cur_table('probation_events'))} e JOIN ids ON ids.source = 'probation' AND ids.source_id = e.crn
         WHERE e.event_date <= $as_of
     ) ORDER BY day DESC, agency, event, detail LIMIT $limit"""
-    cursor = con.execute(sql, {"person": person_key, "as_of": as_of, "limit": limit})
+    cursor = run_sql(con, "explain: timeline", sql, {"person": person_key, "as_of": as_of, "limit": limit})
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
@@ -91,14 +92,15 @@ def explain_person(config: Config, identifier: str, run_id: str | None = None, e
         table = scores_table(run["seq"])
         if not table_exists(con, table):
             raise NotFoundError(f"the scores of run {run['run_id']} have been purged")
-        frame = con.execute(f"SELECT * FROM {q(table)} WHERE person_key = ?", [person_key]).pl()
+        frame = run_sql(con, "explain: scored row", f"SELECT * FROM {q(table)} WHERE person_key = ?", [person_key]).pl()
         if frame.is_empty():
             raise NotFoundError(
                 f"that person was not assessed in run {run['run_id']} (no offence, custody or supervision "
                 f"known on or before {run['as_of']})"
             )
         row = frame.row(0, named=True)
-        person = con.execute(
+        person = run_sql(
+            con, "explain: person",
             "SELECT person_key, police_person_id, pnc_id, crn, nomis_id, surname, forenames, date_of_birth, area "
             "FROM people WHERE person_key = ?", [person_key]
         ).pl().row(0, named=True)

@@ -45,7 +45,7 @@ from pipeline.keys import (
     day_number_sql,
     hash_sql,
 )
-from pipeline.warehouse import cur_table, q
+from pipeline.warehouse import cur_table, q, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -155,16 +155,22 @@ def _steps() -> dict[str, str]:
 FACT_TABLES = tuple(_steps())
 
 
+def rendered_steps() -> dict[str, str]:
+    """The SQL of every facts step as it runs (what the link's fingerprint hashes)."""
+    return _steps()
+
+
 def build_facts(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)build every facts table from the current tables and `person_ids` (step 6 of the link)."""
-    latest = con.execute(f"SELECT max(offence_date) FROM {q(cur_table('police_offences'))}").fetchone()[0]
+    latest = run_sql(con, "facts: latest offence",
+                     f"SELECT max(offence_date) FROM {q(cur_table('police_offences'))}").fetchone()[0]
     cutoff = history_cutoff(latest)
     for name, sql in _steps().items():
         params = {"outcomes": list(contract.OUTCOMES), "cutoff": cutoff} if name == "offence_facts" else None
-        con.execute(sql, params)
-        log.debug("built %s", name)
+        run_sql(con, f"facts: {name}", sql, params)
     check_key_budgets(con)
-    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [HISTORY_CUTOFF_KEY, cutoff.isoformat() if cutoff else None])
+    run_sql(con, "facts: record cutoff", "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [HISTORY_CUTOFF_KEY, cutoff.isoformat() if cutoff else None])
 
 
 # The dates packed into keys, by facts table: checked once the facts are built, inside the
@@ -178,17 +184,17 @@ _KEYED_DATES = {
 
 def check_key_budgets(con: duckdb.DuckDBPyConnection) -> None:
     """Raise KeyBudgetError if a packed field cannot hold the facts' dates or offence codes."""
-    codes = con.execute("SELECT count(*) FROM offence_codes").fetchone()[0]
+    codes = run_sql(con, "facts: offence code budget", "SELECT count(*) FROM offence_codes").fetchone()[0]
     if codes:
         SANCTION_KEY.check("code_tie", 0, codes - 1, "offence code numbers")
     for table, columns in _KEYED_DATES.items():
         ranges = ", ".join(f"min({q(c)}), max({q(c)})" for c in columns)
-        row = con.execute(f"SELECT {ranges} FROM {q(table)}").fetchone()
+        row = run_sql(con, f"facts: {table} date budget", f"SELECT {ranges} FROM {q(table)}").fetchone()
         for i, column in enumerate(columns):
             check_days(f"{table}.{column}", row[2 * i], row[2 * i + 1])
 
 
 def stored_history_cutoff(con: duckdb.DuckDBPyConnection) -> date | None:
     """The settled cutoff of the current `offence_history` (None: no offences, nothing settled)."""
-    row = con.execute("SELECT value FROM meta WHERE key = ?", [HISTORY_CUTOFF_KEY]).fetchone()
+    row = run_sql(con, "facts: read cutoff", "SELECT value FROM meta WHERE key = ?", [HISTORY_CUTOFF_KEY]).fetchone()
     return date.fromisoformat(row[0]) if row and row[0] else None

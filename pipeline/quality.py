@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.config import Config
-from pipeline.warehouse import connect
+from pipeline.warehouse import connect, run_sql
 
 
 @dataclass
@@ -25,16 +25,17 @@ def rejects(config: Config, source: str | None = None, limit: int = 20, out: Pat
     con = connect(config, read_only=True)
     try:
         where, params = ("WHERE source = ?", [source]) if source else ("", [])
-        by_reason = con.execute(
+        by_reason = run_sql(
+            con, "rejects: by reason",
             f"SELECT source, file_name, reason_code, count(*) FROM rejects {where} "
             "GROUP BY ALL ORDER BY source, file_name, reason_code", params
         ).fetchall()
         query = (f"SELECT source, file_name, line, column_name, value, reason_code, message FROM rejects {where} "
                  "ORDER BY source, file_name, line, column_name")
-        detail = con.execute(query + " LIMIT ?", [*params, limit]).pl()
+        detail = run_sql(con, "rejects: first failures", query + " LIMIT ?", [*params, limit]).pl()
         written = None
         if out is not None:
-            con.execute(query, params).pl().write_csv(out)
+            run_sql(con, "rejects: every failure", query, params).pl().write_csv(out)
             out.chmod(0o600)
             written = out
     finally:

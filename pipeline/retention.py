@@ -21,7 +21,8 @@ from pipeline.contract import EXTRACTS
 from pipeline.errors import UsageError
 from pipeline.link import link_identities
 from pipeline.lock import workspace_lock
-from pipeline.warehouse import connect, q, src_table, table_exists, transaction
+from pipeline.schema import scores_table
+from pipeline.warehouse import connect, q, run_sql, src_table, table_exists, transaction
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +56,24 @@ def purge(config: Config, older_than: str, dry_run: bool = False, now: datetime 
     with workspace_lock(config.warehouse_path, "purge"):
         con = connect(config)
         try:
-            report.loads = [r[0] for r in con.execute(
-                "SELECT load_id FROM loads WHERE finished_at < ? ORDER BY load_seq", [cutoff]).fetchall()]
+            report.loads = [r[0] for r in run_sql(
+                con, "purge: old loads", "SELECT load_id FROM loads WHERE finished_at < ? ORDER BY load_seq",
+                [cutoff]).fetchall()]
             has_runs = table_exists(con, "runs")
             if has_runs:
-                report.runs = [r[0] for r in con.execute(
-                    "SELECT run_id FROM runs WHERE finished_at < ? ORDER BY seq", [cutoff]).fetchall()]
+                report.runs = [r[0] for r in run_sql(
+                    con, "purge: old runs", "SELECT run_id FROM runs WHERE finished_at < ? ORDER BY seq",
+                    [cutoff]).fetchall()]
             counts = {}
             for extract in EXTRACTS.values():
                 table = q(src_table(extract))
-                counts[src_table(extract)] = con.execute(
+                counts[src_table(extract)] = run_sql(
+                    con, f"purge: count {src_table(extract)}",
                     f"SELECT count(*) FROM {table} WHERE _load_id IN (SELECT load_id FROM loads WHERE finished_at < ?)",
                     [cutoff]).fetchall()[0][0]
             for table in ("rejects", "rejected_rows"):
-                counts[table] = con.execute(
+                counts[table] = run_sql(
+                    con, f"purge: count {table}",
                     f"SELECT count(*) FROM {table} WHERE load_id IN (SELECT load_id FROM loads WHERE finished_at < ?)",
                     [cutoff]).fetchall()[0][0]
             report.rows_deleted = counts
@@ -76,22 +81,28 @@ def purge(config: Config, older_than: str, dry_run: bool = False, now: datetime 
                 return report
             with transaction(con):
                 for extract in EXTRACTS.values():
-                    con.execute(
+                    run_sql(
+                        con, f"purge: delete {src_table(extract)}",
                         f"DELETE FROM {q(src_table(extract))} WHERE _load_id IN "
                         "(SELECT load_id FROM loads WHERE finished_at < ?)", [cutoff])
                 for table in ("rejects", "rejected_rows"):
-                    con.execute(f"DELETE FROM {table} WHERE load_id IN (SELECT load_id FROM loads WHERE finished_at < ?)",
-                                [cutoff])
+                    run_sql(con, f"purge: delete {table}",
+                            f"DELETE FROM {table} WHERE load_id IN (SELECT load_id FROM loads WHERE finished_at < ?)",
+                            [cutoff])
                 if has_runs:
-                    for run_id, seq in con.execute("SELECT run_id, seq FROM runs WHERE finished_at < ?", [cutoff]).fetchall():
-                        con.execute(f"DROP TABLE IF EXISTS {q(f'run_scores_{seq:06d}')}")
+                    old_runs = run_sql(con, "purge: old run numbers", "SELECT run_id, seq FROM runs WHERE finished_at < ?",
+                                       [cutoff]).fetchall()
+                    for run_id, seq in old_runs:
+                        run_sql(con, "purge: drop run scores", f"DROP TABLE IF EXISTS {q(scores_table(seq))}")
                         for table in ("cohort_members", "movement"):
                             if table_exists(con, table):
-                                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-                    con.execute("UPDATE runs SET purged_at = ? WHERE finished_at < ?", [datetime.now(UTC).replace(tzinfo=None), cutoff])
-                con.execute("UPDATE loads SET purged_at = ? WHERE finished_at < ?", [datetime.now(UTC).replace(tzinfo=None), cutoff])
+                                run_sql(con, f"purge: delete {table}", f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+                    run_sql(con, "purge: mark runs", "UPDATE runs SET purged_at = ? WHERE finished_at < ?",
+                            [datetime.now(UTC).replace(tzinfo=None), cutoff])
+                run_sql(con, "purge: mark loads", "UPDATE loads SET purged_at = ? WHERE finished_at < ?",
+                        [datetime.now(UTC).replace(tzinfo=None), cutoff])
                 link_identities(con)
-            con.execute("CHECKPOINT")
+            run_sql(con, "purge: checkpoint", "CHECKPOINT")
         finally:
             con.close()
     log.info("purged %d loads and %d runs older than %s", len(report.loads), len(report.runs), cutoff.date())

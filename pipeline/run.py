@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import getpass
 import importlib.metadata
-import json
 import logging
 import os
 import platform
@@ -30,9 +29,11 @@ import polars as pl
 from features.build import IDENTIFIER_COLUMNS, compute_features, unknown_offence_codes
 from features.reference import load_offence_reference
 from pipeline.config import Config
-from pipeline.errors import NotFoundError, ValidationThresholdError
+from pipeline.errors import ValidationThresholdError
 from pipeline.lock import workspace_lock
-from pipeline.warehouse import connect, q, table_exists, transaction
+from pipeline.runs import RulesUsed, RunCounts, RunInput, RunManifest, get_run, list_runs
+from pipeline.schema import scores_table
+from pipeline.warehouse import connect, q, run_sql, transaction
 from pipeline.workspace import IngestReport, ingest_workspace
 from rules.schema import RuleSet, load_rules
 from rules.score import EligibilityReason, score
@@ -40,18 +41,7 @@ from rules.select import SelectionStats, select_cohorts
 
 log = logging.getLogger(__name__)
 
-RUN_DDL = [
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, as_of DATE NOT NULL, status VARCHAR NOT NULL,
-        started_at TIMESTAMP, finished_at TIMESTAMP, rules_name VARCHAR, rules_version VARCHAR,
-        rules_sha256 VARCHAR, code_version VARCHAR, output_dir VARCHAR, manifest VARCHAR, purged_at TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS cohort_members (
-        run_id VARCHAR NOT NULL, cohort VARCHAR NOT NULL, person_key VARCHAR NOT NULL, area VARCHAR,
-        rank BIGINT, score BIGINT, cohort_type VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS movement (
-        run_id VARCHAR NOT NULL, cohort VARCHAR NOT NULL, person_key VARCHAR NOT NULL, status VARCHAR NOT NULL,
-        reason VARCHAR, previous_run_id VARCHAR)""",
-]
+__all__ = ["RunResult", "Scored", "get_run", "list_runs", "run_period", "score_at", "score_period", "scores_table"]
 
 # The columns a panel reads first, then every feature and component column.
 LEADING_COLUMNS = [
@@ -72,11 +62,6 @@ class RunResult:
     stats: SelectionStats | None = None  # a completed run's selection (counts["stats"] is its to_dict())
 
 
-def ensure_run_tables(con: duckdb.DuckDBPyConnection) -> None:
-    for ddl in RUN_DDL:
-        con.execute(ddl)
-
-
 def period_as_of(config: Config, today: date | None = None) -> date:
     today = today or date.today()
     return today.replace(day=1) if config.workspace.period == "month_start" else today
@@ -95,10 +80,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return f"{version}+{commit}" if commit else version
-
-
-def scores_table(run_seq: int) -> str:
-    return f"run_scores_{run_seq:06d}"
 
 
 # --- the scoring part (also what the benchmark times) -----------------------------------------
@@ -227,7 +208,7 @@ def _csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: dict) -> None:
+def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: RunManifest) -> None:
     """Write into a temporary sibling folder, then rename: a killed run leaves no half folder."""
     staging = target.parent / f".tmp-{target.name}-{os.getpid()}"
     if staging.exists():
@@ -241,7 +222,7 @@ def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: d
     moves.write_csv(staging / "movement.csv")
     _csv_frame(scored.release_watch).write_csv(staging / "release_watch.csv")
     scored.unknown_codes.write_csv(staging / "unknown_offence_codes.csv")
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str, sort_keys=True) + "\n")
+    (staging / "manifest.json").write_text(manifest.to_json(indent=2) + "\n")
     for path in staging.iterdir():
         path.chmod(0o600)
     if target.exists():
@@ -282,8 +263,8 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
     timings: dict[str, float] = {}
     con = connect(config)
     try:
-        ensure_run_tables(con)
-        done = con.execute(
+        done = run_sql(
+            con, "run: completed period",
             "SELECT run_id, output_dir FROM runs WHERE as_of = ? AND status = 'completed' ORDER BY seq DESC LIMIT 1",
             [as_of],
         ).fetchall()
@@ -300,30 +281,30 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
 
     con = connect(config)
     try:
-        ensure_run_tables(con)
-        seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM runs").fetchall()[0][0]
+        seq = run_sql(con, "run: next seq", "SELECT coalesce(max(seq), 0) + 1 FROM runs").fetchall()[0][0]
         run_id = f"R{seq:04d}-{as_of.isoformat()}"
         inputs = [
-            {"source": s, "file": f, "sha256": h, "rows_read": r, "rows_loaded": ld, "rows_rejected": rj}
-            for s, f, h, r, ld, rj in con.execute(
-                "SELECT source, file_name, sha256, rows_read, rows_loaded, rows_rejected FROM loads ORDER BY load_seq"
+            RunInput(*row)
+            for row in run_sql(
+                con, "run: inputs",
+                "SELECT source, file_name, sha256, rows_read, rows_loaded, rows_rejected FROM loads ORDER BY load_seq",
             ).fetchall()
         ]
-        manifest: dict = {
-            "run_id": run_id, "as_of": as_of.isoformat(), "started_at": started_at.isoformat(timespec="seconds"),
-            "code_version": code_version(), "user": getpass.getuser(), "host": socket.gethostname(),
-            "python": platform.python_version(), "inputs": inputs, "forced": force,
-            "counts": {"ingest": report.reconciliation, "link": report.link.per_source, "people": report.link.people},
-            "relinked": report.relinked,
-        }
+        manifest = RunManifest(
+            run_id=run_id, as_of=as_of, started_at=started_at, code_version=code_version(), user=getpass.getuser(),
+            host=socket.gethostname(), python=platform.python_version(), inputs=inputs, forced=force,
+            counts=RunCounts(ingest=report.reconciliation, link=report.link.per_source, people=report.link.people),
+            relinked=report.relinked,
+        )
         if breaches:
-            manifest.update(status="failed", failure="validation threshold exceeded: " + "; ".join(breaches))
+            manifest.status, manifest.failure = "failed", "validation threshold exceeded: " + "; ".join(breaches)
             with transaction(con):
-                con.execute(
+                run_sql(
+                    con, "run: record failed run",
                     "INSERT INTO runs (run_id, seq, as_of, status, started_at, finished_at, code_version, manifest) "
                     "VALUES (?, ?, ?, 'failed', ?, ?, ?, ?)",
-                    [run_id, seq, as_of, started_at, datetime.now(UTC).replace(tzinfo=None), manifest["code_version"],
-                     json.dumps(manifest, default=str)],
+                    [run_id, seq, as_of, started_at, datetime.now(UTC).replace(tzinfo=None), manifest.code_version,
+                     manifest.to_json(sort_keys=False)],
                 )
             raise ValidationThresholdError(
                 "rejected rows above max_rejected_percent: " + "; ".join(breaches),
@@ -334,37 +315,35 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
         scored = score_at(con, config, as_of)
         timings.update(scored.timings)
         timings["score_and_select_s"] = round(time.perf_counter() - step, 3)
-        previous = con.execute(
+        previous = run_sql(
+            con, "run: previous run",
             "SELECT run_id FROM runs WHERE status = 'completed' AND as_of < ? ORDER BY as_of DESC, seq DESC LIMIT 1",
             [as_of],
         ).fetchall()
         previous_id = previous[0][0] if previous else None
         previous_members = (
-            con.execute("SELECT cohort, person_key, area, score FROM cohort_members WHERE run_id = ?", [previous_id]).pl()
+            run_sql(con, "run: previous cohort", "SELECT cohort, person_key, area, score FROM cohort_members WHERE run_id = ?",
+                    [previous_id]).pl()
             if previous_id else None
         )
         moves = movement(scored.ranked_with_codes(), previous_members, previous_id)
         stats = scored.stats
         output_dir = config.outputs_path / run_id
-        manifest.update(
-            status="completed",
-            rules={"name": scored.rules.name, "version": scored.rules.version, "sha256": scored.rules.sha256},
-            model=None,
-            previous_run_id=previous_id,
-            output_dir=str(output_dir),
-        )
-        manifest["counts"].update(
-            assessed=scored.ranked.height,
-            stats=stats.to_dict(),
-            movement={f"{c}_{s}": n for c, s, n in moves.group_by(["cohort", "status"]).len().sort(["cohort", "status"]).iter_rows()},
-            release_watch=scored.release_watch.height,
-            unknown_offence_codes=int(scored.unknown_codes.height),
-        )
+        manifest.status = "completed"
+        manifest.rules = RulesUsed(scored.rules.name, scored.rules.version, scored.rules.sha256)
+        manifest.previous_run_id, manifest.output_dir = previous_id, output_dir
+        manifest.counts.assessed = scored.ranked.height
+        manifest.counts.stats = stats.to_dict()
+        manifest.counts.movement = {
+            f"{c}_{s}": n for c, s, n in moves.group_by(["cohort", "status"]).len().sort(["cohort", "status"]).iter_rows()
+        }
+        manifest.counts.release_watch = scored.release_watch.height
+        manifest.counts.unknown_offence_codes = int(scored.unknown_codes.height)
         step = time.perf_counter()
         with transaction(con):
             table = q(scores_table(seq))
             con.register("ranked_frame", scored.ranked.to_arrow())
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM ranked_frame")
+            run_sql(con, "run: store scores", f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM ranked_frame")
             con.unregister("ranked_frame")
             members = pl.concat([
                 scored.ranked.filter(pl.col(flag)).select(
@@ -373,60 +352,29 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
                 for cohort, flag in COHORTS.items()
             ])
             con.register("members_frame", members.to_arrow())
-            con.execute("INSERT INTO cohort_members SELECT ?, cohort, person_key, area, rank, score, cohort_type "
-                        "FROM members_frame", [run_id])
+            run_sql(con, "run: store cohort members",
+                    "INSERT INTO cohort_members SELECT ?, cohort, person_key, area, rank, score, cohort_type "
+                    "FROM members_frame", [run_id])
             con.unregister("members_frame")
             con.register("moves_frame", moves.to_arrow())
-            con.execute("INSERT INTO movement SELECT ?, cohort, person_key, status, reason, previous_run_id FROM moves_frame",
-                        [run_id])
+            run_sql(con, "run: store movement",
+                    "INSERT INTO movement SELECT ?, cohort, person_key, status, reason, previous_run_id FROM moves_frame",
+                    [run_id])
             con.unregister("moves_frame")
             timings["store_s"] = round(time.perf_counter() - step, 3)
-            manifest["timings"] = timings
-            manifest["finished_at"] = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+            manifest.timings = timings
+            manifest.finished_at = datetime.now(UTC).replace(tzinfo=None)
             _clean_stale_staging(config.outputs_path)
             write_outputs(output_dir, scored, moves, manifest)
-            con.execute(
+            run_sql(
+                con, "run: record completed run",
                 "INSERT INTO runs (run_id, seq, as_of, status, started_at, finished_at, rules_name, rules_version, "
                 "rules_sha256, code_version, output_dir, manifest) VALUES (?, ?, ?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run_id, seq, as_of, started_at, datetime.now(UTC).replace(tzinfo=None), scored.rules.name,
-                 scored.rules.version, scored.rules.sha256, manifest["code_version"], str(output_dir),
-                 json.dumps(manifest, default=str, sort_keys=True)],
+                 scored.rules.version, scored.rules.sha256, manifest.code_version, str(output_dir),
+                 manifest.to_json()],
             )
     finally:
         con.close()
     log.info("run %s completed: %d assessed", run_id, scored.ranked.height)
-    return RunResult(run_id, as_of, "completed", output_dir, manifest["counts"], timings, stats=stats)
-
-
-# --- reading runs back ---------------------------------------------------------------------------
-
-
-def list_runs(config: Config) -> list[dict]:
-    con = connect(config, read_only=True)
-    try:
-        if not table_exists(con, "runs"):
-            return []
-        cursor = con.execute(
-            "SELECT run_id, as_of, status, started_at, finished_at, rules_name, rules_version, code_version "
-            "FROM runs ORDER BY seq"
-        )
-        columns = [d[0] for d in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    finally:
-        con.close()
-
-
-def get_run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict:
-    if not table_exists(con, "runs"):
-        raise NotFoundError("no runs yet in this workspace", hint="run `iom run` first")
-    if run_id:
-        rows = con.execute("SELECT run_id, seq, as_of, status, manifest FROM runs WHERE run_id = ?", [run_id]).fetchall()
-    else:
-        rows = con.execute(
-            "SELECT run_id, seq, as_of, status, manifest FROM runs WHERE status = 'completed' ORDER BY seq DESC LIMIT 1"
-        ).fetchall()
-    if not rows:
-        raise NotFoundError(f"no run {run_id!r}" if run_id else "no completed run yet",
-                            hint="`iom runs` lists the runs of this workspace")
-    run_id, seq, as_of, status, manifest = rows[0]
-    return {"run_id": run_id, "seq": seq, "as_of": as_of, "status": status, "manifest": json.loads(manifest)}
+    return RunResult(run_id, as_of, "completed", output_dir, manifest.counts.to_dict(), timings, stats=stats)

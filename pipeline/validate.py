@@ -18,30 +18,12 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from pipeline.contract import Column, Extract, Kind
+from pipeline.contract import Column, Extract, Kind, RejectReason
+from pipeline.errors import InputFileError
 from pipeline.identifiers import pnc_check_ok_expr
 
 ISO_FORMATS = ["%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
 LINE = "_line"
-
-# reason code -> plain-English message template ({column} and {value} are filled in)
-REASONS: dict[str, str] = {
-    "missing_required": "{column} is required but empty",
-    "too_long": "{column} is longer than allowed",
-    "not_allowed_value": "{column} value '{value}' is not one of the allowed values",
-    "bad_format": "{column} value '{value}' is not in the expected format",
-    "bad_check_letter": "{column} value '{value}' has the wrong PNC check letter",
-    "unparseable_date": "{column} value '{value}' is not a date in the configured formats",
-    "future_date": "{column} value '{value}' is after the extract date",
-    "age_out_of_range": "{column} value '{value}' gives an age outside 10 to 100 on the extract date",
-    "not_a_number": "{column} value '{value}' is not a number",
-    "out_of_range": "{column} value '{value}' is outside the allowed range",
-    "date_order": "{column} value '{value}' is before the date it must follow",
-    "duplicate_id": "{column} value '{value}' repeats a key already seen earlier in the file",
-    "malformed_row": "the row could not be parsed: {value}",
-    "repeated_header": "the row repeats the header line",
-}
-
 
 @dataclass(frozen=True)
 class ParseOptions:
@@ -84,35 +66,35 @@ def typed_expr(column: Column, options: ParseOptions) -> pl.Expr:
     return pl.col(column.name)
 
 
-def _check(reason: str, fn) -> pa.Check:
+def _check(reason: RejectReason, fn) -> pa.Check:
     """A vectorised pandera check whose name is our reason code. `fn(name) -> bool Expr`."""
 
     def run(data: PolarsData) -> pl.LazyFrame:
         # An empty value passes every check but `missing_required`, which pandera does itself.
         return data.lazyframe.select((pl.col(data.key).is_null() | fn(data.key)).fill_null(True))
 
-    return pa.Check(run, name=reason)
+    return pa.Check(run, name=reason.value)
 
 
 def _column_checks(column: Column, extract: Extract, options: ParseOptions) -> list[pa.Check]:
-    checks = [_check("too_long", lambda c, n=column.max_length: pl.col(c).str.len_chars() <= n)]
+    checks = [_check(RejectReason.TOO_LONG, lambda c, n=column.max_length: pl.col(c).str.len_chars() <= n)]
     if column.allowed:
-        checks.append(_check("not_allowed_value", lambda c, a=column.allowed: pl.col(c).is_in(list(a))))
+        checks.append(_check(RejectReason.NOT_ALLOWED_VALUE, lambda c, a=column.allowed: pl.col(c).is_in(list(a))))
     if column.pattern:
-        checks.append(_check("bad_format", lambda c, p=column.pattern: pl.col(c).str.contains(p)))
+        checks.append(_check(RejectReason.BAD_FORMAT, lambda c, p=column.pattern: pl.col(c).str.contains(p)))
     if column.identifier == "pnc":
         checks.append(
             _check(
-                "bad_check_letter",
+                RejectReason.BAD_CHECK_LETTER,
                 lambda c, p=column.pattern: pnc_check_ok_expr(c) | ~pl.col(c).str.contains(p),
             )
         )
     if column.kind is Kind.DATE:
         parsed = parsed_date
-        checks.append(_check("unparseable_date", lambda c: parsed(c).is_not_null()))
+        checks.append(_check(RejectReason.UNPARSEABLE_DATE, lambda c: parsed(c).is_not_null()))
         if not column.may_be_future:
             checks.append(
-                _check("future_date", lambda c: parsed(c).is_null() | (parsed(c) <= options.extract_date))
+                _check(RejectReason.FUTURE_DATE, lambda c: parsed(c).is_null() | (parsed(c) <= options.extract_date))
             )
         if column.is_date_of_birth:
             age_years = lambda c: (  # noqa: E731
@@ -123,25 +105,25 @@ def _column_checks(column: Column, extract: Extract, options: ParseOptions) -> l
                 ).cast(pl.Int32)
             )
             checks.append(
-                _check("age_out_of_range", lambda c: parsed(c).is_null() | age_years(c).is_between(10, 100))
+                _check(RejectReason.AGE_OUT_OF_RANGE, lambda c: parsed(c).is_null() | age_years(c).is_between(10, 100))
             )
         for later, earlier in extract.ordered_dates:
             if later == column.name:
                 checks.append(
                     _check(
-                        "date_order",
+                        RejectReason.DATE_ORDER,
                         lambda c, e=earlier: parsed(c).is_null()
                         | parsed_date(e).is_null()
                         | (parsed(c) >= parsed_date(e)),
                     )
                 )
     if column.kind in (Kind.INTEGER, Kind.DECIMAL):
-        checks.append(_check("not_a_number", lambda c, col=column: _number_expr(col).is_not_null()))
+        checks.append(_check(RejectReason.NOT_A_NUMBER, lambda c, col=column: _number_expr(col).is_not_null()))
         lo = column.minimum if column.minimum is not None else float("-inf")
         hi = column.maximum if column.maximum is not None else float("inf")
         checks.append(
             _check(
-                "out_of_range",
+                RejectReason.OUT_OF_RANGE,
                 lambda c, col=column: _number_expr(col).is_null() | _number_expr(col).is_between(lo, hi),
             )
         )
@@ -175,15 +157,18 @@ def normalise(frame: pl.DataFrame, extract: Extract) -> pl.DataFrame:
     return frame.with_columns(exprs)
 
 
-_REASON_FROM_PANDERA = {"not_nullable": "missing_required"}
+_REASON_FROM_PANDERA = {"not_nullable": RejectReason.MISSING_REQUIRED.value}
 
 
 def validate_batch(
-    frame: pl.DataFrame, extract: Extract, schema: pa.DataFrameSchema, options: ParseOptions
+    frame: pl.DataFrame, extract: Extract, schema: pa.DataFrameSchema, options: ParseOptions,
+    file_name: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate one batch (text columns plus `_line`).
 
     Returns (typed rows that passed, failures with _line, column, value, reason_code, message).
+    A failure of a whole column (no row index: a wrong type, a check that cannot run) raises
+    InputFileError naming the file and column: it is no row's fault, and no row may pass it by.
     """
     failures = _empty_failures()
     frame = with_parsed_dates(frame, extract, options)
@@ -191,6 +176,7 @@ def validate_batch(
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
+        _raise_column_failures(cases.filter(pl.col("index").is_null()), extract, file_name)
         cases = cases.filter(pl.col("index").is_not_null())
         if cases.height:
             lines = frame.select(pl.col(LINE)).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
@@ -208,7 +194,7 @@ def validate_batch(
             earlier = dict(extract.ordered_dates)
             if earlier:  # name the date a date must follow
                 failures = failures.with_columns(
-                    pl.when(pl.col("reason_code") == "date_order")
+                    pl.when(pl.col("reason_code") == RejectReason.DATE_ORDER.value)
                     .then(pl.col("message").str.replace(
                         "the date it must follow", pl.col("column_name").replace_strict(earlier, default="?"), literal=True))
                     .otherwise(pl.col("message")).alias("message")
@@ -219,9 +205,25 @@ def validate_batch(
     return typed, failures
 
 
+def _raise_column_failures(cases: pl.DataFrame, extract: Extract, file_name: str | None) -> None:
+    if not cases.height:
+        return
+    first = cases.row(0, named=True)
+    # The failure case of a column-level failure is a type name or an exception text, never a row's value.
+    detail = str(first["failure_case"]).splitlines()[0][:160] if first["failure_case"] is not None else ""
+    others = f" (and {cases.height - 1} more column-level failures)" if cases.height > 1 else ""
+    raise InputFileError(
+        f"{extract.name}: {file_name or 'a batch'}: column {first['column'] or '?'} failed check "
+        f"{first['check']} as a whole column: {detail}{others}; nothing was loaded",
+        hint="this is not a fault of one row: report it with the file's column types (it should not happen "
+        "with text extracts)",
+    )
+
+
 def with_messages(failures: pl.DataFrame) -> pl.DataFrame:
     """Add a plain-English message per failure, built set-based from the templates."""
-    template = pl.col("reason_code").replace_strict(REASONS, default="{column}: {value}", return_dtype=pl.Utf8)
+    templates = {reason.value: reason.template for reason in RejectReason}
+    template = pl.col("reason_code").replace_strict(templates, default="{column}: {value}", return_dtype=pl.Utf8)
     message = template.str.replace(
         "{column}", pl.col("column_name").fill_null("row"), literal=True
     ).str.replace("{value}", pl.col("value").fill_null("").str.slice(0, 80), literal=True)
@@ -232,11 +234,3 @@ def _empty_failures() -> pl.DataFrame:
     return pl.DataFrame(
         schema={LINE: pl.Int64, "column_name": pl.Utf8, "value": pl.Utf8, "reason_code": pl.Utf8, "message": pl.Utf8}
     )
-
-
-def polars_dtype(column: Column) -> pl.DataType:
-    return {Kind.TEXT: pl.Utf8, Kind.DATE: pl.Date, Kind.INTEGER: pl.Int64, Kind.DECIMAL: pl.Float64}[column.kind]()
-
-
-def sql_type(column: Column) -> str:
-    return {Kind.TEXT: "VARCHAR", Kind.DATE: "DATE", Kind.INTEGER: "BIGINT", Kind.DECIMAL: "DOUBLE"}[column.kind]

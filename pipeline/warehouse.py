@@ -1,13 +1,9 @@
-"""The DuckDB warehouse: one file per workspace holding loads, rejects, people, runs and outputs.
+"""The DuckDB warehouse: one file per workspace, opened here, with its schema in place.
 
-Tables (grain in brackets):
-- `loads` [one extract file loaded once]: load id, source, file name, sha256, counts, times.
-- `rejects` [one failed check of one row]; `rejected_rows` [one quarantined row, raw text as JSON].
-- `src_<extract>` [one loaded row of one load]: typed contract columns plus `_load_id`, `_line`.
-- `cur_<extract>` [one current row per natural key]: the latest load wins (materialised by `link`).
-- `person_ids`, `people`, `link_report`: identity linking (see `pipeline.link`).
-- `offence_codes`, `offence_facts`, `offence_history`, `custody_facts`, `case_facts`, `event_facts`:
-  the current rows of linked records by person number, rebuilt with every link (`pipeline.facts`).
+The tables, the schema version and the migrations are declared in `pipeline.schema`; this
+module opens the file (encrypted or not), upgrades an older schema in place, refuses a newer one,
+and runs every SQL statement of the pipeline through `run_sql`, which names the step in the
+debug log and in any error.
 """
 
 from __future__ import annotations
@@ -16,53 +12,42 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
 from pipeline.config import Config
-from pipeline.contract import EXTRACTS, Extract
-from pipeline.errors import WarehouseError
-from pipeline.validate import sql_type
+from pipeline.errors import WarehouseError, note_step
+from pipeline.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    VERSION_KEY,
+    cur_table,
+    pending_migrations,
+    q,
+    src_table,
+    table_ddl,
+    version_number,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+__all__ = ["SCHEMA_VERSION", "connect", "cur_table", "q", "run_sql", "src_table", "table_exists", "transaction"]
+
 MEMORY_LIMIT = os.environ.get("IOM_MEMORY_LIMIT", "1536MB")
 CATALOG = "wh"
 
 
-def q(identifier: str) -> str:
-    """Quote an SQL identifier (column names come from user mappings: never trust them)."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def src_table(extract: Extract | str) -> str:
-    return f"src_{extract if isinstance(extract, str) else extract.name}"
-
-
-def cur_table(extract: Extract | str) -> str:
-    return f"cur_{extract if isinstance(extract, str) else extract.name}"
-
-
-_DDL = [
-    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-    """CREATE TABLE IF NOT EXISTS loads (
-        load_id VARCHAR PRIMARY KEY, load_seq BIGINT NOT NULL, source VARCHAR NOT NULL,
-        file_name VARCHAR NOT NULL, file_path VARCHAR NOT NULL, sha256 VARCHAR NOT NULL,
-        file_bytes BIGINT, file_format VARCHAR, rows_read BIGINT, rows_loaded BIGINT,
-        rows_rejected BIGINT, extract_date DATE, started_at TIMESTAMP, finished_at TIMESTAMP, purged_at TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS rejects (
-        load_id VARCHAR NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL, line BIGINT,
-        column_name VARCHAR, value VARCHAR, reason_code VARCHAR NOT NULL, message VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS rejected_rows (
-        load_id VARCHAR NOT NULL, source VARCHAR NOT NULL, line BIGINT, raw VARCHAR)""",
-]
-
-
-def _src_ddl(extract: Extract) -> str:
-    cols = ", ".join(f"{q(c.name)} {sql_type(c)}" for c in extract.columns)
-    return f"CREATE TABLE IF NOT EXISTS {q(src_table(extract))} (_load_id VARCHAR NOT NULL, _line BIGINT, {cols})"
+def run_sql(con: duckdb.DuckDBPyConnection, step: str, sql: str, params=None) -> duckdb.DuckDBPyConnection:
+    """Run one named SQL step: the step is logged at debug, and a DuckDB error raised by it
+    carries the step's name (a note on the exception; the CLI logs it for an internal error)."""
+    log.debug("sql step: %s", step)
+    try:
+        return con.execute(sql) if params is None else con.execute(sql, params)
+    except duckdb.Error as exc:
+        note_step(exc, step)
+        raise
 
 
 def encryption_key(config: Config) -> str | None:
@@ -148,12 +133,18 @@ def open_warehouse(path: Path, key: str | None = None, read_only: bool = False) 
             ) from None
         raise WarehouseError(f"cannot open the warehouse {path}: {text.splitlines()[0]}") from None
     con.execute(f"USE {CATALOG}")
+    try:
+        version = check_version(con)
+        if not read_only:
+            ensure_schema(con, version)
+    except BaseException:
+        con.close()
+        raise
     # Bounded memory (big joins and sorts spill to disk) and no order bookkeeping on inserts:
     # every query that feeds an output says its ORDER BY.
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     con.execute("SET preserve_insertion_order = false")
     if not read_only:
-        ensure_schema(con)
         private_file(path)
     return con
 
@@ -174,14 +165,54 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    for ddl in _DDL:
-        con.execute(ddl)
-    for extract in EXTRACTS.values():
-        con.execute(_src_ddl(extract))
-    con.execute(
-        "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT (key) DO NOTHING", [SCHEMA_VERSION]
-    )
+def stored_version(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The schema version the open warehouse records (None: a new, empty file)."""
+    if not table_exists(con, "meta"):
+        return None
+    row = run_sql(con, "read schema version",  # a literal, not a parameter: see table_exists
+                  f"SELECT value FROM meta WHERE key = {_literal(VERSION_KEY)}").fetchone()
+    return row[0] if row else None
+
+
+def check_version(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Refuse a warehouse written by newer code (its tables may mean what this code cannot know)."""
+    version = stored_version(con)
+    if version is not None and version_number(version) > version_number(SCHEMA_VERSION):
+        raise WarehouseError(
+            f"the warehouse has schema version {version}, newer than this code's schema version {SCHEMA_VERSION}",
+            hint="use the iom-cohort version that wrote this warehouse (or a newer one); "
+            "older code must not read or change it",
+        )
+    return version
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection, version: str | None = None) -> None:
+    """Bring an open, writable warehouse to SCHEMA_VERSION: create a new one, or upgrade an older
+    one in place with the migrations it has not had, in order, in one transaction."""
+    version = check_version(con) if version is None else version
+    if version == SCHEMA_VERSION:
+        # Idempotent and cheap: a src table of an extract the contract added appears.
+        for step, ddl in table_ddl():
+            run_sql(con, f"schema: {step}", ddl)
+        return
+    # A new file gets today's tables, which hold every migration already.
+    pending = MIGRATIONS if version is None else pending_migrations(version)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with transaction(con):
+        if version is not None:
+            for migration in pending:
+                log.info("upgrading the warehouse schema from version %s to %s: %s",
+                         migration.from_version, migration.to_version, migration.name)
+                for number, statement in enumerate(migration.statements, start=1):
+                    run_sql(con, f"migration {migration.name} ({number})", statement)
+        for step, ddl in table_ddl():
+            run_sql(con, f"schema: {step}", ddl)
+        for migration in pending:
+            run_sql(con, "schema: record migration",
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    [migration.name, migration.to_version, now])
+        run_sql(con, "schema: record version", "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [VERSION_KEY, SCHEMA_VERSION])
 
 
 @contextmanager
@@ -209,7 +240,11 @@ def connect(config: Config, read_only: bool = False) -> duckdb.DuckDBPyConnectio
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = ?", [CATALOG, name]
+    # Table names come from the code, quoted as literals: binding any parameter makes DuckDB
+    # import numpy and pandas (0.3 s), which `iom runs` would pay for nothing.
+    row = run_sql(
+        con, "table exists",
+        f"SELECT count(*) FROM duckdb_tables() WHERE database_name = {_literal(CATALOG)} "
+        f"AND table_name = {_literal(name)}",
     ).fetchone()
     return bool(row and row[0])

@@ -424,7 +424,7 @@ def test_permission_denied_is_a_file_error_even_as_root(workspace, monkeypatch):
     config = workspace()
     path = extract_path(config, "police_offences")
     real_access = os.access
-    monkeypatch.setattr("pipeline.ingest.os.access", lambda p, mode: Path(p) != path and real_access(p, mode))
+    monkeypatch.setattr("pipeline.preflight.os.access", lambda p, mode: Path(p) != path and real_access(p, mode))
     assert_file_error(config, "police_offences.csv", "permission denied")
     assert_says(cli_ingest(config, 4), "police_offences.csv", "permission denied", "permissions")
 
@@ -524,3 +524,33 @@ def test_any_bytes_load_with_rows_accounted_for_or_fail_as_an_input_file_error(t
         [result.load_id] * 4,
     )
     assert in_warehouse == [(result.rows_loaded, result.rows_rejected, 0, 0)]
+
+
+# --- a check that fails for a whole column ---------------------------------------------------------
+
+
+def test_a_column_level_check_failure_stops_the_batch_naming_file_and_column(workspace, monkeypatch):
+    import pandera.polars as pa
+    from conftest import example_row
+
+    import pipeline.ingest as ingest_module
+    from pipeline.validate import build_schema
+
+    config = workspace({"police_nominals": [example_row("police_nominals")],
+                        "police_offences": [example_row("police_offences")]})
+
+    def with_a_check_that_cannot_run(extract, options):
+        schema = build_schema(extract, options)
+        if extract.name != "police_offences":
+            return schema
+
+        def cannot_run(data):
+            raise RuntimeError("this check cannot run on the column")
+
+        column = schema.columns["ho_offence_code"]
+        return schema.update_column("ho_offence_code", checks=[*column.checks, pa.Check(cannot_run, name="broken")])
+
+    monkeypatch.setattr(ingest_module, "build_schema", with_a_check_that_cannot_run)
+    # the nominals file loaded first in the same batch is removed again too: load_count == 0
+    error = assert_file_error(config, "police_offences.csv", "column ho_offence_code", "broken")
+    assert "nothing was loaded" in error.message

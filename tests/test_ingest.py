@@ -230,15 +230,15 @@ def test_rows_of_an_interrupted_load_are_removed_before_the_next_ingest(workspac
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Scan in 7-byte chunks so that characters, CRLFs and lines straddle chunk boundaries."""
-    import pipeline.ingest as ingest_module
+    import pipeline.preflight as preflight_module
 
-    monkeypatch.setattr(ingest_module, "SCAN_CHUNK_BYTES", 7)
+    monkeypatch.setattr(preflight_module, "SCAN_CHUNK_BYTES", 7)
 
 
 @given(text=st.text(alphabet=st.sampled_from(list("ab,é€\n\r")), max_size=60))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_scan_digest_and_newline_mix_match_a_plain_reading_whatever_the_chunking(tmp_path, small_chunks, text):
-    from pipeline.ingest import _scan_file
+    from pipeline.preflight import _scan_file
 
     data = text.encode("utf-8")
     path = tmp_path / "scan.csv"
@@ -250,7 +250,7 @@ def test_scan_digest_and_newline_mix_match_a_plain_reading_whatever_the_chunking
 
 
 def test_scan_names_the_line_of_a_bad_byte_in_a_later_chunk(tmp_path, small_chunks):
-    from pipeline.ingest import _scan_file
+    from pipeline.preflight import _scan_file
 
     path = tmp_path / "bad.csv"
     path.write_bytes("h1,h2\nZoë,1\nab,2\nO\x92Brien,3\n".encode("latin-1").replace("ë".encode("latin-1"), "ë".encode()))
@@ -260,7 +260,7 @@ def test_scan_names_the_line_of_a_bad_byte_in_a_later_chunk(tmp_path, small_chun
 
 
 def test_scan_reports_a_file_cut_in_the_middle_of_a_character(tmp_path, small_chunks):
-    from pipeline.ingest import _scan_file
+    from pipeline.preflight import _scan_file
 
     path = tmp_path / "cut.csv"
     path.write_bytes(b"h1\nab\nZo" + "ë".encode()[:1])

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
+import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from conftest import example_row, write_csv
 
@@ -13,6 +17,8 @@ from pipeline.link import link_identities
 from pipeline.retention import purge
 from pipeline.warehouse import connect
 from pipeline.workspace import ingest_workspace
+
+REPO = Path(__file__).parents[1]
 
 
 def nominal(pid, pnc, surname="Ashworth", forenames="Daniel", dob="1991-04-17"):
@@ -188,3 +194,58 @@ def test_offences_and_events_of_no_current_record_are_counted_as_orphans(workspa
     })
     _, info = linked(config)
     assert (info["summary"].orphan_offences, info["summary"].orphan_events) == (2, 1)
+
+
+# --- the relink fingerprint: what decides the links, not the bytes of the source files -------------
+
+_FINGERPRINT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import pipeline.link.deterministic
+assert pipeline.link.deterministic.__file__.startswith(sys.argv[1]), pipeline.link.deterministic.__file__
+from pipeline.link import link_fingerprint
+from pipeline.warehouse import open_warehouse
+con = open_warehouse(sys.argv[2], read_only=True)
+print(link_fingerprint(con))
+"""
+
+
+def _fingerprint_of_edited_code(tmp_path: Path, warehouse: Path, edits: list[tuple[str, str, str]]) -> str:
+    """The fingerprint computed by a copy of the pipeline package with `edits` (file, old, new) applied."""
+    copy = tmp_path / f"code{len(list(tmp_path.glob('code*')))}"
+    shutil.copytree(REPO / "pipeline", copy / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for name, old, new in edits:
+        path = copy / "pipeline" / name
+        text = path.read_text()
+        assert old in text, (name, old)
+        path.write_text(text.replace(old, new, 1))
+    done = subprocess.run([sys.executable, "-c", _FINGERPRINT, str(copy), str(warehouse)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_fingerprint_ignores_docstrings_and_comments_but_not_sql_or_the_version(workspace, tmp_path):
+    config = workspace({"police_nominals": [nominal("N1", "2012/0394773H")]})
+    ingest_workspace(config)
+    con = connect(config, read_only=True)
+    stored = con.execute("SELECT value FROM meta WHERE key = 'link_fingerprint'").fetchall()[0][0]
+    con.close()
+    warehouse = config.warehouse_path
+
+    assert _fingerprint_of_edited_code(tmp_path, warehouse, []) == stored
+    prose = [
+        ("link/deterministic.py", '"""Deterministic identity linking', '"""Deterministic identity linking, reworded'),
+        ("link/deterministic.py", "def build_links(", "# a comment on the steps\ndef build_links("),
+        ("facts.py", '"""Facts tables:', '"""Facts tables, described again:'),
+        ("identifiers.py", "from __future__", "# a comment\nfrom __future__"),
+    ]
+    assert _fingerprint_of_edited_code(tmp_path, warehouse, prose) == stored
+
+    version = [("link/fingerprint.py", 'LINK_VERSION = "1"', 'LINK_VERSION = "1.1"')]
+    assert _fingerprint_of_edited_code(tmp_path, warehouse, version) != stored
+    link_sql = [("link/deterministic.py", "FROM person_ids GROUP BY source ORDER BY source",
+                 "FROM person_ids WHERE source <> 'police' GROUP BY source ORDER BY source")]
+    assert _fingerprint_of_edited_code(tmp_path, warehouse, link_sql) != stored
+    facts_sql = [("facts.py", "ORDER BY e.event_date", "ORDER BY e.event_date DESC")]
+    assert _fingerprint_of_edited_code(tmp_path, warehouse, facts_sql) != stored

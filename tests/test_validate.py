@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from pipeline.contract import EXTRACTS
+from pipeline.errors import InputFileError
 from pipeline.identifiers import PNC_CHECK_ALPHABET, pnc_check_letter, pnc_is_valid, pnc_normal_form
 from pipeline.validate import LINE, ParseOptions, build_schema, normalise, validate_batch
 
@@ -107,3 +108,16 @@ def test_every_failure_of_a_row_is_reported_not_just_the_first():
     _, failures = run("police_nominals", surname=None, sex="Male", pnc_id="12/394773J")
     assert {r for _, r in reasons(failures)} >= {"missing_required", "not_allowed_value", "bad_check_letter"}
     assert failures[LINE].unique().to_list() == [2]
+
+
+def test_a_whole_column_failure_stops_the_batch_naming_file_and_column():
+    # A failure with no row index (here a column that is not text) is no row's fault: it must not
+    # be dropped, letting every row through; it stops the batch.
+    extract = EXTRACTS["police_nominals"]
+    row = {c.name: c.example or None for c in extract.columns}
+    frame = pl.DataFrame([row], schema={c: pl.Utf8 for c in extract.column_names}).with_columns(
+        pl.lit(2, dtype=pl.Int64).alias(LINE), pl.lit(7, dtype=pl.Int64).alias("surname"))
+    with pytest.raises(InputFileError) as error:
+        validate_batch(frame, extract, build_schema(extract, OPTIONS), OPTIONS, "nominals_nov.csv")
+    assert "nominals_nov.csv" in error.value.message and "column surname" in error.value.message
+    assert error.value.hint

@@ -1,4 +1,4 @@
-"""Identity linking: one person key across police id, PNC id, CRN and NOMIS number.
+"""Deterministic identity linking: PNC id, NOMIS number, then exact surname, forename and date of birth.
 
 Named steps, in SQL but for the graph search of step 3:
 1. `current_tables`  [one row per natural key]: the latest load of each source wins.
@@ -18,37 +18,46 @@ Named steps, in SQL but for the graph search of step 3:
 
 Nothing is dropped: an unlinked probation or prison record is a person of its own.
 
-`ensure_linked` relinks only when something that decides the links changed since the last link:
-the loads in the warehouse (a new file, a purge) or the linking code. The last link's fingerprint
-and summary are kept in `meta`, written in the same transaction as the link tables.
+`rendered_steps` is the SQL of every step as it runs: what `pipeline.link.fingerprint` hashes
+to decide whether a relink is needed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from pipeline import contract, facts, identifiers
-from pipeline.contract import EXTRACTS
+from pipeline.contract import EXTRACTS, Extract
 from pipeline.errors import WarehouseError
-from pipeline.facts import FACT_TABLES, build_facts
+from pipeline.facts import build_facts
 from pipeline.identifiers import name_normal_sql, pnc_normal_sql
-from pipeline.warehouse import cur_table, q, src_table, table_exists
+from pipeline.warehouse import cur_table, q, run_sql, src_table, table_exists
 
 log = logging.getLogger(__name__)
 
-FINGERPRINT_KEY = "link_fingerprint"
-SUMMARY_KEY = "link_summary"
-# The code that decides who is linked to whom, and the facts built on the links: a change to any
-# of it forces a relink.
-_LINK_CODE = (Path(__file__), Path(contract.__file__), Path(identifiers.__file__), Path(facts.__file__))
+
+def _current_sql(extract: Extract, several_loads: bool) -> str:
+    """Step 1 for one extract: a view of the only load, or the latest row of each key over several."""
+    src, cur = q(src_table(extract)), q(cur_table(extract))
+    key = [q(k) for k in extract.key]
+    occurrence = (None if extract.has_unique_key
+                  else f"row_number() OVER (PARTITION BY _load_id, {', '.join(key)} ORDER BY _line)")
+    if not several_loads:
+        extra = f", {occurrence} AS _occurrence" if occurrence else ""
+        return f"CREATE VIEW {cur} AS SELECT *{extra} FROM {src}"
+    source = f"(SELECT s.*, l.load_seq FROM {src} s JOIN loads l ON l.load_id = s._load_id)"
+    if occurrence:
+        # No id of its own: the n-th identical row of a load is the same record in the next load.
+        source = f"(SELECT *, {occurrence} AS _occurrence FROM {source})"
+        key.append("_occurrence")
+    return f"""CREATE TABLE {cur} AS
+            SELECT * EXCLUDE (_rank, load_seq) FROM (
+                SELECT *, row_number() OVER (PARTITION BY {', '.join(key)} ORDER BY load_seq DESC, _line DESC) AS _rank
+                FROM {source}) WHERE _rank = 1"""
 
 
 def refresh_current_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -58,30 +67,14 @@ def refresh_current_tables(con: duckdb.DuckDBPyConnection) -> None:
     ten million offences); with several it is materialised once here."""
     for extract in EXTRACTS.values():
         src, cur = q(src_table(extract)), q(cur_table(extract))
-        loads = con.execute(f"SELECT count(DISTINCT _load_id) FROM {src}").fetchall()[0][0]
+        loads = run_sql(con, f"current_tables: count loads of {extract.name}",
+                        f"SELECT count(DISTINCT _load_id) FROM {src}").fetchall()[0][0]
         # DROP VIEW IF EXISTS fails on a table of that name (and the reverse): drop what is there.
         if table_exists(con, cur_table(extract)):
-            con.execute(f"DROP TABLE {cur}")
+            run_sql(con, f"current_tables: drop {cur_table(extract)}", f"DROP TABLE {cur}")
         else:
-            con.execute(f"DROP VIEW IF EXISTS {cur}")
-        key = [q(k) for k in extract.key]
-        occurrence = (f"row_number() OVER (PARTITION BY _load_id, {', '.join(key)} ORDER BY _line)"
-                      if extract.name == "probation_events" else None)
-        if loads <= 1:
-            extra = f", {occurrence} AS _occurrence" if occurrence else ""
-            con.execute(f"CREATE VIEW {cur} AS SELECT *{extra} FROM {src}")
-            continue
-        source = f"(SELECT s.*, l.load_seq FROM {src} s JOIN loads l ON l.load_id = s._load_id)"
-        if occurrence:
-            # Events have no id: the n-th identical event of a load is the same event in the next load.
-            source = f"(SELECT *, {occurrence} AS _occurrence FROM {source})"
-            key.append("_occurrence")
-        con.execute(
-            f"""CREATE TABLE {cur} AS
-            SELECT * EXCLUDE (_rank, load_seq) FROM (
-                SELECT *, row_number() OVER (PARTITION BY {', '.join(key)} ORDER BY load_seq DESC, _line DESC) AS _rank
-                FROM {source}) WHERE _rank = 1"""
-        )
+            run_sql(con, f"current_tables: drop {cur_table(extract)}", f"DROP VIEW IF EXISTS {cur}")
+        run_sql(con, f"current_tables: {cur_table(extract)}", _current_sql(extract, loads > 1))
 
 
 def _records_sql(rid: str = "hash(record_id)") -> str:
@@ -120,6 +113,20 @@ def _records_sql(rid: str = "hash(record_id)") -> str:
     """
 
 
+_RECORD_IX = """CREATE OR REPLACE TEMP TABLE record_ix AS  -- [one record]: a dense index for the graph
+        SELECT rid, row_number() OVER () - 1 AS ix, pnc_norm, nomis FROM id_records"""
+_GRAPH_KEYS = ("pnc_norm", "nomis")
+_LABELS = "CREATE OR REPLACE TEMP TABLE labels AS SELECT rid, label FROM labels_frame"
+
+
+def _key_edges_sql(column: str) -> str:
+    """[one record holding a key]: the key as a dense integer, numbered by grouping."""
+    return f"""WITH keys AS (
+                    SELECT {column}, row_number() OVER () - 1 AS k FROM record_ix
+                    WHERE {column} IS NOT NULL GROUP BY {column})
+                SELECT r.ix, k.k FROM record_ix r JOIN keys k USING ({column})"""
+
+
 def _components(con: duckdb.DuckDBPyConnection) -> int:
     """Step 3 [one row per record]: records sharing a PNC id or a NOMIS number, directly or
     through others, form one component, labelled with its smallest `rid`; returns the count.
@@ -130,21 +137,12 @@ def _components(con: duckdb.DuckDBPyConnection) -> int:
     from scipy.sparse import coo_matrix  # imported here: commands that never link skip its 0.3 s import
     from scipy.sparse.csgraph import connected_components
 
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE record_ix AS  -- [one record]: a dense index for the graph
-        SELECT rid, row_number() OVER () - 1 AS ix, pnc_norm, nomis FROM id_records"""
-    )
+    run_sql(con, "components: record_ix", _RECORD_IX)
     edges = []
-    for column in ("pnc_norm", "nomis"):
-        # [one record holding a key]: the key as a dense integer, numbered by grouping
-        found = con.execute(
-            f"""WITH keys AS (
-                    SELECT {column}, row_number() OVER () - 1 AS k FROM record_ix
-                    WHERE {column} IS NOT NULL GROUP BY {column})
-                SELECT r.ix, k.k FROM record_ix r JOIN keys k USING ({column})"""
-        ).fetchnumpy()
+    for column in _GRAPH_KEYS:
+        found = run_sql(con, f"components: {column} edges", _key_edges_sql(column)).fetchnumpy()
         edges.append((found["ix"].astype(np.int64), found["k"].astype(np.int64)))
-    ids = con.execute("SELECT ix, rid FROM record_ix").fetchnumpy()
+    ids = run_sql(con, "components: record ids", "SELECT ix, rid FROM record_ix").fetchnumpy()
     records = len(ids["ix"])
     rid = np.empty(records, dtype=ids["rid"].dtype)
     rid[ids["ix"]] = ids["rid"]
@@ -166,9 +164,9 @@ def _components(con: duckdb.DuckDBPyConnection) -> int:
     smallest = np.empty(count, dtype=rid.dtype)
     smallest[in_order[first]] = rid[order][first]
     con.register("labels_frame", pa.table({"rid": rid, "label": smallest[component]}))
-    con.execute("CREATE OR REPLACE TEMP TABLE labels AS SELECT rid, label FROM labels_frame")
+    run_sql(con, "components: labels", _LABELS)
     con.unregister("labels_frame")
-    con.execute("DROP TABLE record_ix")
+    run_sql(con, "components: drop record_ix", "DROP TABLE record_ix")
     return int(count)  # every key node hangs off a record, so each component holds records
 
 
@@ -329,59 +327,58 @@ class LinkSummary:
     orphan_events: int
 
 
-def link_identities(con: duckdb.DuckDBPyConnection) -> LinkSummary:
+_RANK_RID = "row_number() OVER (ORDER BY record_id)"
+_TEMP_TABLES = ("id_records", "labels", "linked", "anchors")
+_ORPHANS = f"""SELECT (SELECT count(*) FROM {cur_table('police_offences')}) - (SELECT count(*) FROM offence_facts),
+                   (SELECT count(*) FROM {cur_table('probation_events')}) - (SELECT count(*) FROM event_facts)"""
+
+
+def build_links(con: duckdb.DuckDBPyConnection) -> LinkSummary:
+    """Steps 1 to 6: rebuild the current tables, the links, the people and the facts tables."""
     refresh_current_tables(con)
-    con.execute(_records_sql())
+    run_sql(con, "id_records", _records_sql())
     # Integer labels are hashes of the record ids (no sort of every id); on the rare collision,
     # fall back to ranks, which are unique by construction.
-    if con.execute("SELECT count(*) - count(DISTINCT rid) FROM id_records").fetchall()[0][0]:
-        con.execute(_records_sql("row_number() OVER (ORDER BY record_id)"))
+    if run_sql(con, "id_records: hash collisions",
+               "SELECT count(*) - count(DISTINCT rid) FROM id_records").fetchall()[0][0]:
+        run_sql(con, "id_records (ranked)", _records_sql(_RANK_RID))
     components = _components(con)
-    con.execute(_FALLBACK)
-    con.execute(_ANCHORS)
-    if con.execute("SELECT count(*) - count(DISTINCT person_key) FROM anchors").fetchall()[0][0]:
+    run_sql(con, "fallback", _FALLBACK)
+    run_sql(con, "anchors", _ANCHORS)
+    if run_sql(con, "anchors: shared keys",
+               "SELECT count(*) - count(DISTINCT person_key) FROM anchors").fetchall()[0][0]:
         raise WarehouseError(  # two 48-bit keys of two people at once: about never
             "two people were given the same person key", hint="report this: the linking code needs longer keys"
         )
-    con.execute(_PERSON_IDS)
-    con.execute(_PEOPLE)
+    run_sql(con, "person_ids", _PERSON_IDS)
+    run_sql(con, "people", _PEOPLE)
     build_facts(con)
-    con.execute(_REPORT)
-    for temp in ("id_records", "labels", "linked", "anchors"):
-        con.execute(f"DROP TABLE IF EXISTS {temp}")
-    people = con.execute("SELECT count(*) FROM people").fetchone()[0]
-    columns = [d[0] for d in con.execute("SELECT * FROM link_report").description]
-    per_source = [dict(zip(columns, row, strict=True)) for row in con.execute("SELECT * FROM link_report").fetchall()]
+    run_sql(con, "link_report", _REPORT)
+    for temp in _TEMP_TABLES:
+        run_sql(con, f"drop {temp}", f"DROP TABLE IF EXISTS {temp}")
+    people = run_sql(con, "count people", "SELECT count(*) FROM people").fetchone()[0]
+    report = run_sql(con, "read link_report", "SELECT * FROM link_report")
+    columns = [d[0] for d in report.description]
+    per_source = [dict(zip(columns, row, strict=True)) for row in report.fetchall()]
     # Offences and events of no current nominal or case are the ones the facts could not place.
-    orphan_offences, orphan_events = con.execute(
-        f"""SELECT (SELECT count(*) FROM {cur_table('police_offences')}) - (SELECT count(*) FROM offence_facts),
-                   (SELECT count(*) FROM {cur_table('probation_events')}) - (SELECT count(*) FROM event_facts)"""
-    ).fetchone()
+    orphan_offences, orphan_events = run_sql(con, "count orphans", _ORPHANS).fetchone()
     log.info("linked %d people (%d components before the name fallback)", people, components)
-    summary = LinkSummary(people, components, per_source, orphan_offences, orphan_events)
-    for key, value in ((FINGERPRINT_KEY, link_fingerprint(con)), (SUMMARY_KEY, json.dumps(asdict(summary)))):
-        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
-    return summary
+    return LinkSummary(people, components, per_source, orphan_offences, orphan_events)
 
 
-def link_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
-    """sha256 of what the links are built from: every load (id, file hash, purge time), the
-    linking code and the DuckDB version (its functions normalise the identifiers)."""
-    digest = hashlib.sha256(duckdb.__version__.encode())
-    for path in _LINK_CODE:
-        digest.update(path.read_bytes())
-    loads = con.execute("SELECT load_id, sha256, purged_at FROM loads ORDER BY load_seq, load_id").fetchall()
-    digest.update(json.dumps(loads, default=str).encode())
-    return digest.hexdigest()
-
-
-def ensure_linked(con: duckdb.DuckDBPyConnection) -> tuple[LinkSummary, bool]:
-    """The current links and whether they were rebuilt now: a relink (about 10 s a million
-    people) happens only when the loads or the linking code changed since the last one."""
-    stored = dict(con.execute("SELECT key, value FROM meta WHERE key IN (?, ?)", [FINGERPRINT_KEY, SUMMARY_KEY])
-                  .fetchall())
-    if (stored.get(FINGERPRINT_KEY) == link_fingerprint(con) and SUMMARY_KEY in stored
-            and all(table_exists(con, t) for t in ("people", "person_ids", *FACT_TABLES))):
-        log.info("identity links unchanged since the last link: not relinked")
-        return LinkSummary(**json.loads(stored[SUMMARY_KEY])), False
-    return link_identities(con), True
+def rendered_steps() -> dict[str, str]:
+    """The SQL of every step, as it runs: what decides the links (with the loads and LINK_VERSION)."""
+    steps = {f"current_tables {e.name} {n}": _current_sql(e, n > 1) for e in EXTRACTS.values() for n in (1, 2)}
+    steps.update({
+        "id_records": _records_sql(),
+        "id_records (ranked)": _records_sql(_RANK_RID),
+        "components: record_ix": _RECORD_IX,
+        **{f"components: {c} edges": _key_edges_sql(c) for c in _GRAPH_KEYS},
+        "components: labels": _LABELS,
+        "fallback": _FALLBACK,
+        "anchors": _ANCHORS,
+        "person_ids": _PERSON_IDS,
+        "people": _PEOPLE,
+        "link_report": _REPORT,
+    })
+    return steps

@@ -1,0 +1,150 @@
+"""Every table of the warehouse: its DDL, the schema version, and the named migrations.
+
+Tables (grain in brackets):
+- `meta` [one setting]: `schema_version`, the last link's fingerprint and summary, the settled cutoff.
+- `schema_migrations` [one migration applied to this file]: name, schema version reached, when.
+- `loads` [one extract file loaded once]: load id, source, file name, sha256, counts, times.
+- `rejects` [one failed check of one row]; `rejected_rows` [one quarantined row, raw text as JSON].
+- `src_<extract>` [one loaded row of one load]: typed contract columns plus `_load_id`, `_line`.
+- `runs` [one run], `cohort_members` [one person in one cohort of one run], `movement` [one
+  change of one person in one cohort since the previous run]; `run_scores_NNNNNN` [one assessed
+  person of run NNNNNN], created by the run itself.
+
+Built by the code, not declared here: `cur_<extract>` [one current row per natural key] and the
+identity tables `person_ids`, `people`, `link_report` (`pipeline.link`); the facts tables
+`offence_codes`, `offence_facts`, `offence_history`, `custody_facts`, `case_facts`, `event_facts`
+(`pipeline.facts`). They are rebuilt from the tables above with every link.
+
+A warehouse records its schema version in `meta`. Opened for writing (`pipeline.warehouse`), an older one is upgraded in
+place by the migrations it has not had yet, in order, in one transaction, each recorded in
+`schema_migrations`; a newer one (written by newer code) is refused, read or write, because this
+code cannot know what its tables mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.contract import EXTRACTS, Extract
+from pipeline.errors import WarehouseError
+
+# Version 1: meta, loads, rejects, rejected_rows and src_* (the run tables made by the first run).
+# Version 2: the run tables always present, and applied migrations recorded in schema_migrations.
+SCHEMA_VERSION = "2"
+VERSION_KEY = "schema_version"
+
+
+def q(identifier: str) -> str:
+    """Quote an SQL identifier (column names come from user mappings: never trust them)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def src_table(extract: Extract | str) -> str:
+    return f"src_{extract if isinstance(extract, str) else extract.name}"
+
+
+def cur_table(extract: Extract | str) -> str:
+    return f"cur_{extract if isinstance(extract, str) else extract.name}"
+
+
+META_DDL = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+MIGRATIONS_DDL = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    name VARCHAR PRIMARY KEY, schema_version VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"""
+
+LOAD_DDL = [
+    """CREATE TABLE IF NOT EXISTS loads (
+        load_id VARCHAR PRIMARY KEY, load_seq BIGINT NOT NULL, source VARCHAR NOT NULL,
+        file_name VARCHAR NOT NULL, file_path VARCHAR NOT NULL, sha256 VARCHAR NOT NULL,
+        file_bytes BIGINT, file_format VARCHAR, rows_read BIGINT, rows_loaded BIGINT,
+        rows_rejected BIGINT, extract_date DATE, started_at TIMESTAMP, finished_at TIMESTAMP, purged_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS rejects (
+        load_id VARCHAR NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL, line BIGINT,
+        column_name VARCHAR, value VARCHAR, reason_code VARCHAR NOT NULL, message VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS rejected_rows (
+        load_id VARCHAR NOT NULL, source VARCHAR NOT NULL, line BIGINT, raw VARCHAR)""",
+]
+
+RUN_DDL = [
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, as_of DATE NOT NULL, status VARCHAR NOT NULL,
+        started_at TIMESTAMP, finished_at TIMESTAMP, rules_name VARCHAR, rules_version VARCHAR,
+        rules_sha256 VARCHAR, code_version VARCHAR, output_dir VARCHAR, manifest VARCHAR, purged_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS cohort_members (
+        run_id VARCHAR NOT NULL, cohort VARCHAR NOT NULL, person_key VARCHAR NOT NULL, area VARCHAR,
+        rank BIGINT, score BIGINT, cohort_type VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS movement (
+        run_id VARCHAR NOT NULL, cohort VARCHAR NOT NULL, person_key VARCHAR NOT NULL, status VARCHAR NOT NULL,
+        reason VARCHAR, previous_run_id VARCHAR)""",
+]
+
+
+def src_ddl(extract: Extract) -> str:
+    cols = ", ".join(f"{q(c.name)} {c.kind.sql_type}" for c in extract.columns)
+    return f"CREATE TABLE IF NOT EXISTS {q(src_table(extract))} (_load_id VARCHAR NOT NULL, _line BIGINT, {cols})"
+
+
+def table_ddl() -> list[tuple[str, str]]:
+    """(step name, DDL) of every declared table at SCHEMA_VERSION, in creation order."""
+    return [
+        ("meta", META_DDL),
+        ("schema_migrations", MIGRATIONS_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in LOAD_DDL),
+        *((f"table {src_table(e)}", src_ddl(e)) for e in EXTRACTS.values()),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_DDL),
+    ]
+
+
+# --- migrations ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One named, ordered change that brings a warehouse of `from_version` to `to_version`.
+
+    Its statements run in order, in the upgrade's transaction (`pipeline.warehouse.ensure_schema`)."""
+
+    name: str
+    from_version: str
+    to_version: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    # Version 1 made the run tables at the first run; a warehouse that never ran had none.
+    Migration("0002_run_tables_and_migration_log", "1", "2", (MIGRATIONS_DDL, *RUN_DDL)),
+)
+
+
+def version_number(version: str) -> int:
+    try:
+        return int(version)
+    except ValueError:
+        raise WarehouseError(
+            f"the warehouse records schema version {version!r}, which this code cannot read",
+            hint="the file may be damaged or written by another program",
+        ) from None
+
+
+def pending_migrations(version: str) -> tuple[Migration, ...]:
+    """The migrations from `version` up to SCHEMA_VERSION, in order; each starts where the last ended."""
+    pending, at = [], version
+    for migration in MIGRATIONS:
+        if version_number(migration.to_version) <= version_number(at):
+            continue
+        if migration.from_version != at:
+            raise WarehouseError(
+                f"no migration from schema version {at} (the next one, {migration.name}, starts at "
+                f"{migration.from_version})",
+                hint="report this: the migrations of this code do not chain",
+            )
+        pending.append(migration)
+        at = migration.to_version
+    if at != SCHEMA_VERSION:
+        raise WarehouseError(f"no migration brings schema version {version} to {SCHEMA_VERSION}",
+                             hint="report this: the migrations of this code do not chain")
+    return tuple(pending)
+
+
+def scores_table(run_seq: int) -> str:
+    """The table of one run's scored people [one assessed person], named by the run's number."""
+    return f"run_scores_{run_seq:06d}"
