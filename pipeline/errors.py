@@ -71,7 +71,7 @@ EXIT_CODES: list[tuple[int, str, str]] = [
     (4, "input file", "an extract file cannot be read (missing, unreadable, undecodable, missing a required column); nothing from it was loaded"),
     (5, "validation threshold", "a source's rejected share exceeded `max_rejected_percent`; the run is stored as failed"),
     (6, "locked", "another command holds the workspace lock (the message names it and since when); `--wait SECONDS` waits instead"),
-    (7, "warehouse", "the warehouse cannot be opened: encryption key missing or wrong, or the file is damaged"),
+    (7, "warehouse", "the warehouse cannot be opened: encryption key missing or wrong, the file is damaged, or its schema is newer than this code"),
     (8, "not found", "the run or person asked for does not exist"),
 ]
 

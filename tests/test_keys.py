@@ -12,6 +12,7 @@ from featurekit import build_warehouse, nominal, offence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.facts import check_key_budgets
 from pipeline.keys import (
     DAY_ZERO,
     LAST_DAY,
@@ -137,8 +138,14 @@ def test_a_layout_wider_than_a_bigint_is_refused():
     assert SERIOUS_KEY.bits <= 63
 
 
-def test_the_link_refuses_an_offence_dated_before_the_day_budget(tmp_path):
-    # Dated 1799: the validation accepts it (no lower bound), the facts' day fields cannot hold it.
+def test_a_date_before_the_day_budget_is_quarantined_and_the_link_still_refuses_one(tmp_path):
+    # Dated 1799: validation quarantines it (date_too_early), so the facts' day fields never see it.
     offences = [offence("X1", "N1", date(1799, 12, 31)), offence("X2", "N1", date(2026, 1, 5))]
+    con = build_warehouse(tmp_path, nominals=[nominal("N1")], offences=offences, expect_no_rejects=False)
+    rejected = con.execute("SELECT column_name, reason_code FROM rejects").fetchall()
+    assert ("offence_date", "date_too_early") in rejected
+    assert con.execute("SELECT count(*) FROM offence_facts").fetchone()[0] == 1
+    # Should one reach the facts all the same, the budget check stops the link.
+    con.execute("UPDATE offence_facts SET offence_date = DATE '1799-12-31'")
     with pytest.raises(KeyBudgetError, match="offence_facts.offence_date"):
-        build_warehouse(tmp_path, nominals=[nominal("N1")], offences=offences)
+        check_key_budgets(con)

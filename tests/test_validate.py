@@ -65,6 +65,8 @@ def test_pnc_check_letter_matches_the_published_examples():
         ("police_nominals", "surname", "X" * 81, "too_long"),
         ("police_offences", "offence_date", "2026-11-02", "future_date"),
         ("police_offences", "ho_offence_code", "burglary", "bad_format"),
+        ("police_offences", "offence_date", "0221-03-04", "date_too_early"),  # a keying slip for 2021
+        ("prison_custody", "reception_date", "1799-12-31", "date_too_early"),
         ("police_offences", "outcome", "arrested", "not_allowed_value"),
         ("police_offences", "recorded_date", "2026-09-01", "date_order"),
         ("probation_cases", "crn", "X12345", "bad_format"),
