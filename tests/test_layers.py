@@ -23,8 +23,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # The synthetic world sits beside the features: it may import them, they never import it.
     ("features and synthetic data", ("features", "synthetic", "pipeline.generate")),
     ("rules", ("rules",)),
-    ("models", ("models",)),
+    # The back-test's outcomes, metrics and fairness serve the model too: evaluation sits below it.
     ("evaluation", ("evaluation",)),
+    ("models", ("models",)),
     ("reporting", ("reporting",)),
     ("pipeline orchestration", ("pipeline.run", "pipeline.runs", "pipeline.explain", "pipeline.workspace")),
     ("cli", ("cli",)),
