@@ -301,6 +301,8 @@ def _print_run(result) -> None:
     out.print(f"Outputs: {result.output_dir}")
     for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "manifest.json"):
         out.print(f"  {result.output_dir / name}")
+    out.print(f"Panel pack (open in a browser, works offline): {result.output_dir / 'pack.html'}")
+    out.print(f"Panel workbook (decisions sheet): {result.output_dir / 'pack.xlsx'}")
 
 
 @app.command()
@@ -326,6 +328,27 @@ def run(
     with _progress() as progress:
         result = _call(lambda: locked_run(progress))
     _print_run(result)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str | None, typer.Option("--run", help="Run id; default the latest completed run.")] = None,
+    config: ConfigOption = Path("iom.toml"),
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder to write into; default the run's output folder.")] = None,
+    pseudonymise: Annotated[bool | None, typer.Option("--pseudonymise/--no-pseudonymise",
+                                                      help="Override [workspace].pseudonymise for this pack.")] = None,
+) -> None:
+    """Regenerate a run's panel pack (pack.html) and workbook (pack.xlsx) from the warehouse alone."""
+    from pipeline.config import load_config
+    from reporting.report import report_run
+
+    cfg = _call(lambda: load_config(config))
+    paths = _call(lambda: report_run(cfg, run_id, out_dir, pseudonymise))
+    out.print(f"Run {paths.run_id}: {paths.members:,} proposed people")
+    out.print(f"Panel pack (open in a browser, works offline): {paths.pack}")
+    out.print(f"Panel workbook (decisions sheet): {paths.workbook}")
+    if paths.lookup:
+        out.print(f"Pseudonym lookup (keep it; do not send it): {paths.lookup}")
 
 
 @app.command()

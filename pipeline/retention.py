@@ -85,7 +85,7 @@ def purge(config: Config, older_than: str, dry_run: bool = False, now: datetime 
                 if has_runs:
                     for run_id, seq in con.execute("SELECT run_id, seq FROM runs WHERE finished_at < ?", [cutoff]).fetchall():
                         con.execute(f"DROP TABLE IF EXISTS {q(f'run_scores_{seq:06d}')}")
-                        for table in ("cohort_members", "movement"):
+                        for table in ("cohort_members", "movement", "run_release_watch", "run_unknown_codes"):
                             if table_exists(con, table):
                                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
                     con.execute("UPDATE runs SET purged_at = ? WHERE finished_at < ?", [datetime.now(UTC).replace(tzinfo=None), cutoff])
