@@ -19,6 +19,10 @@ ROWS = {"offence": (6, 14), "custody": (26, 10), "supervision": (42, 10)}  # kin
 COLOURS = {"offence": "#b3261e", "custody": "#1d4e89", "supervision": "#2e7d32"}
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def timeline_axis(start: date, end: date) -> str:
     """The shared axis (row labels, one line per year): a <symbol> the cards <use>."""
     span = (end - start).days or 1
@@ -61,8 +65,8 @@ def timeline_paths(events: pl.DataFrame, start: date, end: date) -> dict[str, di
         entry["counts"][kind] = n
     for entry in out.values():
         c = entry["counts"]
-        entry["summary"] = (f"{c.get('offence', 0)} offences, {c.get('custody', 0)} custody spells and "
-                            f"{c.get('supervision', 0)} supervision periods from {start.year} to {end:%Y-%m}")
+        entry["summary"] = (f"{_count(c.get('offence', 0), 'offence')}, {_count(c.get('custody', 0), 'custody spell')} "
+                            f"and {_count(c.get('supervision', 0), 'supervision period')} from {start.year} to {end:%Y-%m}")
     return out
 
 

@@ -8,6 +8,7 @@ from a file share on a PC with no network and cannot be made to call out even by
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from reporting.tables import IDENTIFIERS, TIMELINE_YEARS, ReportData
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 IDENTIFIER_LABELS = {"police_person_id": "police id", "pnc_id": "PNC id", "crn": "CRN", "nomis_id": "NOMIS number"}
+RECENT = 6  # the latest records listed under each timeline
 AGENCIES = (("police", "in_police", "police_person_id"), ("probation", "in_probation", "crn"),
             ("prison", "in_prison", "nomis_id"))
 
@@ -48,12 +50,42 @@ def _grouped(frame: pl.DataFrame, key: str = "person_key") -> dict[str, list[dic
     return out
 
 
+_POINTS = re.compile(r": ([+-]\d+)$")
+
+
+def components_with_reasons(components: list[tuple[str, int]], reasons: list[str]) -> list[tuple[str, int, list[str]]]:
+    """Each scoring component with the reason lines that explain its points.
+
+    The rule engine writes one line per scoring term, in component order, each ending in its
+    points (": +10"); a component's lines add up to its points. Lines are handed out in that
+    order; if they do not add up (a rule set written otherwise), every line is listed once under
+    the first component rather than guessing."""
+    out, i = [], 0
+    for name, points in components:
+        taken, total = [], 0
+        while i < len(reasons) and total != points:
+            match = _POINTS.search(reasons[i])
+            if not match:
+                break
+            total += int(match.group(1))
+            taken.append(reasons[i])
+            i += 1
+        if total != points:
+            return [(components[0][0] if components else "score", sum(p for _, p in components), reasons)] + \
+                [(n, p, []) for n, p in components[1:]]
+        out.append((name, points, taken))
+    if i < len(reasons) and out:
+        out[-1][2].extend(reasons[i:])
+    return out
+
+
 def _cards(data: ReportData) -> list[dict]:
     as_of = data.run["as_of"]
     start = as_of - timedelta(days=round(365.25 * TIMELINE_YEARS))
     timelines = timeline_paths(data.events, start, as_of)
     moves = _grouped(data.movement.filter(pl.col("status") != "leaving")) if data.movement.height else {}
     history = _grouped(data.history)
+    recent = _grouped(data.events.sort(["person_key", "start", "kind"], descending=[False, True, False]))
     cards = []
     for row in data.members.iter_rows(named=True):
         key = row["person_key"]
@@ -68,8 +100,10 @@ def _cards(data: ReportData) -> list[dict]:
             "cohort_tokens": " ".join(c.replace("-", "_") for c in cohorts),
             "search": " ".join([name, key, *[v for _, v in ids]]).lower(),
             "ids": ids,
-            "components": [(c, row.get(f"points_{c}") or 0) for c in data.components if row.get(f"points_{c}")],
-            "reasons": (row.get("reasons") or "").splitlines(),
+            "components": components_with_reasons(
+                [(c, row.get(f"points_{c}") or 0) for c in data.components if row.get(f"points_{c}")],
+                (row.get("reasons") or "").splitlines()),
+            "recent": recent.get(key, [])[:RECENT],
             "probability": row.get(data.probability_column) if data.probability_column else None,
             "agencies": [(agency, bool(row.get(flag)), row.get(id_col)) for agency, flag, id_col in AGENCIES],
             "timeline": timelines.get(key),

@@ -169,12 +169,15 @@ def _events(con, keys: pl.DataFrame, as_of: date) -> pl.DataFrame:
             SELECT ids.person_key, 'custody', c.reception_date,
                    CASE WHEN c.release_date <= $as_of THEN c.release_date ELSE $as_of END,
                    coalesce(c.custody_type, 'custody')
+                     || CASE WHEN c.release_date IS NULL OR c.release_date > $as_of THEN ', in custody at the as-of date'
+                             ELSE '' END
             FROM {q(cur_table('prison_custody'))} c JOIN ids ON ids.source = 'prison' AND ids.source_id = c.nomis_id
             WHERE c.reception_date <= $as_of AND coalesce(c.release_date, $as_of) >= $since
             UNION ALL
             SELECT ids.person_key, 'supervision', s.supervision_start,
                    CASE WHEN s.supervision_end <= $as_of THEN s.supervision_end ELSE $as_of END,
                    coalesce(replace(s.supervision_type, '_', ' '), 'supervision')
+                     || CASE WHEN s.supervision_end IS NULL OR s.supervision_end > $as_of THEN ', ongoing' ELSE '' END
             FROM {q(cur_table('probation_cases'))} s JOIN ids ON ids.source = 'probation' AND ids.source_id = s.crn
             WHERE s.supervision_start <= $as_of AND coalesce(s.supervision_end, $as_of) >= $since
               AND coalesce(s.supervision_type, '') <> 'none'

@@ -229,3 +229,26 @@ def test_report_can_pseudonymise_one_pack(ws, tmp_path, monkeypatch):
     assert "Pseudonym lookup" in result.output
     html = (tmp_path / "p" / "pack.html").read_text(encoding="utf-8")
     assert not set(cohort_keys(out)) & set(re.findall(r'<tr data-key="([^"]+)"', html))
+
+
+def test_model_probability_fairness_and_validity_are_shown_when_the_run_has_them(ws, tmp_path):
+    import duckdb
+
+    out = packkit.latest_output(ws)
+    con = duckdb.connect(str(ws / "warehouse.duckdb"))
+    seq = con.execute("SELECT seq FROM runs WHERE run_id = ?", [out.name]).fetchone()[0]
+    con.execute(f"ALTER TABLE run_scores_{seq:06d} ADD COLUMN model_probability DOUBLE")
+    con.execute(f"UPDATE run_scores_{seq:06d} SET model_probability = 0.8125")
+    con.execute("CREATE TABLE backtests (backtest_id VARCHAR, finished_at TIMESTAMP, metric VARCHAR, value DOUBLE)")
+    con.execute("INSERT INTO backtests VALUES ('B1', '2026-01-01', 'old', 0.1), ('B2', '2026-06-01', 'recall_top_200', 0.4375)")
+    con.close()
+    (out / "fairness.csv").write_text("group,cohort_share,eligible_share,flag\n<b>W1</b>,0.5,0.4,over\n")
+    result = runner.invoke(app, ["report", "--run", out.name, "--config", str(ws / "iom.toml"), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "pack.html").read_text(encoding="utf-8")
+    assert "Model probability (advisory" in html and "0.81" in html
+    assert "&lt;b&gt;W1&lt;/b&gt;" in html and "Fairness figures: not available" not in html
+    assert "recall_top_200" in html and ">old<" not in html  # only the latest back-test
+    ranked = openpyxl.load_workbook(tmp_path / "pack.xlsx")["ranked"]
+    header = [c.value for c in ranked[1]]
+    assert ranked.cell(row=2, column=header.index("model_probability") + 1).value == 0.8125
