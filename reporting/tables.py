@@ -66,7 +66,7 @@ class ReportData:
     probability_column: str | None
     movement: pl.DataFrame
     release_watch: pl.DataFrame
-    events: pl.DataFrame  # person_key, kind (offence/custody/supervision), start, end, label
+    events: pl.DataFrame  # person_key, kind (offence/custody/supervision), start, end, label, ongoing
     history: pl.DataFrame  # person_key, run_id, as_of, cohort, rank (earlier runs of the proposed)
     rejects: pl.DataFrame  # source, reason_code, rows
     unknown_codes: pl.DataFrame
@@ -147,7 +147,9 @@ def _release_watch(con, run_id: str) -> pl.DataFrame:
 
 def _events(con, keys: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """[one offence, custody spell or supervision period of a proposed person, known at the as-of date]."""
-    schema = {"person_key": pl.Utf8, "kind": pl.Utf8, "start": pl.Date, "end": pl.Date, "label": pl.Utf8}
+    # end: the as-of date for what is still going on (custody, supervision), flagged by `ongoing`
+    schema = {"person_key": pl.Utf8, "kind": pl.Utf8, "start": pl.Date, "end": pl.Date, "label": pl.Utf8,
+              "ongoing": pl.Boolean}
     if keys.is_empty() or not table_exists(con, "person_ids"):
         return pl.DataFrame(schema=schema)
     since = as_of.replace(year=as_of.year - TIMELINE_YEARS) if not (as_of.month == 2 and as_of.day == 29) \
@@ -160,7 +162,7 @@ def _events(con, keys: pl.DataFrame, as_of: date) -> pl.DataFrame:
             SELECT ids.person_key, 'offence' AS kind, o.offence_date AS start, NULL::DATE AS "end",
                    coalesce(o.offence_description, o.ho_offence_code) || ' ('
                      || CASE WHEN o.outcome_date <= $as_of AND o.outcome IS NOT NULL THEN o.outcome ELSE 'pending' END
-                     || ')' AS label
+                     || ')' AS label, false AS ongoing
             FROM {q(cur_table('police_offences'))} o
             JOIN ids ON ids.source = 'police' AND ids.source_id = o.police_person_id
             WHERE o.offence_date <= $as_of AND o.offence_date >= $since
@@ -168,16 +170,14 @@ def _events(con, keys: pl.DataFrame, as_of: date) -> pl.DataFrame:
             UNION ALL
             SELECT ids.person_key, 'custody', c.reception_date,
                    CASE WHEN c.release_date <= $as_of THEN c.release_date ELSE $as_of END,
-                   coalesce(c.custody_type, 'custody')
-                     || CASE WHEN c.release_date IS NULL OR c.release_date > $as_of THEN ', in custody at the as-of date'
-                             ELSE '' END
+                   coalesce(c.custody_type, 'custody'), c.release_date IS NULL OR c.release_date > $as_of
             FROM {q(cur_table('prison_custody'))} c JOIN ids ON ids.source = 'prison' AND ids.source_id = c.nomis_id
             WHERE c.reception_date <= $as_of AND coalesce(c.release_date, $as_of) >= $since
             UNION ALL
             SELECT ids.person_key, 'supervision', s.supervision_start,
                    CASE WHEN s.supervision_end <= $as_of THEN s.supervision_end ELSE $as_of END,
-                   coalesce(replace(s.supervision_type, '_', ' '), 'supervision')
-                     || CASE WHEN s.supervision_end IS NULL OR s.supervision_end > $as_of THEN ', ongoing' ELSE '' END
+                   coalesce(replace(s.supervision_type, '_', ' '), 'supervision'),
+                   s.supervision_end IS NULL OR s.supervision_end > $as_of
             FROM {q(cur_table('probation_cases'))} s JOIN ids ON ids.source = 'probation' AND ids.source_id = s.crn
             WHERE s.supervision_start <= $as_of AND coalesce(s.supervision_end, $as_of) >= $since
               AND coalesce(s.supervision_type, '') <> 'none'

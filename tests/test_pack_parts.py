@@ -30,7 +30,7 @@ def test_timeline_marks_stay_inside_the_drawing_and_count_each_record():
         "kind": ["offence", "offence", "custody", "supervision"],
         "start": [date(2019, 1, 1), date(2026, 10, 1), date(2025, 1, 1), date(2026, 1, 1)],
         "end": [None, None, date(2025, 6, 1), date(2026, 11, 1)],
-        "label": ["a", "b", "c", "d"],
+        "label": ["a", "b", "c", "d"], "ongoing": [False, False, False, True],
     })
     paths = timeline_paths(events, date(2021, 11, 1), date(2026, 11, 1))
     assert paths["A"]["counts"] == {"offence": 2, "custody": 1}
