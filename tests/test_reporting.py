@@ -252,3 +252,20 @@ def test_model_probability_fairness_and_validity_are_shown_when_the_run_has_them
     ranked = openpyxl.load_workbook(tmp_path / "pack.xlsx")["ranked"]
     header = [c.value for c in ranked[1]]
     assert ranked.cell(row=2, column=header.index("model_probability") + 1).value == 0.8125
+
+
+def test_purge_removes_a_runs_release_watch_and_its_pack_cannot_be_made_again(ws):
+    import duckdb
+
+    out = packkit.latest_output(ws)
+    con = duckdb.connect(str(ws / "warehouse.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM run_release_watch").fetchone()[0] > 0
+    con.close()
+    purged = runner.invoke(app, ["purge", "--older-than", "0d", "--config", str(ws / "iom.toml")])
+    assert purged.exit_code == 0, purged.output
+    con = duckdb.connect(str(ws / "warehouse.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM run_release_watch").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM run_unknown_codes").fetchone()[0] == 0
+    con.close()
+    result = runner.invoke(app, ["report", "--run", out.name, "--config", str(ws / "iom.toml")])
+    assert result.exit_code == 8 and "purged" in result.output
