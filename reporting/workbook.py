@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import xlsxwriter
+from xlsxwriter.utility import xl_col_to_name
 
 from reporting.safe_cells import neutralise
 from reporting.tables import IDENTIFIERS, ReportData
@@ -147,11 +148,16 @@ def _decisions_sheet(w: _Writer, data: ReportData) -> None:
         sheet.data_validation(1, col[name], last, col[name], {
             "validate": "length", "criteria": "<=", "value": limit, "error_title": name.replace("_", " "),
             "error_message": f"At most {limit} characters."})
-    for name in ("meeting_date", "review_date"):
-        sheet.data_validation(1, col[name], last, col[name], {
-            "validate": "date", "criteria": "between", "minimum": date(2000, 1, 1), "maximum": date(2099, 12, 31),
-            "error_title": name.replace("_", " "), "error_message": "Enter a date (yyyy-mm-dd).",
-            "input_title": name.replace("_", " "), "input_message": "a date, yyyy-mm-dd"})
+    sheet.data_validation(1, col["meeting_date"], last, col["meeting_date"], {
+        "validate": "date", "criteria": "between", "minimum": date(2000, 1, 1), "maximum": date(2099, 12, 31),
+        "error_title": "meeting date", "error_message": "Enter a date (yyyy-mm-dd).",
+        "input_title": "meeting date", "input_message": "a date, yyyy-mm-dd"})
+    # On or after the same row's meeting date (a relative reference: Excel shifts it row by row).
+    meeting = f"{xl_col_to_name(col['meeting_date'])}2"
+    sheet.data_validation(1, col["review_date"], last, col["review_date"], {
+        "validate": "date", "criteria": ">=", "value": f"={meeting}",
+        "error_title": "review date", "error_message": "Enter a date on or after the meeting date (yyyy-mm-dd).",
+        "input_title": "review date", "input_message": "a date on or after the meeting date"})
     sheet.freeze_panes(1, 1)
     sheet.autofilter(0, 0, last, len(DECISION_COLUMNS) - 1)
 

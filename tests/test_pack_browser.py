@@ -11,6 +11,7 @@ from pathlib import Path
 import packkit
 import polars as pl
 import pytest
+from playwright import sync_api as playwright  # a locked dev dependency: never skipped
 
 CHROMIUM = os.environ.get("IOM_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("IOM_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
@@ -21,7 +22,6 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium to run the browser tests)",
                 allow_module_level=True)
 
-playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
 
 

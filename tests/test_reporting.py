@@ -153,6 +153,8 @@ def test_the_workbook_has_its_sheets_filters_and_validations(built):
     assert rules[column["decision"]].type == "list" and rules[column["decision"]].formula1 == '"accept,reject,defer"'
     assert rules[column["cohort_type"]].formula1 == '"Fixed,Flex,Free"'
     assert rules[column["meeting_date"]].type == "date" and rules[column["review_date"]].type == "date"
+    assert rules[column["review_date"]].operator == "greaterThanOrEqual"
+    assert rules[column["review_date"]].formula1 == f"{column['meeting_date']}2"
     assert rules[column["reason"]].type == "textLength" and rules[column["decided_by"]].type == "textLength"
 
 
