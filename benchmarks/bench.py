@@ -117,10 +117,8 @@ def step_report(workdir: Path, as_of: date) -> dict:
     from pipeline.config import load_config
     from pipeline.run import run_period
     from reporting.report import report_run
-    from rules.engine import DEFAULT_RULES
-
     rules = workdir / "bench-report-rules.toml"
-    text = DEFAULT_RULES.read_text(encoding="utf-8")
+    text = (ROOT / "rules" / "default.toml").read_text(encoding="utf-8")
     text = text.replace("min_score = 30 ", "min_score = 20 ").replace("default_capacity = 40 ", "default_capacity = 400 ")
     rules.write_text(text, encoding="utf-8")
     config = load_config(workdir / "iom.toml").with_overrides(rules=str(rules))

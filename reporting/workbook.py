@@ -182,10 +182,10 @@ def _about(w: _Writer, data: ReportData, pseudonymised: bool) -> None:
 def write_workbook(data: ReportData, path: Path, pseudonymised: bool = False) -> Path:
     book = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
                                            "strings_to_numbers": False})
-    # A fixed creation time (the run's), so the same run gives the same workbook.
-    finished = data.run.get("finished_at")
+    # The as-of date as the creation time: the same inputs give the same workbook, byte for byte.
+    as_of = data.run["as_of"]
     book.set_properties({"title": f"IOM panel workbook, run {data.run['run_id']}",
-                         "created": finished if isinstance(finished, datetime) else datetime(2000, 1, 1)})
+                         "created": datetime(as_of.year, as_of.month, as_of.day)})
     try:
         w = _Writer(book)
         w.table("ranked", _ranked(data), widths={"reasons": 70, "name": 22, "selection_note": 24}, wrap=("reasons",))

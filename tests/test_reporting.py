@@ -271,3 +271,9 @@ def test_purge_removes_a_runs_release_watch_and_its_pack_cannot_be_made_again(ws
     con.close()
     result = runner.invoke(app, ["report", "--run", out.name, "--config", str(ws / "iom.toml")])
     assert result.exit_code == 8 and "purged" in result.output
+
+
+def test_the_same_inputs_give_byte_identical_packs_and_workbooks(tmp_path):
+    outs = [packkit.latest_output(packkit.build(tmp_path / name, people=600, seed=5)) for name in ("a", "b")]
+    for name in ("pack.html", "pack.xlsx"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
