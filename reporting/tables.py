@@ -230,39 +230,61 @@ def _unknown_codes(con, run_id: str) -> pl.DataFrame:
                        [run_id]).pl()
 
 
-def _fairness(con, run_id: str, output_dir: Path | None) -> pl.DataFrame | None:
-    """The evaluation's fairness table for this run if it made one: a warehouse table, else fairness.csv."""
+def _fairness(con, run_id: str, folders: list[Path]) -> pl.DataFrame | None:
+    """The evaluation's fairness table for this run if it made one: a warehouse table with a
+    run_id, else `fairness.csv` in the folder being written or the run's own folder."""
     for table in ("fairness", "run_fairness"):
         if table_exists(con, table):
             columns = [r[0] for r in con.execute(f"DESCRIBE {q(table)}").fetchall()]
             if "run_id" in columns:
                 frame = con.execute(f"SELECT * EXCLUDE (run_id) FROM {q(table)} WHERE run_id = ?", [run_id]).pl()
                 if frame.height:
-                    return frame
-    if output_dir is not None and (output_dir / "fairness.csv").is_file():
-        return pl.read_csv(output_dir / "fairness.csv", infer_schema_length=0)
+                    return _rounded(frame)
+    for folder in folders:
+        if (folder / "fairness.csv").is_file():
+            return pl.read_csv(folder / "fairness.csv", infer_schema_length=0)
     return None
 
 
+def _rounded(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col(c).round(3) for c, t in frame.schema.items() if t in (pl.Float32, pl.Float64))
+
+
+# The back-test's headline figures, in the order a panel reads them (evaluation.backtest).
+BACKTEST_COLUMNS = ("rule_set", "rules_version", "scorer", "people", "reoffenders", "base_rate", "auc", "auc_low",
+                    "auc_high", "average_precision", "cohort_size", "precision_at_cohort", "capture_offences",
+                    "capture_neighbourhood")
+
+
 def _validity(con) -> tuple[pl.DataFrame | None, str | None]:
-    """The latest back-test's figures, if a back-test has been stored."""
-    tables = [r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'backtest%' ORDER BY table_name"
-    ).fetchall()]
-    for table in tables:
+    """The latest back-test's figures pooled over its dates, if a back-test has been stored."""
+    if table_exists(con, "backtests") and table_exists(con, "backtest_metrics"):
+        latest = con.execute(
+            "SELECT backtest_id, from_date, to_date FROM backtests ORDER BY seq DESC LIMIT 1").fetchall()
+        if latest:
+            backtest_id, first, last = latest[0]
+            columns = {r[0] for r in con.execute("DESCRIBE backtest_metrics").fetchall()}
+            wanted = ", ".join(q(c) for c in BACKTEST_COLUMNS if c in columns) or "*"
+            pooled = "AND as_of IS NULL" if "as_of" in columns else ""
+            frame = con.execute(f"SELECT {wanted} FROM backtest_metrics WHERE backtest_id = ? {pooled}",
+                                [backtest_id]).pl()
+            return _rounded(frame), f"{backtest_id}, as-of dates {first} to {last}, pooled"
+    for (table,) in con.execute("SELECT table_name FROM information_schema.tables "
+                                "WHERE table_name LIKE 'backtest%' ORDER BY table_name").fetchall():
         columns = [r[0] for r in con.execute(f"DESCRIBE {q(table)}").fetchall()]
         key = next((c for c in ("backtest_id", "run_id") if c in columns), None)
-        order = next((c for c in ("finished_at", "created_at", "started_at", "as_of", "seq") if c in columns), None)
+        order = next((c for c in ("seq", "finished_at", "created_at", "started_at", "as_of") if c in columns), None)
         if key and order:
             latest = con.execute(f"SELECT {q(key)} FROM {q(table)} ORDER BY {q(order)} DESC LIMIT 1").fetchall()
             if latest:
                 frame = con.execute(f"SELECT * FROM {q(table)} WHERE {q(key)} = ?", [latest[0][0]]).pl()
-                return frame, f"{table} {latest[0][0]}"
+                return _rounded(frame), f"{table} {latest[0][0]}"
     return None, None
 
 
-def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> ReportData:
-    """Everything the pack and the workbook show for one completed run."""
+def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None, writing: Path | None = None) -> ReportData:
+    """Everything the pack and the workbook show for one completed run. `writing` is the folder
+    the pack goes into (during a run, the staging folder holding the run's other outputs)."""
     run = run_row(con, run_id)
     manifest = json.loads(run.pop("manifest") or "{}")
     table = f"run_scores_{run['seq']:06d}"
@@ -286,7 +308,7 @@ def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> Repo
         rejects=_rejects(con, run["finished_at"]),
         unknown_codes=_unknown_codes(con, run["run_id"]),
         link=manifest.get("counts", {}).get("link", []),
-        fairness=_fairness(con, run["run_id"], output_dir),
+        fairness=_fairness(con, run["run_id"], [f for f in (writing, output_dir) if f is not None]),
         validity=validity,
         validity_source=validity_source,
     )

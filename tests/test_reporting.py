@@ -241,8 +241,12 @@ def test_model_probability_fairness_and_validity_are_shown_when_the_run_has_them
     seq = con.execute("SELECT seq FROM runs WHERE run_id = ?", [out.name]).fetchone()[0]
     con.execute(f"ALTER TABLE run_scores_{seq:06d} ADD COLUMN model_probability DOUBLE")
     con.execute(f"UPDATE run_scores_{seq:06d} SET model_probability = 0.8125")
-    con.execute("CREATE TABLE backtests (backtest_id VARCHAR, finished_at TIMESTAMP, metric VARCHAR, value DOUBLE)")
-    con.execute("INSERT INTO backtests VALUES ('B1', '2026-01-01', 'old', 0.1), ('B2', '2026-06-01', 'recall_top_200', 0.4375)")
+    con.execute("CREATE TABLE backtests (backtest_id VARCHAR, seq BIGINT, from_date DATE, to_date DATE)")
+    con.execute("INSERT INTO backtests VALUES ('B1', 1, '2024-01-01', '2025-01-01'), ('B2', 2, '2024-06-01', '2025-06-01')")
+    con.execute("CREATE TABLE backtest_metrics (backtest_id VARCHAR, rule_set VARCHAR, as_of DATE, scorer VARCHAR, "
+                "auc DOUBLE)")
+    con.execute("INSERT INTO backtest_metrics VALUES ('B1', 'old_rules', NULL, 'rules', 0.5), "
+                "('B2', 'default', NULL, 'rules', 0.71234), ('B2', 'default', '2024-06-01', 'per_date', 0.6)")
     con.close()
     (out / "fairness.csv").write_text("group,cohort_share,eligible_share,flag\n<b>W1</b>,0.5,0.4,over\n")
     result = runner.invoke(app, ["report", "--run", out.name, "--config", str(ws / "iom.toml"), "--out", str(tmp_path)])
@@ -250,7 +254,8 @@ def test_model_probability_fairness_and_validity_are_shown_when_the_run_has_them
     html = (tmp_path / "pack.html").read_text(encoding="utf-8")
     assert "Model probability (advisory" in html and "0.81" in html
     assert "&lt;b&gt;W1&lt;/b&gt;" in html and "Fairness figures: not available" not in html
-    assert "recall_top_200" in html and ">old<" not in html  # only the latest back-test
+    assert "B2, as-of dates 2024-06-01 to 2025-06-01" in html and "0.712" in html  # the latest, pooled
+    assert "old_rules" not in html and "per_date" not in html
     ranked = openpyxl.load_workbook(tmp_path / "pack.xlsx")["ranked"]
     header = [c.value for c in ranked[1]]
     assert ranked.cell(row=2, column=header.index("model_probability") + 1).value == 0.8125
