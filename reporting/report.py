@@ -51,7 +51,8 @@ def build_report(con: duckdb.DuckDBPyConnection, run_id: str | None, out_dir: Pa
     for path in (pack, workbook):
         path.chmod(0o600)
     lookup = pseudonymiser.write_lookup(lookup_path(config, data.run["run_id"])) if pseudonymiser else None
-    log.info("pack and workbook of run %s: %d proposed people", data.run["run_id"], data.members.height)
+    log.info("pack and workbook of run %s: %d proposed people in %.1f s", data.run["run_id"], data.members.height,
+             time.perf_counter() - started)
     return ReportPaths(data.run["run_id"], pack, workbook, lookup, data.members.height, timings)
 
 
