@@ -364,6 +364,8 @@ def _print_run(result) -> None:
     out.print(f"Outputs: {result.output_dir}")
     for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "manifest.json"):
         out.print(f"  {result.output_dir / name}")
+    out.print(f"Panel pack (open in a browser, works offline): {result.output_dir / 'pack.html'}")
+    out.print(f"Panel workbook (decisions sheet): {result.output_dir / 'pack.xlsx'}")
 
 
 @app.command()
@@ -387,6 +389,32 @@ def run(
     with _progress() as progress:
         result = _locked_call(cfg, "run", lambda: monthly_run(progress), wait=wait)
     _print_run(result)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str | None, typer.Option("--run", help="Run id; default the latest completed run.")] = None,
+    config: ConfigOption = Path("iom.toml"),
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder to write into; default the run's output folder.")] = None,
+    pseudonymise: Annotated[bool | None, typer.Option("--pseudonymise/--no-pseudonymise",
+                                                      help="Override [workspace].pseudonymise for this pack.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """Regenerate a run's panel pack (pack.html) and workbook (pack.xlsx) from the warehouse alone."""
+    from pipeline.config import load_config
+
+    def regenerate():
+        from reporting.report import report_run
+
+        return report_run(cfg, run_id, out_dir, pseudonymise)
+
+    cfg = _call(lambda: load_config(config))
+    paths = _locked_call(cfg, "report", regenerate, shared=True, wait=wait)
+    out.print(f"Run {paths.run_id}: {paths.members:,} proposed people")
+    out.print(f"Panel pack (open in a browser, works offline): {paths.pack}")
+    out.print(f"Panel workbook (decisions sheet): {paths.workbook}")
+    if paths.lookup:
+        out.print(f"Pseudonym lookup (keep it; do not send it): {paths.lookup}")
 
 
 @app.command()

@@ -73,6 +73,9 @@ class WorkspaceConfig(_Strict):
     period: Literal["month_start", "today"] = "month_start"
     max_rejected_percent: float | None = Field(default=None, ge=0, le=100)
     encryption_key_env: str | None = None
+    # Packs sent by email: names and identifiers replaced by keyed pseudonyms in every output.
+    pseudonymise: bool = False
+    pseudonym_key_env: str = "IOM_PSEUDONYM_KEY"
 
 
 class Config(_Strict):
@@ -192,6 +195,11 @@ period = "month_start"
 # max_rejected_percent = 5.0
 # Encrypt the warehouse at rest: name an environment variable that holds the key.
 # encryption_key_env = "IOM_WAREHOUSE_KEY"
+# Pseudonymised outputs (packs sent by email): names and identifiers replaced by keyed HMAC
+# pseudonyms in every output; the key is read from the named environment variable and the
+# analyst's lookup is written to OUTPUTS/pseudonyms/RUN_ID.csv (owner-only).
+# pseudonymise = true
+# pseudonym_key_env = "IOM_PSEUDONYM_KEY"
 """
 
 _EXTRACT = """\

@@ -35,6 +35,10 @@ from pipeline.runs import RulesUsed, RunCounts, RunInput, RunManifest, get_run, 
 from pipeline.schema import scores_table
 from pipeline.warehouse import connect, q, run_sql, transaction
 from pipeline.workspace import IngestReport, ingest_workspace
+from reporting.pseudonyms import for_config
+from reporting.report import PACK, WORKBOOK, build_report
+from reporting.safe_cells import write_safe_csv
+from reporting.tables import store_run_extras
 from rules.schema import RuleSet, load_rules
 from rules.score import EligibilityReason, score
 from rules.select import SelectionStats, select_cohorts
@@ -208,26 +212,46 @@ def _csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: RunManifest) -> None:
-    """Write into a temporary sibling folder, then rename: a killed run leaves no half folder."""
+def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: RunManifest, report=None) -> None:
+    """Write into a temporary sibling folder, then rename: a killed run leaves no half folder.
+
+    Every CSV goes through the one formula-injection rule (`reporting.safe_cells`); with
+    `pseudonymise` on, identifiers are replaced in every file. `report(staging, pseudonymiser)`
+    writes the pack and the workbook into the same folder before the rename."""
+    pseudonymiser = for_config(report.config) if report is not None else None
+    hide = pseudonymiser.frame if pseudonymiser is not None else (lambda frame: frame)
     staging = target.parent / f".tmp-{target.name}-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True, mode=0o700)
-    ranked = scored.ranked
-    _csv_frame(ranked).write_csv(staging / "scores.csv")
+    ranked = hide(scored.ranked)
+    write_safe_csv(_csv_frame(ranked), staging / "scores.csv")
     ranked.write_parquet(staging / "scores.parquet", statistics=False)
     cohort = ranked.filter(pl.col("priority") | pl.col("super_prolific"))
-    _csv_frame(cohort).write_csv(staging / "cohort.csv")
-    moves.write_csv(staging / "movement.csv")
-    _csv_frame(scored.release_watch).write_csv(staging / "release_watch.csv")
-    scored.unknown_codes.write_csv(staging / "unknown_offence_codes.csv")
+    write_safe_csv(_csv_frame(cohort), staging / "cohort.csv")
+    write_safe_csv(hide(moves), staging / "movement.csv")
+    write_safe_csv(_csv_frame(hide(scored.release_watch)), staging / "release_watch.csv")
+    write_safe_csv(scored.unknown_codes, staging / "unknown_offence_codes.csv")
     (staging / "manifest.json").write_text(manifest.to_json(indent=2) + "\n")
+    if report is not None:
+        report(staging, pseudonymiser)
     for path in staging.iterdir():
         path.chmod(0o600)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
+
+
+@dataclass
+class _PackHook:
+    """Writes pack.html and pack.xlsx into the staging folder from the run's own transaction."""
+
+    con: duckdb.DuckDBPyConnection
+    run_id: str
+    config: Config
+
+    def __call__(self, staging: Path, pseudonymiser) -> None:
+        build_report(self.con, self.run_id, staging, self.config, pseudonymiser)
 
 
 def _clean_stale_staging(outputs: Path) -> None:
@@ -261,6 +285,7 @@ def run_period(config: Config, as_of: date | None = None, force: bool = False, p
 def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult:
     started_at = datetime.now(UTC).replace(tzinfo=None)
     timings: dict[str, float] = {}
+    for_config(config)  # a pseudonymised run without its key fails here, before any work
     con = connect(config)
     try:
         done = run_sql(
@@ -361,11 +386,12 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
                     "INSERT INTO movement SELECT ?, cohort, person_key, status, reason, previous_run_id FROM moves_frame",
                     [run_id])
             con.unregister("moves_frame")
+            store_run_extras(con, run_id, scored.release_watch, scored.unknown_codes)
             timings["store_s"] = round(time.perf_counter() - step, 3)
             manifest.timings = timings
             manifest.finished_at = datetime.now(UTC).replace(tzinfo=None)
-            _clean_stale_staging(config.outputs_path)
-            write_outputs(output_dir, scored, moves, manifest)
+            manifest.report = {"pack": PACK, "workbook": WORKBOOK, "pseudonymised": config.workspace.pseudonymise}
+            # The run's row first: the pack is built from the warehouse (this transaction) alone.
             run_sql(
                 con, "run: record completed run",
                 "INSERT INTO runs (run_id, seq, as_of, status, started_at, finished_at, rules_name, rules_version, "
@@ -374,6 +400,8 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
                  scored.rules.version, scored.rules.sha256, manifest.code_version, str(output_dir),
                  manifest.to_json()],
             )
+            _clean_stale_staging(config.outputs_path)
+            write_outputs(output_dir, scored, moves, manifest, _PackHook(con, run_id, config))
     finally:
         con.close()
     log.info("run %s completed: %d assessed", run_id, scored.ranked.height)

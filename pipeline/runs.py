@@ -85,6 +85,7 @@ class RunManifest:
     output_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     finished_at: datetime | None = None
+    report: dict | None = None  # the pack's and workbook's file names, and whether pseudonymised
 
     def to_dict(self) -> dict:
         """The manifest as JSON-ready values; a failed run has `failure` and none of the outputs' fields."""
@@ -105,6 +106,8 @@ class RunManifest:
         )
         if self.finished_at is not None:
             manifest.update(timings=self.timings, finished_at=self.finished_at.isoformat(timespec="seconds"))
+        if self.report is not None:
+            manifest["report"] = self.report
         return manifest
 
     def to_json(self, indent: int | None = None, sort_keys: bool = True) -> str:

@@ -30,7 +30,7 @@ from pipeline.errors import WarehouseError
 
 # Version 1: meta, loads, rejects, rejected_rows and src_* (the run tables made by the first run).
 # Version 2: the run tables always present, and applied migrations recorded in schema_migrations.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 VERSION_KEY = "schema_version"
 
 
@@ -78,6 +78,17 @@ RUN_DDL = [
 ]
 
 
+# What a run showed besides its scores, kept so that `iom report` rebuilds the pack from the warehouse.
+RUN_EXTRAS_DDL = [
+    """CREATE TABLE IF NOT EXISTS run_release_watch (
+        run_id VARCHAR NOT NULL, person_key VARCHAR NOT NULL, area VARCHAR, custody_type_at_d VARCHAR,
+        expected_release_date DATE, days_until_release BIGINT, score BIGINT, score_if_released BIGINT,
+        reasons_if_released VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS run_unknown_codes (run_id VARCHAR NOT NULL, code VARCHAR, count BIGINT)""",
+]
+PER_RUN_TABLES = ("cohort_members", "movement", "run_release_watch", "run_unknown_codes")  # purged with the run
+
+
 def src_ddl(extract: Extract) -> str:
     cols = ", ".join(f"{q(c.name)} {c.kind.sql_type}" for c in extract.columns)
     return f"CREATE TABLE IF NOT EXISTS {q(src_table(extract))} (_load_id VARCHAR NOT NULL, _line BIGINT, {cols})"
@@ -91,6 +102,7 @@ def table_ddl() -> list[tuple[str, str]]:
         *((f"table {ddl.split()[5]}", ddl) for ddl in LOAD_DDL),
         *((f"table {src_table(e)}", src_ddl(e)) for e in EXTRACTS.values()),
         *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_EXTRAS_DDL),
     ]
 
 
@@ -112,6 +124,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     # Version 1 made the run tables at the first run; a warehouse that never ran had none.
     Migration("0002_run_tables_and_migration_log", "1", "2", (MIGRATIONS_DDL, *RUN_DDL)),
+    Migration("0003_run_release_watch_and_unknown_codes", "2", "3", tuple(RUN_EXTRAS_DDL)),
 )
 
 

@@ -67,6 +67,7 @@ def commands(config) -> dict[str, list[str]]:
         "rejects": ["rejects", *c],
         "runs": ["runs", *c],
         "runs show": ["runs", "show", "R0001-2026-11-01", *c],
+        "report": ["report", *c],
     }
 
 
@@ -89,7 +90,7 @@ def test_every_command_started_during_a_run_exits_6_naming_the_run(done_workspac
 def test_readers_share_the_workspace_and_a_writer_is_told_it_is_being_read(done_workspace):
     holder = hold(done_workspace, shared=True)
     try:
-        for name in ("explain", "rejects", "runs", "runs show"):
+        for name in ("explain", "rejects", "runs", "runs show", "report"):
             result = runner.invoke(app, commands(done_workspace)[name])
             assert result.exit_code == 0, (name, result.output)
         result = runner.invoke(app, commands(done_workspace)["ingest"])

@@ -37,6 +37,7 @@ def manifest(status: str) -> RunManifest:
     m.counts.assessed, m.counts.stats, m.counts.movement = 9, {"eligible": 8}, {"priority_new": 3}
     m.counts.release_watch, m.counts.unknown_offence_codes = 0, 1
     m.timings, m.finished_at = {"store_s": 0.1}, datetime(2026, 11, 2, 6, 31, 5)
+    m.report = {"pack": "pack.html", "workbook": "pack.xlsx", "pseudonymised": False}
     return m
 
 
