@@ -16,7 +16,7 @@ from pathlib import Path
 
 import corpus
 import pytest
-from conftest import make_workspace
+from builders import write_workspace
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -85,7 +85,7 @@ def load_count(config: Config) -> int:
 
 def set_extract_option(config: Config, name: str, line: str) -> Config:
     """Add `line` (e.g. 'header_row = 2') to [extracts.NAME] of iom.toml and reload it.
-    (`render_config`, used by `make_workspace`, writes header_row and sheet only as comments.)"""
+    (`render_config`, used by `write_workspace`, writes header_row and sheet only as comments.)"""
     text = config.path.read_text(encoding="utf-8")
     section = f"[extracts.{name}]\n"
     assert section in text
@@ -201,7 +201,7 @@ def test_cp1252_file_configured_utf8_stops_naming_file_line_and_encoding_to_set(
 
 
 def test_subprocess_wrong_encoding_exits_4_and_leaves_the_warehouse_empty(tmp_path):
-    config = make_workspace(tmp_path)
+    config = write_workspace(tmp_path)
     corpus.cp1252_names(extract_path(config, "police_nominals"))
     result = iom_subprocess("ingest", "--config", str(config.path), cwd=tmp_path)
     assert result.returncode == 4, result.stderr
@@ -345,7 +345,7 @@ def test_excel_title_row_without_header_row_says_which_row_to_set(workspace):
 
 
 def test_subprocess_excel_title_row_exits_4_with_the_header_row_hint(tmp_path):
-    config = make_workspace(tmp_path, overrides={"probation_events": {"file": "extracts/events.xlsx",
+    config = write_workspace(tmp_path, overrides={"probation_events": {"file": "extracts/events.xlsx",
                                                                       "format": "xlsx"}})
     corpus.excel_with_title_row(tmp_path / "extracts" / "events.xlsx")
     result = iom_subprocess("ingest", "--config", str(config.path), cwd=tmp_path)
@@ -456,7 +456,7 @@ def test_binary_garbage_named_csv_exits_4_saying_it_is_not_csv(workspace):
 
 
 def test_subprocess_binary_garbage_exits_4(tmp_path):
-    config = make_workspace(tmp_path)
+    config = write_workspace(tmp_path)
     corpus.binary_garbage(extract_path(config, "police_offences"))
     result = iom_subprocess("ingest", "--config", str(config.path), cwd=tmp_path)
     assert result.returncode == 4, result.stderr
@@ -531,7 +531,7 @@ def test_any_bytes_load_with_rows_accounted_for_or_fail_as_an_input_file_error(t
 
 def test_a_column_level_check_failure_stops_the_batch_naming_file_and_column(workspace, monkeypatch):
     import pandera.polars as pa
-    from conftest import example_row
+    from builders import example_row
 
     import pipeline.ingest as ingest_module
     from pipeline.validate import build_schema

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import example_row, write_csv
+from builders import example_row, write_csv
 from typer.testing import CliRunner
 
 from cli import app
@@ -98,11 +98,11 @@ def test_exit_code_table_is_in_the_readme():
 
 
 def test_rejects_command_lists_each_failure_with_file_line_and_column(tmp_path):
-    from conftest import make_workspace
+    from builders import write_workspace
 
     from pipeline.ingest import ingest
 
-    config = make_workspace(tmp_path, {"police_offences": [
+    config = write_workspace(tmp_path, {"police_offences": [
         example_row("police_offences"), example_row("police_offences", offence_id="CR2", outcome="arrested")]})
     ingest(config)
     target = tmp_path / "rejects.csv"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from featurekit import (
-    EXTRACT_DATE,
+from builders import (
+    LATE_EXTRACT_DATE,
     build_warehouse,
     case,
     event,
@@ -290,7 +290,7 @@ def test_months_before_clamps_to_month_end(day, months, expected):
 # --- point in time: rows dated after D never change features at D ------------------------
 
 D_PROP = date(2026, 6, 30)
-LAST_DAY = EXTRACT_DATE  # no extract date may be later (planned dates aside)
+LAST_DAY = LATE_EXTRACT_DATE  # no extract date may be later (planned dates aside)
 BASE_PEOPLE = {
     "nominals": [
         nominal("N1", pnc_id=pnc(11, 1001), date_of_birth=date(1992, 3, 4)),

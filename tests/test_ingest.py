@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import example_row, make_workspace, write_csv
+from builders import example_row, write_csv, write_workspace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -187,7 +187,7 @@ CORRUPTIONS = {
 def test_read_equals_loaded_plus_rejected_and_every_reject_has_a_reason(tmp_path_factory, changes):
     root = tmp_path_factory.mktemp("prop")
     rows = [offence(i + 1, **change) for i, change in enumerate(changes)]
-    config = make_workspace(root, {"police_offences": rows})
+    config = write_workspace(root, {"police_offences": rows})
     result = {r.source: r for r in ingest(config)}["police_offences"]
     assert result.rows_read == len(rows)
     assert result.rows_read == result.rows_loaded + result.rows_rejected

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 import pytest
-from featurekit import build_warehouse, nominal, offence
+from builders import build_warehouse, nominal, offence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -9,7 +9,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from conftest import example_row, write_csv
+from builders import example_row, write_csv
 
 from pipeline.contract import EXTRACTS
 from pipeline.ingest import ingest

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import example_row
+from builders import example_row
 from typer.testing import CliRunner
 
 from cli import app, hoist_global_options

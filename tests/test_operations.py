@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import example_row
+from builders import example_row
 from typer.testing import CliRunner
 
 from cli import app
@@ -71,9 +71,9 @@ def test_encrypted_warehouse_refuses_without_the_right_key(tmp_path, monkeypatch
 
 
 def test_cli_creates_warehouse_and_folders_owner_only(tmp_path):
-    from conftest import make_workspace
+    from builders import write_workspace
 
-    make_workspace(tmp_path / "ws", {"police_nominals": [example_row("police_nominals")]})
+    write_workspace(tmp_path / "ws", {"police_nominals": [example_row("police_nominals")]})
     result = subprocess.run([sys.executable, "-m", "cli", "ingest", "--config", str(tmp_path / "ws" / "iom.toml")],
                             cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
                             capture_output=True, text=True, timeout=120)

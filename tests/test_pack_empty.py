@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import openpyxl
-from conftest import example_row
+from builders import example_row
 
 from pipeline.run import run_period
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from featurekit import feature_frame, feature_row
+from builders import feature_frame, feature_row
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal

@@ -7,7 +7,7 @@ import json
 
 import duckdb
 import pytest
-from conftest import make_workspace
+from builders import write_workspace
 from typer.testing import CliRunner
 
 from cli import app
@@ -62,7 +62,7 @@ def rows(path, sql):
 
 @pytest.mark.parametrize("ran", [False, True])
 def test_a_version_1_warehouse_is_upgraded_in_place_and_keeps_its_data(tmp_path, ran):
-    config = make_workspace(tmp_path)
+    config = write_workspace(tmp_path)
     write_v1_warehouse(config.warehouse_path, ran=ran)
 
     con = connect(config)
@@ -97,7 +97,7 @@ def test_a_new_warehouse_starts_at_the_current_version_with_every_migration_reco
 
 
 def test_a_warehouse_with_a_newer_schema_is_refused_for_reading_and_writing(tmp_path):
-    config = make_workspace(tmp_path)
+    config = write_workspace(tmp_path)
     connect(config).close()
     newer = str(int(SCHEMA_VERSION) + 1)
     con = duckdb.connect(str(config.warehouse_path))
@@ -124,7 +124,7 @@ def test_run_sql_names_the_failing_step_on_the_duckdb_error():
 
 
 def test_an_internal_error_log_names_the_failing_step(tmp_path, monkeypatch):
-    config = make_workspace(tmp_path)
+    config = write_workspace(tmp_path)
     connect(config).close()
 
     def broken(cfg):

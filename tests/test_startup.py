@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_workspace
+from builders import write_workspace
 
 from pipeline.warehouse import connect
 
@@ -39,7 +39,7 @@ def loaded_after(*args: str) -> dict:
 
 @pytest.fixture
 def config_path(tmp_path) -> str:
-    config = make_workspace(tmp_path)
+    config = write_workspace(tmp_path)
     connect(config).close()
     return str(config.path)
 

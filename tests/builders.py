@@ -1,28 +1,40 @@
-"""Test helpers for features, OGRS3 and rules: tiny warehouses written into a folder.
+"""The one workspace builder for the tests: tiny extracts written into a folder.
 
-Each builder writes the five extracts as canonical CSVs (header only when no rows are given),
-renders an iom.toml, ingests and links, and returns an open DuckDB connection. Rows are dicts
-of canonical column names; values may be dates, numbers or strings.
+`write_workspace` writes the five extracts as canonical CSVs (header only where no rows are
+given) and a rendered iom.toml, and returns the loaded Config. `build_warehouse` does that, then
+ingests and links, and returns an open warehouse connection. Rows are dicts of canonical column
+names; values may be dates, numbers, booleans or strings. The row helpers (`nominal`,
+`offence`, `case`, `event`, `spell`, `example_row`) give a valid row with overrides.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from pipeline.config import load_config, render_config
+from pipeline.config import Config, load_config, render_config
 from pipeline.contract import EXTRACTS
 from pipeline.identifiers import pnc_check_letter
-from pipeline.ingest import ingest
-from pipeline.link import link_identities
-from pipeline.warehouse import connect
 
-EXTRACT_DATE = date(2027, 6, 30)  # late enough for every "after D" row the tests add
+REPO = Path(__file__).resolve().parents[1]
+EXTRACT_DATE = date(2026, 11, 1)
+# Late enough for every "after D" row the feature tests add.
+LATE_EXTRACT_DATE = date(2027, 6, 30)
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def example_row(name: str, **overrides) -> dict[str, str]:
+    """The contract's example row of an extract (valid by construction), with overrides."""
+    row = {c.name: c.example for c in EXTRACTS[name].columns}
+    row.update(overrides)
+    return row
 
 
 def pnc(year: int, serial: int) -> str:
@@ -73,6 +85,9 @@ def spell(sid: str, nomis: str, reception: date, **overrides) -> dict:
     return row
 
 
+# --- files -----------------------------------------------------------------------------------
+
+
 def _text(value) -> str:
     if value is None:
         return ""
@@ -83,18 +98,44 @@ def _text(value) -> str:
     return str(value)
 
 
-def write_extract(path: Path, name: str, rows: Iterable[dict]) -> Path:
-    columns = EXTRACTS[name].column_names
+def write_csv(path: Path, columns: list[str], rows: Iterable[Mapping], delimiter: str = ",",
+              encoding: str = "utf-8") -> Path:
+    """Rows as a CSV with these columns, in this order; keys not among the columns are left out."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
+    with path.open("w", newline="", encoding=encoding) as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, delimiter=delimiter, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            unknown = set(row) - set(columns)
-            if unknown:
-                raise KeyError(f"{name}: not contract columns: {sorted(unknown)}")
             writer.writerow({c: _text(row.get(c)) for c in columns})
     return path
+
+
+def write_extract(path: Path, name: str, rows: Iterable[Mapping]) -> Path:
+    """An extract's rows as a canonical CSV; a key that is not a contract column is a test bug."""
+    columns = EXTRACTS[name].column_names
+    rows = list(rows)
+    for row in rows:
+        unknown = set(row) - set(columns)
+        if unknown:
+            raise KeyError(f"{name}: not contract columns: {sorted(unknown)}")
+    return write_csv(path, columns, rows)
+
+
+def write_workspace(root: Path, rows: Mapping[str, Iterable[Mapping]] | None = None,
+                    overrides: Mapping[str, dict] | None = None, extract_date: date = EXTRACT_DATE) -> Config:
+    """All five extracts as canonical CSVs in ROOT/extracts (header only unless rows are given), and
+    an iom.toml whose [extracts.NAME] sections take `overrides[NAME]`; return the loaded config."""
+    rows = rows or {}
+    overrides = overrides or {}
+    root.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for name in EXTRACTS:
+        write_extract(root / "extracts" / f"{name}.csv", name, rows.get(name, ()))
+        spec = {"name": name, "file": f"extracts/{name}.csv", "extract_date": extract_date}
+        spec.update(overrides.get(name, {}))
+        specs.append(spec)
+    (root / "iom.toml").write_text(render_config(specs), encoding="utf-8")
+    return load_config(root / "iom.toml")
 
 
 def build_warehouse(
@@ -105,24 +146,21 @@ def build_warehouse(
     cases: Iterable[dict] = (),
     events: Iterable[dict] = (),
     custody: Iterable[dict] = (),
-    extract_date: date = EXTRACT_DATE,
+    extract_date: date = LATE_EXTRACT_DATE,
     expect_no_rejects: bool = True,
 ) -> duckdb.DuckDBPyConnection:
-    """Ingest and link the given rows in ROOT; return the open warehouse connection."""
-    root.mkdir(parents=True, exist_ok=True)
-    rows = {
+    """`write_workspace` with these rows, then ingest and link; return the open warehouse connection."""
+    from pipeline.ingest import ingest
+    from pipeline.link import link_identities
+    from pipeline.warehouse import connect
+
+    config = write_workspace(root, {
         "police_nominals": nominals,
         "police_offences": offences,
         "probation_cases": cases,
         "probation_events": events,
         "prison_custody": custody,
-    }
-    specs = []
-    for name in EXTRACTS:
-        write_extract(root / "extracts" / f"{name}.csv", name, rows[name])
-        specs.append({"name": name, "file": f"extracts/{name}.csv", "extract_date": extract_date})
-    (root / "iom.toml").write_text(render_config(specs), encoding="utf-8")
-    config = load_config(root / "iom.toml")
+    }, extract_date=extract_date)
     con = connect(config)
     ingest(config, con=con)
     if expect_no_rejects:
@@ -130,6 +168,9 @@ def build_warehouse(
         assert not rejects, f"test data was rejected: {rejects}"
     link_identities(con)
     return con
+
+
+# --- reading back ------------------------------------------------------------------------------
 
 
 def person_key(con: duckdb.DuckDBPyConnection, source: str, source_id: str) -> str:
@@ -147,6 +188,7 @@ def row_of(frame: pl.DataFrame, key: str) -> dict:
 
 
 # --- hand-made feature frames for scoring tests ----------------------------------------------
+
 
 def feature_row(**overrides) -> dict:
     """One person's features with neutral defaults (no offending, no custody, no supervision)."""
