@@ -142,6 +142,7 @@ def _steps() -> dict[str, str]:
             CREATE OR REPLACE TABLE case_facts AS
             SELECT i.person_number, c.supervision_type, c.supervision_start, c.supervision_end,
                    {assessed_from} AS assessed_from, c.area, c.ogrs3_2yr, c.rosh, c.mappa_level,
+                   c.previous_sanctions, c.first_sanction_date,
                    {day_number_sql('c.supervision_start')} * {2 ** 32} + CAST(hash(c.crn) % {2 ** 32} AS BIGINT)
                        AS period_order,
                    {day_number_sql(assessed_from)} * {2 ** 41} + {day_number_sql('c.supervision_start')} * {2 ** 22}
