@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from evaluation.fairness import fairness_summary, run_fairness_at
 from features.build import IDENTIFIER_COLUMNS, compute_features, unknown_offence_codes
 from features.reference import load_offence_reference
 from pipeline.config import Config
@@ -210,7 +211,8 @@ def _csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: dict) -> None:
+def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: dict,
+                  fairness: pl.DataFrame | None = None) -> None:
     """Write into a temporary sibling folder, then rename: a killed run leaves no half folder."""
     staging = target.parent / f".tmp-{target.name}-{os.getpid()}"
     if staging.exists():
@@ -224,6 +226,8 @@ def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: d
     moves.write_csv(staging / "movement.csv")
     _csv_frame(scored.release_watch).write_csv(staging / "release_watch.csv")
     scored.unknown_codes.write_csv(staging / "unknown_offence_codes.csv")
+    if fairness is not None:
+        _csv_frame(fairness).write_csv(staging / "fairness.csv")
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str, sort_keys=True) + "\n")
     for path in staging.iterdir():
         path.chmod(0o600)
@@ -332,6 +336,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             if previous_id else None
         )
         moves = movement(scored.ranked, previous_members, previous_id)
+        fairness = run_fairness_at(con, scored.ranked)  # monitoring only: nothing above reads it
         stats = scored.stats
         output_dir = config.outputs_path / run_id
         manifest.update(
@@ -348,6 +353,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             release_watch=scored.release_watch.height,
             unknown_offence_codes=int(scored.unknown_codes.height),
         )
+        manifest["fairness"] = fairness_summary(fairness)
         step = time.perf_counter()
         with transaction(con):
             table = q(scores_table(seq))
@@ -372,7 +378,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             manifest["timings"] = timings
             manifest["finished_at"] = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
             _clean_stale_staging(config.outputs_path)
-            write_outputs(output_dir, scored, moves, manifest)
+            write_outputs(output_dir, scored, moves, manifest, fairness)
             con.execute(
                 "INSERT INTO runs (run_id, seq, as_of, status, started_at, finished_at, rules_name, rules_version, "
                 "rules_sha256, code_version, output_dir, manifest) VALUES (?, ?, ?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?)",
