@@ -199,13 +199,14 @@ def _selected_by(frame: pl.DataFrame, name: str) -> pl.Series:
     baseline's score (ties in person order)."""
     area = pl.col("area").fill_null("(no area)")
     quota = pl.col("priority").sum().over(area)
-    rank = pl.struct(-pl.col(name), pl.col("person_key")).rank("ordinal").over(area)
+    # the frame is in person order, and an ordinal rank breaks ties by position
+    rank = pl.col(name).rank("ordinal", descending=True).over(area)
     return frame.select((rank <= quota).alias("s")).to_series()
 
 
 def _evaluate(frame: pl.DataFrame, scorers: dict[str, pl.Expr], bootstrap: bool) -> dict[str, dict]:
     """Metrics of every scorer on one evaluated population."""
-    scored = frame.with_columns(**{f"_s_{n}": e for n, e in scorers.items()})
+    scored = frame.sort("person_number").with_columns(**{f"_s_{n}": e for n, e in scorers.items()})
     arrays = {c: scored.get_column(c).to_numpy() for c in ("offences", "neighbourhood", "violent")}
     y = scored.get_column("any_offence").to_numpy().astype(np.int8)
     results = {}
@@ -224,8 +225,8 @@ def _evaluate(frame: pl.DataFrame, scorers: dict[str, pl.Expr], bootstrap: bool)
 
 def backtest_frames(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet], reference: pl.DataFrame,
                     dates: Sequence[date], horizon_days: int, last_covered: date) -> dict[str, pl.DataFrame]:
-    """Per rule set, the evaluated people of every date (one row per person and date) with
-    their scores, selection and outcomes. Features are computed once per date and feature
+    """Per rule set, the eligible people of every date (one row per person and date) with
+    their scores, selection and outcomes; those with a complete window are `at_risk`. Features are computed once per date and feature
     settings; outcomes once per date."""
     people = con.execute("SELECT person_key, person_number FROM people").pl()
     primary = rule_sets[0]
@@ -245,8 +246,12 @@ def backtest_frames(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet]
             if outcomes is None:
                 outcomes = window_outcomes(con, ranked.select("person_number"), as_of, horizon_days, last_covered,
                                            primary.counted_outcomes, codes)
-            evaluated = (ranked.filter(pl.col("eligible")).join(outcomes, on="person_number", how="inner")
-                         .filter(pl.col("at_risk")).with_columns(pl.lit(as_of).alias("as_of")))
+            keep = ["person_key", "person_number", "age", "area", "priority", "score",
+                    *[f"points_{c}" for c in rules.component_names], "ogrs3_2yr", "offences_12m", "sanctions_total",
+                    "copas_rate"]  # only what the metrics read: a year of dates is many rows
+            evaluated = (ranked.filter(pl.col("eligible")).select(keep)
+                         .join(outcomes, on="person_number", how="inner")
+                         .with_columns(pl.lit(as_of).alias("as_of")))
             frames[rules.name].append(evaluated)
         log.info("back-test at %s: %.1f s", as_of.isoformat(), time.perf_counter() - started)
     return {name: pl.concat(parts, how="diagonal_relaxed") for name, parts in frames.items()}
@@ -267,7 +272,7 @@ def summarise(frames: dict[str, pl.DataFrame], rule_sets: Sequence[RuleSet], dat
     """(metrics, bands, curves, fairness) from the evaluated frames."""
     metric_rows, band_frames, curve_frames, fairness_frames = [], [], [], []
     for rules in rule_sets:
-        frame = frames[rules.name]
+        frame = frames[rules.name].filter(pl.col("at_risk"))
         scorers = _scorers(rules)
         header = {"rule_set": rules.name, "rules_version": rules.version, "rules_sha256": rules.sha256}
         for scorer, values in _evaluate(frame, scorers, bootstrap=True).items():  # pooled over the dates
@@ -313,10 +318,25 @@ def run_backtest(config: Config, start: date | None = None, end: date | None = N
             frames = backtest_frames(con, rule_sets, reference, dates, horizon_days, last_covered)
             frames = {name: with_groups(con, frame) for name, frame in frames.items()}
             metrics, bands, curves, fairness = summarise(frames, rule_sets, dates)
-            return _store(con, config, rule_sets, dates, every, horizon_days, last_covered, metrics, bands, curves,
-                          fairness, out_dir)
+            result = _store(con, config, rule_sets, dates, every, horizon_days, last_covered, metrics, bands,
+                            curves, fairness, out_dir, {name: population(f) for name, f in frames.items()})
+            return result
         finally:
             con.close()
+
+
+def population(frame: pl.DataFrame) -> dict:
+    """Who was evaluated, pooled over the dates (person-dates): the eligible, those with a
+    complete window, those followed from their release, those left out, custody in the window."""
+    at_risk = frame.filter(pl.col("at_risk"))
+    return {
+        "eligible": frame.height,
+        "evaluated": at_risk.height,
+        "evaluated_from_release": int(at_risk.get_column("in_custody_at_d").sum()),
+        "left_out_no_complete_window": frame.height - at_risk.height,
+        "with_custody_in_window": int((at_risk.get_column("days_in_custody") > 0).sum()),
+        "mean_days_in_custody": round(float(at_risk.get_column("days_in_custody").mean() or 0), 2),
+    }
 
 
 def _summary(metrics: pl.DataFrame, fairness: pl.DataFrame, rule_sets: Sequence[RuleSet]) -> dict:
@@ -339,7 +359,7 @@ def _csv(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _store(con, config: Config, rule_sets, dates, every, horizon_days, last_covered, metrics, bands, curves,
-           fairness, out_dir: Path | None) -> BacktestResult:
+           fairness, out_dir: Path | None, populations: dict) -> BacktestResult:
     ensure_backtest_tables(con)
     seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM backtests").fetchone()[0]
     backtest_id = f"B{seq:04d}-{dates[-1].isoformat()}"
@@ -349,6 +369,8 @@ def _store(con, config: Config, rule_sets, dates, every, horizon_days, last_cove
         "horizon_days": horizon_days, "last_covered": last_covered.isoformat(),
         "rule_sets": _summary(metrics, fairness, rule_sets),
     }
+    for name, counts in populations.items():
+        summary["rule_sets"][name]["population"] = counts
     staging = target.parent / f".tmp-{target.name}-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)

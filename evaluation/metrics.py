@@ -1,6 +1,9 @@
 """Back-test metrics: how well a score ranks people by what they went on to do.
 
-- ROC AUC and average precision are scikit-learn's (`roc_auc_score`, `average_precision_score`);
+- ROC AUC and average precision are scikit-learn's (`roc_auc_score`, `average_precision_score`),
+  given one row per distinct score value and outcome, weighted by how many people it stands
+  for: the same values as one row per person (both merge tied scores into one threshold; the
+  tests check it), at the cost of the distinct values, not of millions of people;
   the AUC's confidence interval is a Poisson bootstrap (each person weighted by a Poisson(1)
   draw per resample, `BOOTSTRAP_RESAMPLES` resamples, fixed seed), drawn per distinct score
   value (see `bootstrap_auc_ci`), so it costs about as much as one AUC, not hundreds.
@@ -32,13 +35,39 @@ def _two_classes(y: np.ndarray) -> bool:
     return y.size > 0 and 0 < int(y.sum()) < y.size
 
 
-def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
-    """ROC AUC (scikit-learn); None when the outcome has one class only."""
-    return float(roc_auc_score(y, score)) if _two_classes(y) else None
+class ScoreGroups:
+    """A score's distinct values (sorted) and each person's value index: computed once per
+    score and population, shared by every outcome's metrics."""
+
+    def __init__(self, score: np.ndarray):
+        self.values, self.inverse = np.unique(score, return_inverse=True)
+
+    def counts(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positives and negatives per distinct value."""
+        positives = np.bincount(self.inverse, weights=y.astype(np.float64), minlength=self.values.size)
+        return positives, np.bincount(self.inverse, minlength=self.values.size).astype(np.float64) - positives
+
+    def weighted_rows(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(truth, score, weight): one row per distinct value and class present."""
+        positives, negatives = self.counts(y)
+        keep_p, keep_n = positives > 0, negatives > 0
+        truth = np.r_[np.ones(keep_p.sum()), np.zeros(keep_n.sum())]
+        return truth, np.r_[self.values[keep_p], self.values[keep_n]], np.r_[positives[keep_p], negatives[keep_n]]
 
 
-def average_precision(y: np.ndarray, score: np.ndarray) -> float | None:
-    return float(average_precision_score(y, score)) if _two_classes(y) else None
+def roc_auc(y: np.ndarray, score: np.ndarray, groups: ScoreGroups | None = None) -> float | None:
+    """ROC AUC (scikit-learn's, on the weighted distinct values); None with one class only."""
+    if not _two_classes(y):
+        return None
+    truth, values, weights = (groups or ScoreGroups(score)).weighted_rows(y)
+    return float(roc_auc_score(truth, values, sample_weight=weights))
+
+
+def average_precision(y: np.ndarray, score: np.ndarray, groups: ScoreGroups | None = None) -> float | None:
+    if not _two_classes(y):
+        return None
+    truth, values, weights = (groups or ScoreGroups(score)).weighted_rows(y)
+    return float(average_precision_score(truth, values, sample_weight=weights))
 
 
 def _auc_of_groups(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
@@ -47,13 +76,6 @@ def _auc_of_groups(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     below = np.cumsum(neg, axis=1) - neg
     with np.errstate(invalid="ignore", divide="ignore"):
         return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
-
-
-def _score_groups(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positives and negatives per distinct score value, in score order."""
-    _, inverse = np.unique(score, return_inverse=True)
-    positives = np.bincount(inverse, weights=y.astype(np.float64))
-    return positives, np.bincount(inverse).astype(np.float64) - positives
 
 
 def weighted_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -68,7 +90,8 @@ def weighted_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.nd
 
 
 def bootstrap_auc_ci(y: np.ndarray, score: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                     seed: int = BOOTSTRAP_SEED, level: float = CONFIDENCE) -> tuple[float | None, float | None]:
+                     seed: int = BOOTSTRAP_SEED, level: float = CONFIDENCE,
+                     groups: ScoreGroups | None = None) -> tuple[float | None, float | None]:
     """The percentile interval of the AUC over Poisson-bootstrap resamples (None, None if undefined).
 
     A sum of k independent Poisson(1) weights is Poisson(k), so each resample draws one weight
@@ -76,7 +99,7 @@ def bootstrap_auc_ci(y: np.ndarray, score: np.ndarray, resamples: int = BOOTSTRA
     distribution as weighting every person, at the cost of the distinct values only."""
     if not _two_classes(y):
         return None, None
-    positives, negatives = _score_groups(y, score)
+    positives, negatives = (groups or ScoreGroups(score)).counts(y)
     rng = np.random.default_rng(seed)
     chunk = max(1, min(resamples, 4_000_000 // positives.size))  # bounded memory at any size
     values = []
@@ -144,17 +167,18 @@ def score_metrics(y: np.ndarray, score: np.ndarray, selected: np.ndarray, offenc
                   neighbourhood: np.ndarray, violent: np.ndarray, neighbourhood_any: np.ndarray,
                   bootstrap: bool = True) -> dict:
     """Every metric of one score on one evaluated population (arrays aligned by person)."""
-    low, high = bootstrap_auc_ci(y, score) if bootstrap else (None, None)
+    groups = ScoreGroups(score)
+    low, high = bootstrap_auc_ci(y, score, groups=groups) if bootstrap else (None, None)
     return {
         "people": int(y.size),
         "reoffenders": int(y.sum()),
         "base_rate": float(y.mean()) if y.size else None,
-        "auc": roc_auc(y, score),
+        "auc": roc_auc(y, score, groups),
         "auc_low": low,
         "auc_high": high,
-        "average_precision": average_precision(y, score),
-        "auc_neighbourhood": roc_auc(neighbourhood_any, score),
-        "auc_violence": roc_auc(violent, score),
+        "average_precision": average_precision(y, score, groups),
+        "auc_neighbourhood": roc_auc(neighbourhood_any, score, groups),
+        "auc_violence": roc_auc(violent, score, groups),
         "cohort_size": int(selected.sum()),
         "precision_at_cohort": precision_at(y, selected),
         "capture_offences": capture(offences, selected),

@@ -65,6 +65,16 @@ def test_weighted_auc_with_unit_weights_is_scikit_learns(pairs):
         assert weighted_auc(y, s, np.ones(y.size))[0] == pytest.approx(roc_auc_score(y, s))
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 5)), min_size=2, max_size=80))
+def test_auc_and_ap_on_distinct_values_equal_scikit_learn_on_every_person(pairs):
+    y = np.array([p[0] for p in pairs])
+    s = np.array([p[1] for p in pairs], dtype=float) / 2
+    if 0 < y.sum() < y.size:
+        assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+        assert average_precision(y, s) == pytest.approx(average_precision_score(y, s))
+
+
 def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_people():
     rng = np.random.default_rng(1)
     s = rng.normal(size=4000)
