@@ -194,14 +194,16 @@ def _scorers(rules: RuleSet) -> dict[str, pl.Expr]:
     return scorers
 
 
-def _selected_by(frame: pl.DataFrame, name: str) -> pl.Series:
-    """A baseline's selection: in each area, as many as the rules selected there, by the
-    baseline's score (ties in person order)."""
-    area = pl.col("area").fill_null("(no area)")
-    quota = pl.col("priority").sum().over(area)
-    # the frame is in person order, and an ordinal rank breaks ties by position
-    rank = pl.col(name).rank("ordinal", descending=True).over(area)
-    return frame.select((rank <= quota).alias("s")).to_series()
+def _selected_by(score: np.ndarray, area_code: np.ndarray, quota: np.ndarray) -> np.ndarray:
+    """A baseline's selection: in each area, as many as the rules selected there (`quota`, per
+    area code), by the baseline's score; the arrays are in person order and the sort is
+    stable, so ties go to the lower person key."""
+    order = np.lexsort((-score, area_code))
+    ordered_area = area_code[order]
+    starts = np.searchsorted(ordered_area, ordered_area, side="left")  # first position of each area
+    chosen = np.zeros(score.size, dtype=bool)
+    chosen[order] = (np.arange(score.size) - starts) < quota[ordered_area]
+    return chosen
 
 
 def _evaluate(frame: pl.DataFrame, scorers: dict[str, pl.Expr], bootstrap: bool) -> dict[str, dict]:
@@ -209,11 +211,13 @@ def _evaluate(frame: pl.DataFrame, scorers: dict[str, pl.Expr], bootstrap: bool)
     scored = frame.sort("person_number").with_columns(**{f"_s_{n}": e for n, e in scorers.items()})
     arrays = {c: scored.get_column(c).to_numpy() for c in ("offences", "neighbourhood", "violent")}
     y = scored.get_column("any_offence").to_numpy().astype(np.int8)
+    priority = scored.get_column("priority").to_numpy().astype(bool)
+    area_code = scored.select(pl.col("area").fill_null("(no area)").rank("dense") - 1).to_series().to_numpy()
+    quota = np.bincount(area_code, weights=priority, minlength=int(area_code.max(initial=0)) + 1)
     results = {}
     for name in scorers:
         values = scored.get_column(f"_s_{name}").fill_null(0.0).to_numpy().astype(np.float64)
-        chosen = (scored.get_column("priority") if name == RULES_SCORER
-                  else _selected_by(scored, f"_s_{name}")).to_numpy().astype(bool)
+        chosen = priority if name == RULES_SCORER else _selected_by(values, area_code, quota)
         results[name] = score_metrics(y, values, chosen, arrays["offences"], arrays["neighbourhood"],
                                       (arrays["violent"] > 0).astype(np.int8),
                                       (arrays["neighbourhood"] > 0).astype(np.int8), bootstrap=bootstrap)
@@ -284,7 +288,7 @@ def summarise(frames: dict[str, pl.DataFrame], rule_sets: Sequence[RuleSet], dat
         band_frames.append(rate_by_band(frame).select(pl.lit(rules.name).alias("rule_set"), pl.all()))
         for scorer in (RULES_SCORER, "ogrs3", "offences_12m", "copas_rate"):
             per_date = [capture_curve(frame.filter(pl.col("as_of") == d).with_columns(scorers[scorer].alias("_s")),
-                                      "_s", "offences") for d in dates]
+                                      "_s", "offences", tie="person_number") for d in dates]
             curve = (pl.concat(per_date).group_by("share_of_people").agg(pl.col("capture").mean())
                      .sort("share_of_people"))
             curve_frames.append(curve.select(pl.lit(rules.name).alias("rule_set"), pl.lit(scorer).alias("scorer"),

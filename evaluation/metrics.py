@@ -124,11 +124,10 @@ def capture(counts: np.ndarray, selected: np.ndarray) -> float | None:
     return float(counts[selected].sum() / total) if total else None
 
 
-def capture_curve(frame: pl.DataFrame, score: str, counts: str) -> pl.DataFrame:
+def capture_curve(frame: pl.DataFrame, score: str, counts: str, tie: str = "person_key") -> pl.DataFrame:
     """Capture at each share of people in CURVE_POINTS, taking people by `score` (highest first;
-    ties in person order): columns share_of_people, capture."""
-    ordered = frame.select(score, counts, "person_key").sort([score, "person_key"], descending=[True, False],
-                                                              nulls_last=True)
+    ties in `tie` order, the person): columns share_of_people, capture."""
+    ordered = frame.select(score, counts, tie).sort([score, tie], descending=[True, False], nulls_last=True)
     values = ordered.get_column(counts).to_numpy().astype(np.float64)
     total = values.sum()
     cumulative = np.r_[0.0, np.cumsum(values)]

@@ -320,3 +320,12 @@ def test_every_run_writes_fairness_and_a_manifest_summary(workspace):
     assert math.isclose(eligible.get_column("value").sum(), 1.0)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["fairness"]["ratio_range"] == [0.8, 1.25] and "flagged" in manifest["fairness"]
+
+
+def test_baseline_selection_per_area_by_hand():
+    from evaluation.backtest import _selected_by
+
+    score = np.array([5.0, 9.0, 5.0, 1.0, 7.0, 7.0])
+    area = np.array([0, 0, 0, 1, 1, 1])
+    # area 0 takes two: 9 then the first of the tied 5s; area 1 takes one: the first of the tied 7s
+    assert _selected_by(score, area, np.array([2, 1])).tolist() == [True, True, False, False, True, False]
