@@ -165,7 +165,9 @@ def rate_by_band(frame: pl.DataFrame, score: str = "score", outcome: str = "any_
 def score_metrics(y: np.ndarray, score: np.ndarray, selected: np.ndarray, offences: np.ndarray,
                   neighbourhood: np.ndarray, violent: np.ndarray, neighbourhood_any: np.ndarray,
                   bootstrap: bool = True) -> dict:
-    """Every metric of one score on one evaluated population (arrays aligned by person)."""
+    """Every metric of one score on one evaluated population (arrays aligned by person).
+    Without `bootstrap` (the per-date rows) the interval and the neighbourhood and violence
+    AUCs are left out: the pooled rows give them."""
     groups = ScoreGroups(score)
     low, high = bootstrap_auc_ci(y, score, groups=groups) if bootstrap else (None, None)
     return {
@@ -176,8 +178,8 @@ def score_metrics(y: np.ndarray, score: np.ndarray, selected: np.ndarray, offenc
         "auc_low": low,
         "auc_high": high,
         "average_precision": average_precision(y, score, groups),
-        "auc_neighbourhood": roc_auc(neighbourhood_any, score, groups),
-        "auc_violence": roc_auc(violent, score, groups),
+        "auc_neighbourhood": roc_auc(neighbourhood_any, score, groups) if bootstrap else None,
+        "auc_violence": roc_auc(violent, score, groups) if bootstrap else None,
         "cohort_size": int(selected.sum()),
         "precision_at_cohort": precision_at(y, selected),
         "capture_offences": capture(offences, selected),
