@@ -13,8 +13,9 @@ cohort; a baseline selects, in each area, as many people as the rules selected t
 own ranking (ties in person order). Outcomes use the first rule set's counted outcomes, so
 every rule set is judged on the same outcome.
 
-Results: metrics per rule set, scorer and as-of date, and pooled over the dates (`as_of`
-empty: every person-date once); the reoffending rate by score band (pooled); the capture
+Results: metrics per rule set and scorer pooled over the dates (`as_of` empty: every
+person-date once), and per as-of date for the rules and the OGRS3, offences and Copas-rate
+baselines (`PER_DATE_SCORERS`); the reoffending rate by score band (pooled); the capture
 curves; fairness by group (pooled). Written to OUTPUTS/backtest-ID/ (metrics.csv, bands.csv,
 curves.csv, fairness.csv, backtest.json, backtest.svg) and stored in the warehouse
 (`backtests`, `backtest_metrics`).
@@ -57,6 +58,8 @@ DEFAULT_DATES = 12
 MIN_HISTORY_MONTHS = HISTORY_WINDOW_MONTHS  # the longest feature window must be covered at the first D
 BASELINES = ("ogrs3", "offences_12m", "sanctions_total", "copas_rate")
 RULES_SCORER = "rules"
+# Scored at each date as well as pooled: the rules and the baselines (components pooled only).
+PER_DATE_SCORERS = (RULES_SCORER, "ogrs3", "offences_12m", "copas_rate")
 
 # Moved into pipeline/schema.py at the merge (the tables of the back-test register).
 BACKTEST_DDL = [
@@ -281,9 +284,10 @@ def summarise(frames: dict[str, pl.DataFrame], rule_sets: Sequence[RuleSet], dat
         header = {"rule_set": rules.name, "rules_version": rules.version, "rules_sha256": rules.sha256}
         for scorer, values in _evaluate(frame, scorers, bootstrap=True).items():  # pooled over the dates
             metric_rows.append({**header, "as_of": None, "scorer": scorer, **values})
+        per_date = {name: scorers[name] for name in PER_DATE_SCORERS}
         for as_of in dates:
             at_d = frame.filter(pl.col("as_of") == as_of)
-            for scorer, values in _evaluate(at_d, scorers, bootstrap=bootstrap_dates).items():
+            for scorer, values in _evaluate(at_d, per_date, bootstrap=bootstrap_dates).items():
                 metric_rows.append({**header, "as_of": as_of, "scorer": scorer, **values})
         band_frames.append(rate_by_band(frame).select(pl.lit(rules.name).alias("rule_set"), pl.all()))
         for scorer in (RULES_SCORER, "ogrs3", "offences_12m", "copas_rate"):
