@@ -253,10 +253,12 @@ def backtest_frames(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet]
             if outcomes is None:
                 outcomes = window_outcomes(con, ranked.select("person_number"), as_of, horizon_days, last_covered,
                                            primary.counted_outcomes, codes)
-            keep = ["person_key", "person_number", "age", "area", "priority", "score",
-                    *[f"points_{c}" for c in rules.component_names], "ogrs3_2yr", "offences_12m", "sanctions_total",
-                    "copas_rate"]  # only what the metrics read: a year of dates is many rows
-            evaluated = (ranked.filter(pl.col("eligible")).select(keep)
+            # only what the metrics read, in compact types: a year of dates is many rows
+            small = [pl.col(c).cast(pl.Int32) for c in ("score", *[f"points_{c}" for c in rules.component_names],
+                                                          "offences_12m", "sanctions_total")]
+            evaluated = (ranked.filter(pl.col("eligible"))
+                         .select("person_number", pl.col("age").cast(pl.Int16), "area",
+                                 "priority", *small, "ogrs3_2yr", "copas_rate")
                          .join(outcomes, on="person_number", how="inner")
                          .with_columns(pl.lit(as_of).alias("as_of")))
             frames[rules.name].append(evaluated)
@@ -323,9 +325,14 @@ def run_backtest(config: Config, start: date | None = None, end: date | None = N
             dates, last_covered = plan_dates(con, start, end, period, horizon_days)
             log.info("back-test: %d as-of dates from %s to %s, horizon %d days, data to %s", len(dates),
                      dates[0], dates[-1], horizon_days, last_covered)
+            timings, started = {}, time.perf_counter()
             frames = backtest_frames(con, rule_sets, reference, dates, horizon_days, last_covered)
-            frames = {name: with_groups(con, frame) for name, frame in frames.items()}
+            timings["score_and_outcomes_s"] = round(time.perf_counter() - started, 2)
+            started = time.perf_counter()
+            frames = {name: with_groups(con, frame, on="person_number") for name, frame in frames.items()}
             metrics, bands, curves, fairness = summarise(frames, rule_sets, dates)
+            timings["metrics_s"] = round(time.perf_counter() - started, 2)
+            log.info("back-test timings: %s", timings)
             result = _store(con, config, rule_sets, dates, every, horizon_days, last_covered, metrics, bands,
                             curves, fairness, out_dir, {name: population(f) for name, f in frames.items()})
             return result

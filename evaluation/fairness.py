@@ -44,10 +44,11 @@ def age_band_expr(age: pl.Expr) -> pl.Expr:
     return expr.otherwise(pl.lit(NOT_RECORDED))
 
 
-def with_groups(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> pl.DataFrame:
-    """`frame` (with person_key and age) plus ethnicity, sex and age_band, from `people`."""
-    people = con.execute("SELECT person_key, sex, ethnicity FROM people").pl()
-    joined = frame.join(people, on="person_key", how="left", maintain_order="left")
+def with_groups(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, on: str = "person_key") -> pl.DataFrame:
+    """`frame` (with `on`, person_key or person_number, and age) plus ethnicity, sex and
+    age_band, from `people`."""
+    people = con.execute(f"SELECT {on}, sex, ethnicity FROM people").pl()
+    joined = frame.join(people, on=on, how="left", maintain_order="left")
     return joined.with_columns(
         pl.col("ethnicity").fill_null(NOT_RECORDED),
         pl.col("sex").fill_null(NOT_RECORDED),
