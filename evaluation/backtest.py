@@ -39,8 +39,17 @@ import numpy as np
 import polars as pl
 
 from evaluation.chart import backtest_svg
-from evaluation.fairness import backtest_fairness, fairness_summary, with_groups
-from evaluation.metrics import METRIC_SCHEMA, capture_curve, rate_by_band, score_metrics
+from evaluation.fairness import backtest_fairness_from_counts, fairness_counts, fairness_summary, with_groups
+from evaluation.metrics import (
+    METRIC_SCHEMA,
+    TOTAL_KEYS,
+    band_counts,
+    capture_curve,
+    metrics_from_counts,
+    rate_by_band_from_counts,
+    score_counts,
+    selection_totals,
+)
 from evaluation.outcomes import window_outcomes
 from features.build import compute_features, offence_codes
 from features.reference import load_offence_reference
@@ -60,6 +69,7 @@ BASELINES = ("ogrs3", "offences_12m", "sanctions_total", "copas_rate")
 RULES_SCORER = "rules"
 # Scored at each date as well as pooled: the rules and the issue's baselines (components pooled only).
 PER_DATE_SCORERS = (RULES_SCORER, "ogrs3", "offences_12m", "copas_rate")
+CURVE_SCORERS = PER_DATE_SCORERS  # the chart's capture curves
 
 # Moved into pipeline/schema.py at the merge (the tables of the back-test register).
 BACKTEST_DDL = [
@@ -209,36 +219,78 @@ def _selected_by(score: np.ndarray, area_code: np.ndarray, quota: np.ndarray) ->
     return chosen
 
 
-def _evaluate(frame: pl.DataFrame, scorers: dict[str, pl.Expr], bootstrap: bool) -> dict[str, dict]:
-    """Metrics of every scorer on one evaluated population."""
-    scored = frame.sort("person_number").with_columns(**{f"_s_{n}": e for n, e in scorers.items()})
-    arrays = {c: scored.get_column(c).to_numpy() for c in ("offences", "neighbourhood", "violent")}
-    y = scored.get_column("any_offence").to_numpy().astype(np.int8)
-    priority = scored.get_column("priority").to_numpy().astype(bool)
-    area_code = scored.select(pl.col("area").fill_null("(no area)").rank("dense") - 1).to_series().to_numpy()
+def _score_parts(frame: pl.DataFrame, scorers: dict[str, pl.Expr]) -> dict[str, tuple[pl.DataFrame, dict]]:
+    """Per scorer, on one date's evaluated people: the counts per distinct score value and the
+    selection's totals (`evaluation.metrics`), which add up over the dates."""
+    ordered = frame.sort("person_number")  # ties in a baseline's selection go to the lower person key
+    offences = ordered.get_column("offences").to_numpy()
+    neighbourhood = ordered.get_column("neighbourhood").to_numpy()
+    y = ordered.get_column("any_offence").to_numpy().astype(np.int8)
+    neighbourhood_any, violent_any = neighbourhood > 0, ordered.get_column("violent").to_numpy() > 0
+    priority = ordered.get_column("priority").to_numpy().astype(bool)
+    area_code = ordered.select(pl.col("area").fill_null("(no area)").rank("dense") - 1).to_series().to_numpy()
     quota = np.bincount(area_code, weights=priority, minlength=int(area_code.max(initial=0)) + 1)
-    results = {}
-    for name in scorers:
-        values = scored.get_column(f"_s_{name}").fill_null(0.0).to_numpy().astype(np.float64)
+    parts = {}
+    for name, expr in scorers.items():
+        values = ordered.select(expr.fill_null(0.0)).to_series().to_numpy().astype(np.float64)
         chosen = priority if name == RULES_SCORER else _selected_by(values, area_code, quota)
-        results[name] = score_metrics(y, values, chosen, arrays["offences"], arrays["neighbourhood"],
-                                      (arrays["violent"] > 0).astype(np.int8),
-                                      (arrays["neighbourhood"] > 0).astype(np.int8), bootstrap=bootstrap)
-    return results
+        parts[name] = (score_counts(values, y, neighbourhood_any, violent_any),
+                       selection_totals(y, chosen, offences, neighbourhood))
+    return parts
+
+
+@dataclass
+class _Pooled:
+    """What one rule set's dates add up to: no person-level rows are kept across dates."""
+
+    counts: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
+    totals: dict[str, dict] = field(default_factory=dict)
+    metric_rows: list[dict] = field(default_factory=list)
+    bands: list[pl.DataFrame] = field(default_factory=list)
+    curves: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
+    fairness: list[pl.DataFrame] = field(default_factory=list)
+    population: dict = field(default_factory=lambda: dict.fromkeys(
+        ("eligible", "evaluated", "evaluated_from_release", "left_out_no_complete_window", "with_custody_in_window",
+         "days_in_custody"), 0))
+
+    def add(self, rules: RuleSet, as_of: date, eligible: pl.DataFrame) -> None:
+        evaluated = eligible.filter(pl.col("at_risk"))
+        population = self.population
+        population["eligible"] += eligible.height
+        population["evaluated"] += evaluated.height
+        population["evaluated_from_release"] += int(evaluated.get_column("in_custody_at_d").sum())
+        population["left_out_no_complete_window"] += eligible.height - evaluated.height
+        population["with_custody_in_window"] += int((evaluated.get_column("days_in_custody") > 0).sum())
+        population["days_in_custody"] += int(evaluated.get_column("days_in_custody").sum())
+        scorers = _scorers(rules)
+        header = {"rule_set": rules.name, "rules_version": rules.version, "rules_sha256": rules.sha256}
+        for name, (counts, totals) in _score_parts(evaluated, scorers).items():
+            self.counts.setdefault(name, []).append(counts)
+            pooled = self.totals.setdefault(name, dict.fromkeys(TOTAL_KEYS, 0))
+            for key in TOTAL_KEYS:
+                pooled[key] += totals[key]
+            if name in PER_DATE_SCORERS:
+                self.metric_rows.append({**header, "as_of": as_of, "scorer": name,
+                                         **metrics_from_counts(counts, totals, bootstrap=False)})
+        self.bands.append(band_counts(evaluated))
+        for name in CURVE_SCORERS:
+            self.curves.setdefault(name, []).append(
+                capture_curve(evaluated.with_columns(scorers[name].alias("_s")), "_s", "offences", tie="person_number"))
+        self.fairness.append(fairness_counts(evaluated.with_columns(pl.col("priority").alias("selected"))))
 
 
 # --- the back-test ---------------------------------------------------------------------------------
 
 
-def backtest_frames(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet], reference: pl.DataFrame,
-                    dates: Sequence[date], horizon_days: int, last_covered: date) -> dict[str, pl.DataFrame]:
-    """Per rule set, the eligible people of every date (one row per person and date) with
-    their scores, selection and outcomes; those with a complete window are `at_risk`. Features are computed once per date and feature
-    settings; outcomes once per date."""
+def collect(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet], reference: pl.DataFrame,
+            dates: Sequence[date], horizon_days: int, last_covered: date) -> dict[str, _Pooled]:
+    """Score every date with every rule set, look at the outcomes, and add each date's counts
+    to the rule set's pool. Features are computed once per date and feature settings; outcomes
+    once per date."""
     people = con.execute("SELECT person_key, person_number FROM people").pl()
     primary = rule_sets[0]
     codes = offence_codes(con, reference, primary.unknown_offence)
-    frames: dict[str, list[pl.DataFrame]] = {r.name: [] for r in rule_sets}
+    pools = {r.name: _Pooled() for r in rule_sets}
     for as_of in dates:
         started = time.perf_counter()
         cache: dict[tuple, pl.DataFrame] = {}
@@ -253,17 +305,14 @@ def backtest_frames(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet]
             if outcomes is None:
                 outcomes = window_outcomes(con, ranked.select("person_number"), as_of, horizon_days, last_covered,
                                            primary.counted_outcomes, codes)
-            # only what the metrics read, in compact types: a year of dates is many rows
-            small = [pl.col(c).cast(pl.Int32) for c in ("score", *[f"points_{c}" for c in rules.component_names],
-                                                          "offences_12m", "sanctions_total")]
-            evaluated = (ranked.filter(pl.col("eligible"))
-                         .select("person_number", pl.col("age").cast(pl.Int16), "area",
-                                 "priority", *small, "ogrs3_2yr", "copas_rate")
-                         .join(outcomes, on="person_number", how="inner")
-                         .with_columns(pl.lit(as_of).alias("as_of")))
-            frames[rules.name].append(evaluated)
+            eligible = (ranked.filter(pl.col("eligible"))
+                        .select("person_number", "age", "area", "priority", "score",
+                                *[f"points_{c}" for c in rules.component_names], "ogrs3_2yr", "offences_12m",
+                                "sanctions_total", "copas_rate")
+                        .join(outcomes, on="person_number", how="inner"))
+            pools[rules.name].add(rules, as_of, with_groups(con, eligible, on="person_number"))
         log.info("back-test at %s: %.1f s", as_of.isoformat(), time.perf_counter() - started)
-    return {name: pl.concat(parts, how="diagonal_relaxed") for name, parts in frames.items()}
+    return pools
 
 
 def _unique_names(rule_sets: Sequence[RuleSet]) -> list[RuleSet]:
@@ -276,35 +325,40 @@ def _unique_names(rule_sets: Sequence[RuleSet]) -> list[RuleSet]:
     return list(rule_sets)
 
 
-def summarise(frames: dict[str, pl.DataFrame], rule_sets: Sequence[RuleSet], dates: Sequence[date],
-              bootstrap_dates: bool = False) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(metrics, bands, curves, fairness) from the evaluated frames."""
+def summarise(pools: dict[str, _Pooled], rule_sets: Sequence[RuleSet]
+              ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(metrics, bands, curves, fairness): the pooled rows (`as_of` empty) from the summed
+    counts, then the per-date rows; the bands, the mean capture curve and fairness pooled."""
     metric_rows, band_frames, curve_frames, fairness_frames = [], [], [], []
     for rules in rule_sets:
-        frame = frames[rules.name].filter(pl.col("at_risk"))
-        scorers = _scorers(rules)
+        pool = pools[rules.name]
         header = {"rule_set": rules.name, "rules_version": rules.version, "rules_sha256": rules.sha256}
-        for scorer, values in _evaluate(frame, scorers, bootstrap=True).items():  # pooled over the dates
-            metric_rows.append({**header, "as_of": None, "scorer": scorer, **values})
-        per_date = {name: scorers[name] for name in PER_DATE_SCORERS}
-        for as_of in dates:
-            at_d = frame.filter(pl.col("as_of") == as_of)
-            for scorer, values in _evaluate(at_d, per_date, bootstrap=bootstrap_dates).items():
-                metric_rows.append({**header, "as_of": as_of, "scorer": scorer, **values})
-        band_frames.append(rate_by_band(frame).select(pl.lit(rules.name).alias("rule_set"), pl.all()))
-        for scorer in (RULES_SCORER, "ogrs3", "offences_12m", "copas_rate"):
-            per_date = [capture_curve(frame.filter(pl.col("as_of") == d).with_columns(scorers[scorer].alias("_s")),
-                                      "_s", "offences", tie="person_number") for d in dates]
-            curve = (pl.concat(per_date).group_by("share_of_people").agg(pl.col("capture").mean())
+        for scorer, counts in pool.counts.items():
+            metric_rows.append({**header, "as_of": None, "scorer": scorer,
+                                **metrics_from_counts(pl.concat(counts), pool.totals[scorer], bootstrap=True)})
+        metric_rows.extend(pool.metric_rows)
+        band_frames.append(rate_by_band_from_counts(pl.concat(pool.bands))
+                           .select(pl.lit(rules.name).alias("rule_set"), pl.all()))
+        for scorer, curves in pool.curves.items():
+            curve = (pl.concat(curves).group_by("share_of_people").agg(pl.col("capture").mean())
                      .sort("share_of_people"))
             curve_frames.append(curve.select(pl.lit(rules.name).alias("rule_set"), pl.lit(scorer).alias("scorer"),
                                              pl.all()))
-        fairness = backtest_fairness(frame.with_columns(pl.col("priority").alias("selected")))
+        fairness = backtest_fairness_from_counts(pl.concat(pool.fairness))
         fairness_frames.append(fairness.select(pl.lit(rules.name).alias("rule_set"), pl.all()))
     schema = {"rule_set": pl.Utf8, "rules_version": pl.Utf8, "rules_sha256": pl.Utf8, "as_of": pl.Date,
               "scorer": pl.Utf8, **METRIC_SCHEMA}
     metrics = pl.DataFrame(metric_rows, schema=schema)
     return metrics, pl.concat(band_frames), pl.concat(curve_frames), pl.concat(fairness_frames)
+
+
+def population(pool: _Pooled) -> dict:
+    """Who was evaluated, pooled over the dates (person-dates): the eligible, those with a
+    complete window, those followed from their release, those left out, custody in the window."""
+    counts = dict(pool.population)
+    days = counts.pop("days_in_custody")
+    counts["mean_days_in_custody"] = round(days / counts["evaluated"], 2) if counts["evaluated"] else None
+    return counts
 
 
 def run_backtest(config: Config, start: date | None = None, end: date | None = None, every: str = "1m",
@@ -326,32 +380,17 @@ def run_backtest(config: Config, start: date | None = None, end: date | None = N
             log.info("back-test: %d as-of dates from %s to %s, horizon %d days, data to %s", len(dates),
                      dates[0], dates[-1], horizon_days, last_covered)
             timings, started = {}, time.perf_counter()
-            frames = backtest_frames(con, rule_sets, reference, dates, horizon_days, last_covered)
-            timings["score_and_outcomes_s"] = round(time.perf_counter() - started, 2)
+            pools = collect(con, rule_sets, reference, dates, horizon_days, last_covered)
+            timings["dates_s"] = round(time.perf_counter() - started, 2)
             started = time.perf_counter()
-            frames = {name: with_groups(con, frame, on="person_number") for name, frame in frames.items()}
-            metrics, bands, curves, fairness = summarise(frames, rule_sets, dates)
-            timings["metrics_s"] = round(time.perf_counter() - started, 2)
+            metrics, bands, curves, fairness = summarise(pools, rule_sets)
+            timings["pooled_s"] = round(time.perf_counter() - started, 2)
             log.info("back-test timings: %s", timings)
             result = _store(con, config, rule_sets, dates, every, horizon_days, last_covered, metrics, bands,
-                            curves, fairness, out_dir, {name: population(f) for name, f in frames.items()})
+                            curves, fairness, out_dir, {name: population(p) for name, p in pools.items()})
             return result
         finally:
             con.close()
-
-
-def population(frame: pl.DataFrame) -> dict:
-    """Who was evaluated, pooled over the dates (person-dates): the eligible, those with a
-    complete window, those followed from their release, those left out, custody in the window."""
-    at_risk = frame.filter(pl.col("at_risk"))
-    return {
-        "eligible": frame.height,
-        "evaluated": at_risk.height,
-        "evaluated_from_release": int(at_risk.get_column("in_custody_at_d").sum()),
-        "left_out_no_complete_window": frame.height - at_risk.height,
-        "with_custody_in_window": int((at_risk.get_column("days_in_custody") > 0).sum()),
-        "mean_days_in_custody": round(float(at_risk.get_column("days_in_custody").mean() or 0), 2),
-    }
 
 
 def _summary(metrics: pl.DataFrame, fairness: pl.DataFrame, rule_sets: Sequence[RuleSet]) -> dict:

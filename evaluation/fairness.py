@@ -149,22 +149,40 @@ def run_fairness(frame: pl.DataFrame) -> pl.DataFrame:
     return _frame(rows)
 
 
-def backtest_fairness(frame: pl.DataFrame) -> pl.DataFrame:
-    """[one group and metric] in a back-test: `frame` holds the evaluated people (pooled over
-    the as-of dates) with any_offence, selected, score and the group columns."""
-    rows: list[dict] = []
-    if frame.height == 0:
-        return _frame(rows)
+COUNT_SCHEMA: dict[str, pl.DataType] = {"dimension": pl.Utf8(), "group": pl.Utf8(), "band": pl.Utf8(),
+                                        "y": pl.Int8(), "pred": pl.Int8(), "people": pl.Int64()}
+
+
+def fairness_counts(frame: pl.DataFrame) -> pl.DataFrame:
+    """[one dimension, group, score band, truth and prediction]: how many people. `frame` holds
+    evaluated people with any_offence, selected, score and the group columns. Counts of
+    several as-of dates add up (`backtest_fairness_from_counts` takes their sum)."""
     frame = frame.with_columns(pl.col("any_offence").cast(pl.Int8).alias("y"),
                                pl.col("selected").cast(pl.Int8).alias("pred"), band_expr(pl.col("score")).alias("band"))
+    parts = [frame.group_by(pl.lit(dimension).alias("dimension"), pl.col(dimension).cast(pl.Utf8).alias("group"),
+                            "band", "y", "pred").agg(pl.len().cast(pl.Int64).alias("people"))
+             for dimension in DIMENSIONS]
+    return pl.concat(parts).select(list(COUNT_SCHEMA)) if parts else pl.DataFrame(schema=COUNT_SCHEMA)
+
+
+def backtest_fairness_from_counts(counts: pl.DataFrame) -> pl.DataFrame:
+    """[one group and metric] in a back-test, from `fairness_counts` (summed over dates)."""
+    rows: list[dict] = []
+    counts = counts.group_by("dimension", "group", "band", "y", "pred").agg(pl.col("people").sum())
+    if counts.height == 0:
+        return _frame(rows)
     metrics = {"false_positive_rate": false_positive_rate, "false_negative_rate": false_negative_rate,
                "selection_rate": selection_rate, "reoffending_rate": _reoffending_rate, "people": _people}
     for dimension in DIMENSIONS:
-        mf = _metric_frame(_compress(frame, [dimension, "y", "pred"]), metrics, dimension)
+        of_dimension = counts.filter(pl.col("dimension") == dimension).rename({"group": dimension})
+        if of_dimension.height == 0:
+            continue
+        plain = of_dimension.group_by(dimension, "y", "pred").agg(pl.col("people").sum()).sort(dimension, "y", "pred")
+        mf = _metric_frame(plain.to_pandas(), metrics, dimension)
         _long(mf, dimension, ["false_positive_rate", "false_negative_rate", "selection_rate", "reoffending_rate"],
               mf.by_group["people"], rows)
         # calibration: the reoffending rate per group within each score band (band as control feature)
-        banded = _metric_frame(_compress(frame, [dimension, "band", "y", "pred"]),
+        banded = _metric_frame(of_dimension.sort(dimension, "band", "y", "pred").to_pandas(),
                                {"reoffending_rate": _reoffending_rate, "people": _people}, dimension, control="band")
         table = banded.by_group
         for _, band in SCORE_BANDS:
@@ -175,6 +193,12 @@ def backtest_fairness(frame: pl.DataFrame) -> pl.DataFrame:
             _rows_against_largest(in_band, dimension, "reoffending_rate", in_band["people"], rows,
                                   label=f"reoffending_rate_band_{band}")
     return _frame(rows)
+
+
+def backtest_fairness(frame: pl.DataFrame) -> pl.DataFrame:
+    """[one group and metric] in a back-test: `frame` holds the evaluated people with
+    any_offence, selected, score and the group columns."""
+    return backtest_fairness_from_counts(fairness_counts(frame))
 
 
 def fairness_summary(table: pl.DataFrame) -> dict:

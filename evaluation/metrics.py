@@ -35,39 +35,46 @@ def _two_classes(y: np.ndarray) -> bool:
     return y.size > 0 and 0 < int(y.sum()) < y.size
 
 
-class ScoreGroups:
-    """A score's distinct values (sorted) and each person's value index: computed once per
-    score and population, shared by every outcome's metrics."""
-
-    def __init__(self, score: np.ndarray):
-        self.values, self.inverse = np.unique(score, return_inverse=True)
-
-    def counts(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positives and negatives per distinct value."""
-        positives = np.bincount(self.inverse, weights=y.astype(np.float64), minlength=self.values.size)
-        return positives, np.bincount(self.inverse, minlength=self.values.size).astype(np.float64) - positives
-
-    def weighted_rows(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(truth, score, weight): one row per distinct value and class present."""
-        positives, negatives = self.counts(y)
-        keep_p, keep_n = positives > 0, negatives > 0
-        truth = np.r_[np.ones(keep_p.sum()), np.zeros(keep_n.sum())]
-        return truth, np.r_[self.values[keep_p], self.values[keep_n]], np.r_[positives[keep_p], negatives[keep_n]]
+def _weighted_rows(values: np.ndarray, positives: np.ndarray, negatives: np.ndarray):
+    """(truth, score, weight): one row per distinct value and class present."""
+    keep_p, keep_n = positives > 0, negatives > 0
+    truth = np.r_[np.ones(keep_p.sum()), np.zeros(keep_n.sum())]
+    return truth, np.r_[values[keep_p], values[keep_n]], np.r_[positives[keep_p], negatives[keep_n]]
 
 
-def roc_auc(y: np.ndarray, score: np.ndarray, groups: ScoreGroups | None = None) -> float | None:
-    """ROC AUC (scikit-learn's, on the weighted distinct values); None with one class only."""
-    if not _two_classes(y):
+def _defined(positives: np.ndarray, negatives: np.ndarray) -> bool:
+    return positives.sum() > 0 and negatives.sum() > 0
+
+
+def auc_from_counts(values: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> float | None:
+    """ROC AUC (scikit-learn's) from the positives and negatives at each distinct score value;
+    None with one class only."""
+    if not _defined(positives, negatives):
         return None
-    truth, values, weights = (groups or ScoreGroups(score)).weighted_rows(y)
-    return float(roc_auc_score(truth, values, sample_weight=weights))
+    truth, scores, weights = _weighted_rows(values, positives, negatives)
+    return float(roc_auc_score(truth, scores, sample_weight=weights))
 
 
-def average_precision(y: np.ndarray, score: np.ndarray, groups: ScoreGroups | None = None) -> float | None:
-    if not _two_classes(y):
+def ap_from_counts(values: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> float | None:
+    if not _defined(positives, negatives):
         return None
-    truth, values, weights = (groups or ScoreGroups(score)).weighted_rows(y)
-    return float(average_precision_score(truth, values, sample_weight=weights))
+    truth, scores, weights = _weighted_rows(values, positives, negatives)
+    return float(average_precision_score(truth, scores, sample_weight=weights))
+
+
+def _counts_of(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    values, inverse = np.unique(score, return_inverse=True)
+    positives = np.bincount(inverse, weights=y.astype(np.float64), minlength=values.size)
+    return values, positives, np.bincount(inverse, minlength=values.size).astype(np.float64) - positives
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC of one row per person, computed on the weighted distinct values."""
+    return auc_from_counts(*_counts_of(y, score)) if _two_classes(y) else None
+
+
+def average_precision(y: np.ndarray, score: np.ndarray) -> float | None:
+    return ap_from_counts(*_counts_of(y, score)) if _two_classes(y) else None
 
 
 def _auc_of_groups(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
@@ -89,17 +96,16 @@ def weighted_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.nd
     return _auc_of_groups(pos, neg)
 
 
-def bootstrap_auc_ci(y: np.ndarray, score: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                     seed: int = BOOTSTRAP_SEED, level: float = CONFIDENCE,
-                     groups: ScoreGroups | None = None) -> tuple[float | None, float | None]:
-    """The percentile interval of the AUC over Poisson-bootstrap resamples (None, None if undefined).
+def bootstrap_from_counts(positives: np.ndarray, negatives: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                          seed: int = BOOTSTRAP_SEED, level: float = CONFIDENCE) -> tuple[float | None, float | None]:
+    """The percentile interval of the AUC over Poisson-bootstrap resamples (None, None if
+    undefined), from the positives and negatives at each distinct score value (in score order).
 
     A sum of k independent Poisson(1) weights is Poisson(k), so each resample draws one weight
     for the positives and one for the negatives of each distinct score value: the same
     distribution as weighting every person, at the cost of the distinct values only."""
-    if not _two_classes(y):
+    if not _defined(positives, negatives):
         return None, None
-    positives, negatives = (groups or ScoreGroups(score)).counts(y)
     rng = np.random.default_rng(seed)
     chunk = max(1, min(resamples, 4_000_000 // positives.size))  # bounded memory at any size
     values = []
@@ -111,6 +117,14 @@ def bootstrap_auc_ci(y: np.ndarray, score: np.ndarray, resamples: int = BOOTSTRA
     aucs = aucs[np.isfinite(aucs)]
     tail = (1 - level) / 2
     return float(np.quantile(aucs, tail)), float(np.quantile(aucs, 1 - tail))
+
+
+def bootstrap_auc_ci(y: np.ndarray, score: np.ndarray, **options) -> tuple[float | None, float | None]:
+    """`bootstrap_from_counts` of one row per person."""
+    if not _two_classes(y):
+        return None, None
+    _, positives, negatives = _counts_of(y, score)
+    return bootstrap_from_counts(positives, negatives, **options)
 
 
 def precision_at(y: np.ndarray, selected: np.ndarray) -> float | None:
@@ -146,44 +160,89 @@ def band_expr(score: pl.Expr) -> pl.Expr:
     return expr.otherwise(pl.lit(SCORE_BANDS[0][1]))
 
 
-def rate_by_band(frame: pl.DataFrame, score: str = "score", outcome: str = "any_offence",
-                 offences: str = "offences") -> pl.DataFrame:
+def band_counts(frame: pl.DataFrame, score: str = "score", outcome: str = "any_offence",
+                offences: str = "offences") -> pl.DataFrame:
+    """[one score band]: people, reoffenders and window offences (they add up over dates)."""
+    return frame.group_by(band_expr(pl.col(score)).alias("band")).agg(
+        pl.len().cast(pl.Int64).alias("people"), pl.col(outcome).cast(pl.Int64).sum().alias("reoffenders"),
+        pl.col(offences).cast(pl.Int64).sum().alias("offences"))
+
+
+def rate_by_band_from_counts(counts: pl.DataFrame) -> pl.DataFrame:
     """[one score band]: people, reoffenders, reoffending rate and window offences per person."""
     order = {label: i for i, (_, label) in enumerate(SCORE_BANDS)}
     return (
-        frame.group_by(band_expr(pl.col(score)).alias("band"))
-        .agg(pl.len().alias("people"), pl.col(outcome).sum().alias("reoffenders"),
-             pl.col(offences).sum().alias("offences"))
+        counts.group_by("band").agg(pl.col("people", "reoffenders", "offences").sum())
         .with_columns((pl.col("reoffenders") / pl.col("people")).alias("rate"),
                       (pl.col("offences") / pl.col("people")).alias("offences_per_person"))
         .sort(pl.col("band").replace_strict(order, return_dtype=pl.Int32))
-        .with_columns(pl.col("people").cast(pl.Int64), pl.col("reoffenders").cast(pl.Int64),
-                      pl.col("offences").cast(pl.Int64))
     )
 
 
-def score_metrics(y: np.ndarray, score: np.ndarray, selected: np.ndarray, offences: np.ndarray,
-                  neighbourhood: np.ndarray, violent: np.ndarray, neighbourhood_any: np.ndarray,
-                  bootstrap: bool = True) -> dict:
-    """Every metric of one score on one evaluated population (arrays aligned by person).
-    Without `bootstrap` (the per-date rows) the interval and the neighbourhood and violence
-    AUCs are left out: the pooled rows give them."""
-    groups = ScoreGroups(score)
-    low, high = bootstrap_auc_ci(y, score, groups=groups) if bootstrap else (None, None)
+def rate_by_band(frame: pl.DataFrame, score: str = "score", outcome: str = "any_offence",
+                 offences: str = "offences") -> pl.DataFrame:
+    return rate_by_band_from_counts(band_counts(frame, score, outcome, offences))
+
+
+COUNT_SCHEMA: dict[str, pl.DataType] = {"value": pl.Float64(), "people": pl.Int64(), "any": pl.Int64(),
+                                        "neighbourhood_any": pl.Int64(), "violent_any": pl.Int64()}
+TOTAL_KEYS = ("selected", "selected_reoffenders", "selected_offences", "selected_neighbourhood", "offences",
+              "neighbourhood")
+
+
+def score_counts(score: np.ndarray, y: np.ndarray, neighbourhood_any: np.ndarray, violent_any: np.ndarray
+                 ) -> pl.DataFrame:
+    """[one distinct score value]: people, and how many had each outcome. The counts of
+    several as-of dates add up, so pooled metrics need no person-level rows."""
+    frame = pl.DataFrame({"value": score.astype(np.float64), "any": y.astype(np.int64),
+                          "neighbourhood_any": neighbourhood_any.astype(np.int64),
+                          "violent_any": violent_any.astype(np.int64)})
+    return frame.group_by("value").agg(pl.len().cast(pl.Int64).alias("people"), pl.col("any").sum(),
+                                       pl.col("neighbourhood_any").sum(), pl.col("violent_any").sum()
+                                       ).select(list(COUNT_SCHEMA))
+
+
+def selection_totals(y: np.ndarray, selected: np.ndarray, offences: np.ndarray, neighbourhood: np.ndarray) -> dict:
+    """What the selection holds, and the totals it is measured against (they add up over dates)."""
+    return {"selected": int(selected.sum()), "selected_reoffenders": int(y[selected].sum()),
+            "selected_offences": int(offences[selected].sum()),
+            "selected_neighbourhood": int(neighbourhood[selected].sum()),
+            "offences": int(offences.sum()), "neighbourhood": int(neighbourhood.sum())}
+
+
+def metrics_from_counts(counts: pl.DataFrame, totals: dict, bootstrap: bool = True) -> dict:
+    """Every metric of one score from its `score_counts` (summed over dates if pooled) and its
+    `selection_totals`. Without `bootstrap` (the per-date rows) the interval and the
+    neighbourhood and violence AUCs are left out: the pooled rows give them."""
+    merged = counts.group_by("value").agg(pl.all().sum()).sort("value")
+    values = merged.get_column("value").to_numpy()
+    people = merged.get_column("people").to_numpy().astype(np.float64)
+
+    def split(column: str) -> tuple[np.ndarray, np.ndarray]:
+        positives = merged.get_column(column).to_numpy().astype(np.float64)
+        return positives, people - positives
+
+    pos, neg = split("any")
+    low, high = bootstrap_from_counts(pos, neg) if bootstrap else (None, None)
+    n, reoffenders = int(people.sum()), int(pos.sum())
+
+    def ratio(part: int, whole: int) -> float | None:
+        return part / whole if whole else None
+
     return {
-        "people": int(y.size),
-        "reoffenders": int(y.sum()),
-        "base_rate": float(y.mean()) if y.size else None,
-        "auc": roc_auc(y, score, groups),
+        "people": n,
+        "reoffenders": reoffenders,
+        "base_rate": ratio(reoffenders, n),
+        "auc": auc_from_counts(values, pos, neg),
         "auc_low": low,
         "auc_high": high,
-        "average_precision": average_precision(y, score, groups),
-        "auc_neighbourhood": roc_auc(neighbourhood_any, score, groups) if bootstrap else None,
-        "auc_violence": roc_auc(violent, score, groups) if bootstrap else None,
-        "cohort_size": int(selected.sum()),
-        "precision_at_cohort": precision_at(y, selected),
-        "capture_offences": capture(offences, selected),
-        "capture_neighbourhood": capture(neighbourhood, selected),
+        "average_precision": ap_from_counts(values, pos, neg),
+        "auc_neighbourhood": auc_from_counts(values, *split("neighbourhood_any")) if bootstrap else None,
+        "auc_violence": auc_from_counts(values, *split("violent_any")) if bootstrap else None,
+        "cohort_size": totals["selected"],
+        "precision_at_cohort": ratio(totals["selected_reoffenders"], totals["selected"]),
+        "capture_offences": ratio(totals["selected_offences"], totals["offences"]),
+        "capture_neighbourhood": ratio(totals["selected_neighbourhood"], totals["neighbourhood"]),
     }
 
 
