@@ -466,6 +466,10 @@ def backtest(
     result = _call(work)
     out.print(f"Back-test {result.backtest_id}: {len(result.dates)} as-of dates from {result.dates[0]} to "
               f"{result.dates[-1]}, window {horizon_days} days, data to {result.last_covered}")
+    for name, summary in result.summary["rule_sets"].items():
+        p = summary["population"]
+        out.print(f"  {name}: {p['evaluated']:,} eligible person-dates evaluated ({p['evaluated_from_release']:,} "
+                  f"followed from their release; {p['left_out_no_complete_window']:,} left out, no complete window)")
     pooled = result.metrics.filter(result.metrics["as_of"].is_null())
 
     def pct(value):

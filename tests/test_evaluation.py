@@ -222,12 +222,13 @@ def test_run_fairness_on_a_tiny_population():
 
 
 def _history(extra: bool = False):
-    """Eight people offending from 2020 to 2026; with `extra`, rows dated after 2024-06-01 only."""
+    """Eight people offending from 2020 (people 7 and 8 stop after 2022, so some windows hold
+    no offence); with `extra`, rows dated after 2024-06-01 only."""
     nominals = [nominal(f"N{n}", pnc_id=pnc(15, 200 + n)) for n in range(1, 9)]
     offences, custody = [], []
     for n in range(1, 9):
         for k in range(n):  # person n offends n times a year, spread over each year
-            for year in range(2020, 2027):
+            for year in range(2020, 2023 if n >= 7 else 2027):
                 day = date(year, 1, 5) + timedelta(days=(k * 37 + n * 11) % 350)
                 offences.append(offence(f"O{n}-{k}-{year}", f"N{n}", day,
                                         code=(BURGLARY, SHOPLIFTING, WOUNDING)[(n + k) % 3]))
@@ -289,6 +290,7 @@ def test_cli_backtest_writes_outputs_and_stores_results(workspace, tmp_path):
     rules_pooled = metrics.filter(pl.col("as_of").is_null() & (pl.col("scorer") == "rules")).row(0, named=True)
     # eight people at three dates, but N2 is inside on 2024-03-01 with no release due: not eligible
     assert rules_pooled["people"] == 23
+    assert rules_pooled["reoffenders"] == 17 and rules_pooled["auc"] is not None  # 7 and 8 stopped
 
 
 def test_cli_backtest_window_past_the_data_names_the_last_date(workspace):
@@ -329,3 +331,23 @@ def test_baseline_selection_per_area_by_hand():
     area = np.array([0, 0, 0, 1, 1, 1])
     # area 0 takes two: 9 then the first of the tied 5s; area 1 takes one: the first of the tied 7s
     assert _selected_by(score, area, np.array([2, 1])).tolist() == [True, True, False, False, True, False]
+
+
+def test_cli_backtest_compares_rule_sets_side_by_side(workspace, tmp_path):
+    from rules.engine import DEFAULT_RULES
+
+    text = DEFAULT_RULES.read_text().replace('name = "default"', 'name = "recent_only"')
+    text = text.replace("bands = [{max = 30, points = 15}", "bands = [{max = 30, points = 40}")
+    other = tmp_path / "recent.toml"
+    other.write_text(text)
+    out = tmp_path / "two"
+    result = runner.invoke(app, ["backtest", "--config", str(workspace), "--from", "2024-02-01", "--to", "2024-03-01",
+                                 "--rules", "default", "--rules", str(other), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = pl.read_csv(out / "metrics.csv")
+    assert set(metrics.get_column("rule_set")) == {"default", "recent_only"}
+    pooled = metrics.filter(pl.col("as_of").is_null() & (pl.col("scorer") == "offences_12m"))
+    assert pooled.height == 2 and pooled.get_column("auc").null_count() == 0
+    assert pooled.get_column("auc").n_unique() == 1  # the same people, the same baseline
+    same = runner.invoke(app, ["backtest", "--config", str(workspace), "--rules", "default", "--rules", "default"])
+    assert same.exit_code == 2 and "share a name" in same.output
