@@ -299,7 +299,7 @@ def _print_run(result) -> None:
         out.print("  movement: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in moves.items()))
     out.print(f"  release watch (in custody, release due within 90 days, would qualify): {result.counts.get('release_watch', 0):,}")
     out.print(f"Outputs: {result.output_dir}")
-    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "manifest.json"):
+    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "fairness.csv", "manifest.json"):
         out.print(f"  {result.output_dir / name}")
 
 

@@ -27,7 +27,6 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from evaluation.fairness import fairness_summary, run_fairness_at
 from features.build import IDENTIFIER_COLUMNS, compute_features, unknown_offence_codes
 from features.reference import load_offence_reference
 from pipeline.config import Config
@@ -336,7 +335,11 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             if previous_id else None
         )
         moves = movement(scored.ranked, previous_members, previous_id)
-        fairness = run_fairness_at(con, scored.ranked)  # monitoring only: nothing above reads it
+        # monitoring only: nothing above reads it (imported here: fairlearn loads scikit-learn,
+        # which `iom explain` and `iom runs` need not wait for)
+        from evaluation.fairness import fairness_summary, run_fairness_at
+
+        fairness = run_fairness_at(con, scored.ranked)
         stats = scored.stats
         output_dir = config.outputs_path / run_id
         manifest.update(
