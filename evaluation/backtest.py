@@ -16,7 +16,8 @@ every rule set is judged on the same outcome.
 Results: metrics per rule set and scorer pooled over the dates (`as_of` empty: every
 person-date once), and per as-of date for the rules and the OGRS3, offences and Copas-rate
 baselines (`PER_DATE_SCORERS`); the reoffending rate by score band (pooled); the capture
-curves; fairness by group (pooled). Written to OUTPUTS/backtest-ID/ (metrics.csv, bands.csv,
+curves; fairness by group (pooled). Pooled values come from per-date counts (per distinct
+score value, band, group), summed: no person-date rows are held across dates. Written to OUTPUTS/backtest-ID/ (metrics.csv, bands.csv,
 curves.csv, fairness.csv, backtest.json, backtest.svg) and stored in the warehouse
 (`backtests`, `backtest_metrics`).
 """
@@ -65,7 +66,6 @@ log = logging.getLogger(__name__)
 DEFAULT_HORIZON_DAYS = 365
 DEFAULT_DATES = 12
 MIN_HISTORY_MONTHS = HISTORY_WINDOW_MONTHS  # the longest feature window must be covered at the first D
-BASELINES = ("ogrs3", "offences_12m", "sanctions_total", "copas_rate")
 RULES_SCORER = "rules"
 # Scored at each date as well as pooled: the rules and the issue's baselines (components pooled only).
 PER_DATE_SCORERS = (RULES_SCORER, "ogrs3", "offences_12m", "copas_rate")
