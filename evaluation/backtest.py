@@ -157,7 +157,8 @@ def plan_dates(con: duckdb.DuckDBPyConnection, start: date | None, end: date | N
             f"{(end + timedelta(days=horizon_days)).isoformat()}, past the last date the data cover, "
             f"{last.isoformat()}",
             hint=f"use --to {latest_start.isoformat()} or earlier, or a shorter --horizon-days")
-    start = start or step_back(end, every, DEFAULT_DATES - 1)
+    # by default 12 dates, fewer when the history is shorter
+    start = start or max(step_back(end, every, DEFAULT_DATES - 1), min(earliest_start, end))
     if start > end:
         raise UsageError(f"--from {start.isoformat()} is after --to {end.isoformat()}")
     if end < earliest_start:

@@ -305,6 +305,9 @@ def test_cli_backtest_too_little_history(workspace):
     assert "too little history" in result.output and "2020-01-16" in result.output
     result = runner.invoke(app, ["backtest", "--config", str(workspace), "--to", "2022-01-01"])
     assert result.exit_code == 9 and "too little history" in result.output
+    # without --from, as many monthly dates as the history allows (from 2023-01-16)
+    result = runner.invoke(app, ["backtest", "--config", str(workspace), "--to", "2023-06-01"])
+    assert result.exit_code == 0 and "5 as-of dates from 2023-02-01 to 2023-06-01" in result.output
 
 
 def test_cli_backtest_bad_period_is_a_usage_error(workspace):
