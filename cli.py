@@ -362,7 +362,7 @@ def _print_run(result) -> None:
         out.print("  movement: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in moves.items()))
     out.print(f"  release watch (in custody, release due within 90 days, would qualify): {result.counts.get('release_watch', 0):,}")
     out.print(f"Outputs: {result.output_dir}")
-    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "manifest.json"):
+    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "fairness.csv", "manifest.json"):
         out.print(f"  {result.output_dir / name}")
     out.print(f"Panel pack (open in a browser, works offline): {result.output_dir / 'pack.html'}")
     out.print(f"Panel workbook (decisions sheet): {result.output_dir / 'pack.xlsx'}")
@@ -532,6 +532,57 @@ def purge(
     for table, count in report.rows_deleted.items():
         out.print(f"  {table}: {count:,} rows")
     out.print("Kept: the loads and runs registers (file names, sha256, counts, manifests).")
+
+
+@app.command()
+def backtest(
+    config: ConfigOption = Path("iom.toml"),
+    from_date: Annotated[str | None, typer.Option("--from", help="First as-of date, YYYY-MM-DD; default 11 periods before --to.")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Last as-of date, YYYY-MM-DD; default the latest whose window the data cover.")] = None,
+    every: Annotated[str, typer.Option("--every", help="Period between as-of dates: 1m, 3m, 2w, 30d.")] = "1m",
+    horizon_days: Annotated[int, typer.Option("--horizon-days", help="Length of the outcome window after each as-of date.")] = 365,
+    rules: Annotated[list[str] | None, typer.Option("--rules", help="A rule file to test (repeat to compare); default the workspace's.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder; default OUTPUTS/backtest-ID.")] = None,
+) -> None:
+    """Back-test the ranking: score at past as-of dates, then see who offended in the window after."""
+    from pipeline.config import load_config
+
+    cfg = _call(lambda: load_config(config))
+    start = _call(lambda: _parse_date(from_date, "--from")) if from_date else None
+    end = _call(lambda: _parse_date(to_date, "--to")) if to_date else None
+
+    def work():
+        from evaluation.backtest import run_backtest
+
+        return run_backtest(cfg, start, end, every, horizon_days, rules or (), out_dir)
+
+    result = _call(work)
+    out.print(f"Back-test {result.backtest_id}: {len(result.dates)} as-of dates from {result.dates[0]} to "
+              f"{result.dates[-1]}, window {horizon_days} days, data to {result.last_covered}")
+    for name, summary in result.summary["rule_sets"].items():
+        p = summary["population"]
+        out.print(f"  {name}: {p['evaluated']:,} eligible person-dates evaluated ({p['evaluated_from_release']:,} "
+                  f"followed from their release; {p['left_out_no_complete_window']:,} left out, no complete window)")
+    pooled = result.metrics.filter(result.metrics["as_of"].is_null())
+
+    def pct(value):
+        return "" if value is None else f"{value:.1%}"
+
+    rows = [[r["rule_set"], r["scorer"], f"{r['auc']:.3f}" if r["auc"] is not None else "",
+             f"{r['auc_low']:.3f}-{r['auc_high']:.3f}" if r["auc_low"] is not None else "",
+             f"{r['average_precision']:.3f}" if r["average_precision"] is not None else "",
+             r["cohort_size"], pct(r["precision_at_cohort"]), pct(r["capture_offences"]),
+             pct(r["capture_neighbourhood"])] for r in pooled.iter_rows(named=True)]
+    out.print(_table("Pooled over the as-of dates (eligible people with a complete window)",
+                     ["rule set", "score", "AUC", "95% CI", "AP", "selected", "precision", "capture", "capture NC"],
+                     rows))
+    for name, summary in result.summary["rule_sets"].items():
+        flagged = summary["fairness"]["flagged"]
+        out.print(f"Fairness ({name}): {summary['fairness']['checked']:,} ratios checked, {len(flagged):,} outside "
+                  f"{summary['fairness']['ratio_range'][0]}-{summary['fairness']['ratio_range'][1]} (fairness.csv)")
+    out.print(f"Outputs: {result.output_dir}")
+    for name in ("metrics.csv", "bands.csv", "curves.csv", "fairness.csv", "backtest.json", "backtest.svg"):
+        out.print(f"  {result.output_dir / name}")
 
 
 def _parse_date(value: str, option: str) -> date:

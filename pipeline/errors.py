@@ -63,6 +63,14 @@ class NotFoundError(IomError):
     label = "not found"
 
 
+class DataRangeError(IomError):
+    """The data do not cover what was asked: a back-test window past the last date covered, or
+    too little history before the first as-of date."""
+
+    exit_code = 9
+    label = "not enough data"
+
+
 EXIT_CODES: list[tuple[int, str, str]] = [
     (0, "ok", "the command completed (including a no-op re-run of a completed period)"),
     (1, "internal", "an unexpected error; the log names the step, please report it"),
@@ -73,6 +81,7 @@ EXIT_CODES: list[tuple[int, str, str]] = [
     (6, "locked", "another command holds the workspace lock (the message names it and since when); `--wait SECONDS` waits instead"),
     (7, "warehouse", "the warehouse cannot be opened: encryption key missing or wrong, the file is damaged, or its schema is newer than this code"),
     (8, "not found", "the run or person asked for does not exist"),
+    (9, "not enough data", "a back-test window runs past the last date the data cover (the message names it), or the warehouse holds too little history before the first as-of date"),
 ]
 
 

@@ -212,12 +212,14 @@ def _csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: RunManifest, report=None) -> None:
+def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: RunManifest, report=None,
+                  fairness: pl.DataFrame | None = None) -> None:
     """Write into a temporary sibling folder, then rename: a killed run leaves no half folder.
 
     Every CSV goes through the one formula-injection rule (`reporting.safe_cells`); with
     `pseudonymise` on, identifiers are replaced in every file. `report(staging, pseudonymiser)`
-    writes the pack and the workbook into the same folder before the rename."""
+    writes the pack and the workbook into the same folder before the rename; `fairness.csv` is
+    written before it, since the pack shows it."""
     pseudonymiser = for_config(report.config) if report is not None else None
     hide = pseudonymiser.frame if pseudonymiser is not None else (lambda frame: frame)
     staging = target.parent / f".tmp-{target.name}-{os.getpid()}"
@@ -232,6 +234,8 @@ def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: R
     write_safe_csv(hide(moves), staging / "movement.csv")
     write_safe_csv(_csv_frame(hide(scored.release_watch)), staging / "release_watch.csv")
     write_safe_csv(scored.unknown_codes, staging / "unknown_offence_codes.csv")
+    if fairness is not None:
+        write_safe_csv(_csv_frame(fairness), staging / "fairness.csv")
     (staging / "manifest.json").write_text(manifest.to_json(indent=2) + "\n")
     if report is not None:
         report(staging, pseudonymiser)
@@ -352,6 +356,11 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             if previous_id else None
         )
         moves = movement(scored.ranked_with_codes(), previous_members, previous_id)
+        # monitoring only: nothing above reads it (imported here: fairlearn loads scikit-learn,
+        # which `iom explain` and `iom runs` need not wait for)
+        from evaluation.fairness import fairness_summary, run_fairness_at
+
+        fairness = run_fairness_at(con, scored.ranked)
         stats = scored.stats
         output_dir = config.outputs_path / run_id
         manifest.status = "completed"
@@ -364,6 +373,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
         }
         manifest.counts.release_watch = scored.release_watch.height
         manifest.counts.unknown_offence_codes = int(scored.unknown_codes.height)
+        manifest.fairness = fairness_summary(fairness)
         step = time.perf_counter()
         with transaction(con):
             table = q(scores_table(seq))
@@ -386,7 +396,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
                     "INSERT INTO movement SELECT ?, cohort, person_key, status, reason, previous_run_id FROM moves_frame",
                     [run_id])
             con.unregister("moves_frame")
-            store_run_extras(con, run_id, scored.release_watch, scored.unknown_codes)
+            store_run_extras(con, run_id, scored.release_watch, scored.unknown_codes, fairness)
             timings["store_s"] = round(time.perf_counter() - step, 3)
             manifest.timings = timings
             manifest.finished_at = datetime.now(UTC).replace(tzinfo=None)
@@ -401,7 +411,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
                  manifest.to_json()],
             )
             _clean_stale_staging(config.outputs_path)
-            write_outputs(output_dir, scored, moves, manifest, _PackHook(con, run_id, config))
+            write_outputs(output_dir, scored, moves, manifest, _PackHook(con, run_id, config), fairness)
     finally:
         con.close()
     log.info("run %s completed: %d assessed", run_id, scored.ranked.height)

@@ -86,6 +86,7 @@ class RunManifest:
     timings: dict[str, float] = field(default_factory=dict)
     finished_at: datetime | None = None
     report: dict | None = None  # the pack's and workbook's file names, and whether pseudonymised
+    fairness: dict | None = None  # the run's fairness summary (evaluation.fairness.fairness_summary)
 
     def to_dict(self) -> dict:
         """The manifest as JSON-ready values; a failed run has `failure` and none of the outputs' fields."""
@@ -108,6 +109,8 @@ class RunManifest:
             manifest.update(timings=self.timings, finished_at=self.finished_at.isoformat(timespec="seconds"))
         if self.report is not None:
             manifest["report"] = self.report
+        if self.fairness is not None:
+            manifest["fairness"] = self.fairness
         return manifest
 
     def to_json(self, indent: int | None = None, sort_keys: bool = True) -> str:

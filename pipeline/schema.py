@@ -30,7 +30,7 @@ from pipeline.errors import WarehouseError
 
 # Version 1: meta, loads, rejects, rejected_rows and src_* (the run tables made by the first run).
 # Version 2: the run tables always present, and applied migrations recorded in schema_migrations.
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 VERSION_KEY = "schema_version"
 
 
@@ -85,8 +85,24 @@ RUN_EXTRAS_DDL = [
         expected_release_date DATE, days_until_release BIGINT, score BIGINT, score_if_released BIGINT,
         reasons_if_released VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS run_unknown_codes (run_id VARCHAR NOT NULL, code VARCHAR, count BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS run_fairness (
+        run_id VARCHAR NOT NULL, dimension VARCHAR, "group" VARCHAR, metric VARCHAR, people BIGINT, value DOUBLE,
+        reference_group VARCHAR, reference_value DOUBLE, ratio DOUBLE, flagged BOOLEAN)""",
 ]
-PER_RUN_TABLES = ("cohort_members", "movement", "run_release_watch", "run_unknown_codes")  # purged with the run
+# The back-tests: one row per `iom backtest`, and its metrics per rule set, scorer and as-of date.
+BACKTEST_DDL = [
+    """CREATE TABLE IF NOT EXISTS backtests (
+        backtest_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, created_at TIMESTAMP, from_date DATE,
+        to_date DATE, every VARCHAR, horizon_days INTEGER, last_covered DATE, rule_sets VARCHAR,
+        output_dir VARCHAR, summary VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS backtest_metrics (
+        backtest_id VARCHAR NOT NULL, rule_set VARCHAR NOT NULL, rules_version VARCHAR, rules_sha256 VARCHAR,
+        as_of DATE, scorer VARCHAR NOT NULL, people BIGINT, reoffenders BIGINT, base_rate DOUBLE, auc DOUBLE,
+        auc_low DOUBLE, auc_high DOUBLE, average_precision DOUBLE, auc_neighbourhood DOUBLE, auc_violence DOUBLE,
+        cohort_size BIGINT, precision_at_cohort DOUBLE, capture_offences DOUBLE, capture_neighbourhood DOUBLE)""",
+]
+PER_RUN_TABLES = (  # purged with the run
+    "cohort_members", "movement", "run_release_watch", "run_unknown_codes", "run_fairness")
 
 
 def src_ddl(extract: Extract) -> str:
@@ -103,6 +119,7 @@ def table_ddl() -> list[tuple[str, str]]:
         *((f"table {src_table(e)}", src_ddl(e)) for e in EXTRACTS.values()),
         *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_EXTRAS_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in BACKTEST_DDL),
     ]
 
 
@@ -124,7 +141,8 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     # Version 1 made the run tables at the first run; a warehouse that never ran had none.
     Migration("0002_run_tables_and_migration_log", "1", "2", (MIGRATIONS_DDL, *RUN_DDL)),
-    Migration("0003_run_release_watch_and_unknown_codes", "2", "3", tuple(RUN_EXTRAS_DDL)),
+    Migration("0003_run_release_watch_unknown_codes_fairness", "2", "3", tuple(RUN_EXTRAS_DDL)),
+    Migration("0004_backtests", "3", "4", tuple(BACKTEST_DDL)),
 )
 
 

@@ -37,7 +37,7 @@ def build_report(con: duckdb.DuckDBPyConnection, run_id: str | None, out_dir: Pa
                  pseudonymiser=None) -> ReportPaths:
     """Write pack.html and pack.xlsx for a completed run into out_dir (which must exist)."""
     started = time.perf_counter()
-    data = load_report_data(con, run_id, out_dir)
+    data = load_report_data(con, run_id)
     timings = {"report_tables_s": round(time.perf_counter() - started, 3)}
     if pseudonymiser is None:
         pseudonymiser = for_config(config)

@@ -13,7 +13,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -29,15 +28,22 @@ PROBABILITY_COLUMNS = ("model_probability", "probability")
 
 
 def store_run_extras(con: duckdb.DuckDBPyConnection, run_id: str, release_watch: pl.DataFrame,
-                     unknown_codes: pl.DataFrame) -> None:
-    """Keep the release watch and the unknown codes of a run (inside the run's transaction)."""
+                     unknown_codes: pl.DataFrame, fairness: pl.DataFrame | None = None) -> None:
+    """Keep the release watch, the unknown codes and the fairness table of a run (inside the run's
+    transaction), so that `iom report` rebuilds the pack from the warehouse alone."""
     con.register("watch_frame", release_watch.to_arrow())
-    run_sql(con, "run: store release watch", """INSERT INTO run_release_watch SELECT ?, person_key, area, custody_type_at_d, expected_release_date,
-                   days_until_release, score, score_if_released, reasons_if_released FROM watch_frame""", [run_id])
+    run_sql(con, "run: store release watch", """INSERT INTO run_release_watch SELECT ?, person_key, area, custody_type_at_d,
+            expected_release_date, days_until_release, score, score_if_released, reasons_if_released FROM watch_frame""",
+            [run_id])
     con.unregister("watch_frame")
     con.register("codes_frame", unknown_codes.to_arrow())
     run_sql(con, "run: store unknown codes", "INSERT INTO run_unknown_codes SELECT ?, code, count FROM codes_frame", [run_id])
     con.unregister("codes_frame")
+    if fairness is not None:
+        con.register("fairness_frame", fairness.to_arrow())
+        run_sql(con, "run: store fairness", """INSERT INTO run_fairness SELECT ?, dimension, "group", metric, people, value,
+                reference_group, reference_value, ratio, flagged FROM fairness_frame""", [run_id])
+        con.unregister("fairness_frame")
 
 
 @dataclass
@@ -214,20 +220,11 @@ def _unknown_codes(con, run_id: str) -> pl.DataFrame:
                        [run_id]).pl()
 
 
-def _fairness(con, run_id: str, folders: list[Path]) -> pl.DataFrame | None:
-    """The evaluation's fairness table for this run if it made one: a warehouse table with a
-    run_id, else `fairness.csv` in the folder being written or the run's own folder."""
-    for table in ("fairness", "run_fairness"):
-        if table_exists(con, table):
-            columns = [r[0] for r in run_sql(con, "report: fairness", f"DESCRIBE {q(table)}").fetchall()]
-            if "run_id" in columns:
-                frame = run_sql(con, "report: fairness", f"SELECT * EXCLUDE (run_id) FROM {q(table)} WHERE run_id = ?", [run_id]).pl()
-                if frame.height:
-                    return _rounded(frame)
-    for folder in folders:
-        if (folder / "fairness.csv").is_file():
-            return pl.read_csv(folder / "fairness.csv", infer_schema_length=0)
-    return None
+def _fairness(con, run_id: str) -> pl.DataFrame | None:
+    """The run's fairness table (`run_fairness`: every run keeps it beside fairness.csv)."""
+    frame = run_sql(con, "report: fairness",
+                    "SELECT * EXCLUDE (run_id) FROM run_fairness WHERE run_id = ? ORDER BY rowid", [run_id]).pl()
+    return _rounded(frame) if frame.height else None
 
 
 def _rounded(frame: pl.DataFrame) -> pl.DataFrame:
@@ -266,9 +263,8 @@ def _validity(con) -> tuple[pl.DataFrame | None, str | None]:
     return None, None
 
 
-def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None, writing: Path | None = None) -> ReportData:
-    """Everything the pack and the workbook show for one completed run. `writing` is the folder
-    the pack goes into (during a run, the staging folder holding the run's other outputs)."""
+def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> ReportData:
+    """Everything the pack and the workbook show for one completed run, from the warehouse alone."""
     run = run_row(con, run_id)
     manifest = json.loads(run.pop("manifest") or "{}")
     table = f"run_scores_{run['seq']:06d}"
@@ -276,7 +272,6 @@ def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None, writing
         raise NotFoundError(f"the scores of run {run['run_id']} have been purged: its pack cannot be made again")
     members, components, probability = _members(con, table)
     keys = members.select("person_key")
-    output_dir = Path(run["output_dir"]) if run.get("output_dir") else None
     validity, validity_source = _validity(con)
     return ReportData(
         run=run,
@@ -292,7 +287,7 @@ def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None, writing
         rejects=_rejects(con, run["finished_at"]),
         unknown_codes=_unknown_codes(con, run["run_id"]),
         link=manifest.get("counts", {}).get("link", []),
-        fairness=_fairness(con, run["run_id"], [f for f in (writing, output_dir) if f is not None]),
+        fairness=_fairness(con, run["run_id"]),
         validity=validity,
         validity_source=validity_source,
     )

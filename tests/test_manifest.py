@@ -38,6 +38,7 @@ def manifest(status: str) -> RunManifest:
     m.counts.release_watch, m.counts.unknown_offence_codes = 0, 1
     m.timings, m.finished_at = {"store_s": 0.1}, datetime(2026, 11, 2, 6, 31, 5)
     m.report = {"pack": "pack.html", "workbook": "pack.xlsx", "pseudonymised": False}
+    m.fairness = {"ratio_range": [0.8, 1.25], "checked": 4, "flagged": []}
     return m
 
 

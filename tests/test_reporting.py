@@ -101,7 +101,11 @@ def test_the_ranked_list_and_cards_hold_each_proposed_person_once(built):
     rows = re.findall(r'<tr data-key="([^"]+)"', html)
     cards = re.findall(r'<article class="card" id="card-([^"]+)"', html)
     assert rows == keys and cards == keys
-    assert "Fairness figures: not available" in html and "Back-test: not run" in html
+    # Every run monitors fairness (fairness.csv), and the pack shows it; no back-test has run here.
+    fairness = pl.read_csv(out / "fairness.csv")
+    section = html.split('<section id="fairness"', 1)[1].split("</section>", 1)[0]
+    assert "not available" not in section and section.count("<tr>") == fairness.height + 1
+    assert "Back-test: not run" in html
 
 
 def test_report_regenerates_the_same_pack_and_workbook_from_the_warehouse_alone(ws):
@@ -241,14 +245,14 @@ def test_model_probability_fairness_and_validity_are_shown_when_the_run_has_them
     seq = con.execute("SELECT seq FROM runs WHERE run_id = ?", [out.name]).fetchone()[0]
     con.execute(f"ALTER TABLE run_scores_{seq:06d} ADD COLUMN model_probability DOUBLE")
     con.execute(f"UPDATE run_scores_{seq:06d} SET model_probability = 0.8125")
-    con.execute("CREATE TABLE backtests (backtest_id VARCHAR, seq BIGINT, from_date DATE, to_date DATE)")
-    con.execute("INSERT INTO backtests VALUES ('B1', 1, '2024-01-01', '2025-01-01'), ('B2', 2, '2024-06-01', '2025-06-01')")
-    con.execute("CREATE TABLE backtest_metrics (backtest_id VARCHAR, rule_set VARCHAR, as_of DATE, scorer VARCHAR, "
-                "auc DOUBLE)")
-    con.execute("INSERT INTO backtest_metrics VALUES ('B1', 'old_rules', NULL, 'rules', 0.5), "
+    con.execute("INSERT INTO backtests (backtest_id, seq, from_date, to_date) "
+                "VALUES ('B1', 1, '2024-01-01', '2025-01-01'), ('B2', 2, '2024-06-01', '2025-06-01')")
+    con.execute("INSERT INTO backtest_metrics (backtest_id, rule_set, as_of, scorer, auc) "
+                "VALUES ('B1', 'old_rules', NULL, 'rules', 0.5), "
                 "('B2', 'default', NULL, 'rules', 0.71234), ('B2', 'default', '2024-06-01', 'per_date', 0.6)")
+    con.execute("""INSERT INTO run_fairness (run_id, dimension, "group", metric, people, value)
+                   VALUES (?, 'ethnicity', '<b>W1</b>', 'selection_rate', 12, 0.5)""", [out.name])
     con.close()
-    (out / "fairness.csv").write_text("group,cohort_share,eligible_share,flag\n<b>W1</b>,0.5,0.4,over\n")
     result = runner.invoke(app, ["report", "--run", out.name, "--config", str(ws / "iom.toml"), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     html = (tmp_path / "pack.html").read_text(encoding="utf-8")
