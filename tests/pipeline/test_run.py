@@ -23,7 +23,9 @@ from cli import app
 from pipeline.config import load_config
 from pipeline.workspace import generate_workspace
 
-REPO = Path(__file__).parents[1]
+pytestmark = pytest.mark.slow  # a generated workspace and runs: seconds each
+
+REPO = Path(__file__).parents[2]
 AS_OF = date(2026, 11, 1)
 runner = CliRunner()
 

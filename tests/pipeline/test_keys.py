@@ -62,6 +62,7 @@ def test_every_layout_round_trips_in_polars_and_orders_as_its_fields(drawn):
     assert (keys[0] < keys[1]) == (fields[0] < fields[1])
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(layout_values())
 def test_every_layout_round_trips_in_duckdb_as_in_polars(drawn):
@@ -88,6 +89,7 @@ def test_code_tie_prefers_the_lowest_code_and_decodes_back(low, high):
     assert frame["key"].max() == frame["key"][0]  # a max() picks the lower code
 
 
+@pytest.mark.slow
 @given(st.dates(DAY_ZERO, LAST_DAY))
 def test_day_numbers_round_trip_in_duckdb(day):
     con = duckdb.connect()

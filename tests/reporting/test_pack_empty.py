@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import date
 
 import openpyxl
+import pytest
 from builders import example_row
 
 from pipeline.run import run_period
 
 
+@pytest.mark.slow
 def test_a_run_with_nobody_proposed_writes_a_pack_and_a_workbook(workspace):
     config = workspace({"police_nominals": [example_row("police_nominals")],
                         "police_offences": [example_row("police_offences")]})

@@ -389,6 +389,7 @@ def _unique_cases(rows: list[dict]) -> list[dict]:
     base_probation=probation_rows(after=False),
     late_probation=probation_rows(after=True),
 )
+@pytest.mark.slow
 def test_rows_dated_after_d_never_change_features_at_d(
     tmp_path_factory, base_offences, late_offences, base_spells, late_spells, base_probation, late_probation
 ):
@@ -471,6 +472,7 @@ def offence_history_rows(draw):
     offences=offence_history_rows(),
     dates=st.lists(st.dates(LAST_DAY - timedelta(days=1500), LAST_DAY + timedelta(days=400)), min_size=2, max_size=3),
 )
+@pytest.mark.slow
 def test_settled_summary_gives_the_features_of_every_row(tmp_path_factory, offences, dates):
     reference = load_offence_reference()
     con = build_warehouse(tmp_path_factory.mktemp("history"), nominals=BASE_PEOPLE["nominals"], offences=offences)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli import app
 from pipeline.contract import contract_markdown
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 runner = CliRunner()
 
 

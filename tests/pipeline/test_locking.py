@@ -15,8 +15,10 @@ from cli import app, hoist_global_options
 from pipeline.lock import workspace_lock
 from pipeline.run import run_period
 
+pytestmark = pytest.mark.slow  # a holder subprocess per test: seconds each
+
 runner = CliRunner()
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 # A stand-in for a command in progress: it holds the lock as that command does and keeps the
 # warehouse open (for writing unless shared), so a command that ignored the lock would fail to

@@ -184,6 +184,7 @@ CORRUPTIONS = {
         max_size=30,
     )
 )
+@pytest.mark.slow
 def test_read_equals_loaded_plus_rejected_and_every_reject_has_a_reason(tmp_path_factory, changes):
     root = tmp_path_factory.mktemp("prop")
     rows = [offence(i + 1, **change) for i, change in enumerate(changes)]

@@ -9,6 +9,7 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from builders import example_row, write_csv
 
 from pipeline.contract import EXTRACTS
@@ -18,7 +19,7 @@ from pipeline.retention import purge
 from pipeline.warehouse import connect
 from pipeline.workspace import ingest_workspace
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 
 def nominal(pid, pnc, surname="Ashworth", forenames="Daniel", dob="1991-04-17"):
@@ -104,6 +105,7 @@ def test_unlinked_records_are_people_of_their_own_and_nothing_is_dropped(workspa
     assert all(report[s]["unlinked"] == 1 for s in ("police", "probation", "prison"))
 
 
+@pytest.mark.slow
 def test_person_key_is_stable_when_other_people_are_added(workspace, tmp_path):
     config = workspace({"police_nominals": [nominal("N1", "12/394773H")]})
     first, _ = linked(config)
@@ -128,6 +130,7 @@ def test_records_chained_through_pnc_and_nomis_become_one_person(workspace):
     assert info["methods"][("prison", "A1234AA")] == "nomis"
 
 
+@pytest.mark.slow
 def test_relinks_only_when_the_loads_or_the_linking_code_change(workspace, tmp_path):
     config = workspace({
         "police_nominals": [nominal("N1", "2012/0394773H")],
@@ -225,6 +228,7 @@ def _fingerprint_of_edited_code(tmp_path: Path, warehouse: Path, edits: list[tup
     return done.stdout.strip()
 
 
+@pytest.mark.slow
 def test_the_fingerprint_ignores_docstrings_and_comments_but_not_sql_or_the_version(workspace, tmp_path):
     config = workspace({"police_nominals": [nominal("N1", "2012/0394773H")]})
     ingest_workspace(config)

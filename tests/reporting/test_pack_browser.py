@@ -14,7 +14,7 @@ import pytest
 from playwright import sync_api as playwright  # a locked dev dependency: never skipped
 
 CHROMIUM = os.environ.get("IOM_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("IOM_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
+ARTIFACTS = Path(os.environ.get("IOM_TEST_ARTIFACTS", Path(__file__).parents[1] / "artifacts"))
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI") == "true":
@@ -22,7 +22,7 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium to run the browser tests)",
                 allow_module_level=True)
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from builders import write_workspace
 
 from pipeline.warehouse import connect
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 HEAVY = ("pandera", "sklearn", "mlflow")
 
 _PROBE = """
@@ -60,6 +60,7 @@ def test_explain_imports_no_heavy_library(config_path):
     assert result["loaded"] == []
 
 
+@pytest.mark.slow
 def test_the_probe_sees_a_heavy_import(config_path):
     # the same probe on a command that validates extracts sees pandera: the checks above can fail
     result = loaded_after("ingest", "--config", config_path)

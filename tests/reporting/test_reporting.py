@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from cli import app
 
+pytestmark = pytest.mark.slow  # a generated workspace and runs: seconds each
+
 runner = CliRunner()
 DECISION_HEADERS = [  # the contract of `iom decisions import`, as the issue and docs/panel-pack.md state it
     "person_key", "police_person_id", "pnc_id", "crn", "nomis_id", "name", "area", "rank", "score",

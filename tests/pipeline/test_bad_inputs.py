@@ -27,7 +27,7 @@ from pipeline.errors import InputFileError
 from pipeline.ingest import LoadResult, ingest
 from pipeline.warehouse import connect
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 runner = CliRunner()
 
 
@@ -165,6 +165,7 @@ def test_the_same_semicolon_file_configured_with_its_delimiter_loads(workspace):
     assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (2, 2, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])
 def test_utf8_bom_loads_and_does_not_spoil_the_first_column(workspace, encoding):
     config = workspace(overrides={"police_offences": {"encoding": encoding}})
@@ -200,6 +201,7 @@ def test_cp1252_file_configured_utf8_stops_naming_file_line_and_encoding_to_set(
     assert_says(output, "police_nominals.csv", "line 3", 'encoding = "cp1252"')
 
 
+@pytest.mark.slow
 def test_subprocess_wrong_encoding_exits_4_and_leaves_the_warehouse_empty(tmp_path):
     config = write_workspace(tmp_path)
     corpus.cp1252_names(extract_path(config, "police_nominals"))
@@ -344,6 +346,7 @@ def test_excel_title_row_without_header_row_says_which_row_to_set(workspace):
     assert_says(cli_ingest(config, 4), "events.xlsx", "header_row = 2")
 
 
+@pytest.mark.slow
 def test_subprocess_excel_title_row_exits_4_with_the_header_row_hint(tmp_path):
     config = write_workspace(tmp_path, overrides={"probation_events": {"file": "extracts/events.xlsx",
                                                                       "format": "xlsx"}})
@@ -493,6 +496,7 @@ file_bytes = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=file_bytes, encoding=st.sampled_from(["utf-8", "cp1252"]))
 def test_any_bytes_load_with_rows_accounted_for_or_fail_as_an_input_file_error(tmp_path_factory, data, encoding):

@@ -243,6 +243,7 @@ def _history(extra: bool = False):
     return {"nominals": nominals, "offences": offences, "custody": custody}
 
 
+@pytest.mark.slow
 def test_events_after_the_as_of_date_never_change_what_is_scored(tmp_path):
     as_of = date(2024, 6, 1)
     rules = load_rules("default")
@@ -264,6 +265,7 @@ def workspace(tmp_path):
     return tmp_path / "iom.toml"
 
 
+@pytest.mark.slow
 def test_cli_backtest_writes_outputs_and_stores_results(workspace, tmp_path):
     from pipeline.config import load_config
     from pipeline.warehouse import connect
@@ -299,6 +301,7 @@ def test_cli_backtest_window_past_the_data_names_the_last_date(workspace):
     assert "2027-06-30" in result.output and "past the last date the data cover" in result.output
 
 
+@pytest.mark.slow
 def test_cli_backtest_too_little_history(workspace):
     result = runner.invoke(app, ["backtest", "--config", str(workspace), "--from", "2021-01-01", "--to", "2024-01-01"])
     assert result.exit_code == 9, result.output
@@ -336,6 +339,7 @@ def test_baseline_selection_per_area_by_hand():
     assert _selected_by(score, area, np.array([2, 1])).tolist() == [True, True, False, False, True, False]
 
 
+@pytest.mark.slow
 def test_cli_backtest_compares_rule_sets_side_by_side(workspace, tmp_path):
     from rules.schema import DEFAULT_RULES
 

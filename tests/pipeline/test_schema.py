@@ -60,6 +60,7 @@ def rows(path, sql):
         con.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ran", [False, True])
 def test_a_version_1_warehouse_is_upgraded_in_place_and_keeps_its_data(tmp_path, ran):
     config = write_workspace(tmp_path)

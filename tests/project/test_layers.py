@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 FIRST_PARTY = ("pipeline", "features", "synthetic", "rules", "models", "evaluation", "reporting", "cli")
 
 # Lowest first. A module belongs to the layer of the longest prefix that names it.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline.runs import RulesUsed, RunCounts, RunInput, RunManifest
 
-DOCS = Path(__file__).parents[1] / "docs" / "operations.md"
+DOCS = Path(__file__).parents[2] / "docs" / "operations.md"
 
 
 def documented_fields() -> set[str]:

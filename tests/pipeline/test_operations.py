@@ -22,7 +22,7 @@ from pipeline.retention import cutoff_before, purge
 from pipeline.warehouse import connect, open_warehouse
 
 runner = CliRunner()
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 
 def test_second_holder_of_the_lock_is_refused_at_once(tmp_path):
@@ -70,6 +70,7 @@ def test_encrypted_warehouse_refuses_without_the_right_key(tmp_path, monkeypatch
     con.close()
 
 
+@pytest.mark.slow
 def test_cli_creates_warehouse_and_folders_owner_only(tmp_path):
     from builders import write_workspace
 
@@ -160,6 +161,7 @@ def test_hostile_column_names_in_mappings_are_data_not_sql(workspace, tmp_path):
         config.warehouse_path.unlink()
 
 
+@pytest.mark.slow
 def test_run_outputs_are_owner_only(tmp_path):
     result = subprocess.run([sys.executable, "-m", "cli", "--quiet", "demo", "--dir", str(tmp_path / "d"),
                              "--people", "300"], cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
