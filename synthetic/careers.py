@@ -136,6 +136,7 @@ class Career:
     dc_end: np.ndarray  # management end (may be after the extract date)
     dc_score: np.ndarray
     managed_days: np.ndarray  # per person, days managed in the window
+    offences_managed: np.ndarray  # per person, offences committed while managed
 
 
 class _Spells:
@@ -171,7 +172,11 @@ def _draw_codes(rng: np.random.Generator, ref: Reference, young: np.ndarray, pre
 
 
 def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, window_start: int,
-             decisions: PastDecisions | None) -> Career:
+             decisions: PastDecisions | None, panel_rng: np.random.Generator | None = None) -> Career:
+    """The block's careers. The panel draws from `panel_rng`, and the treatment's draws are made
+    whatever the effect, so that a world with a scheme of no effect offends exactly as one with
+    no scheme, and one with an effect differs only through the managed people."""
+    panel_rng = panel_rng if panel_rng is not None else np.random.default_rng(0)
     n = p.n
     months = int(np.ceil((ext + 1 - window_start) / (YEAR / 12)))
     starts = window_start + np.round(np.arange(months + 1) * YEAR / 12).astype(np.int64)
@@ -235,6 +240,7 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
     managed_to = np.zeros(n, dtype=np.int64)
     managed_from = np.zeros(n, dtype=np.int64)
     managed_days = np.zeros(n, dtype=np.int64)
+    offences_managed = np.zeros(n, dtype=np.int64)
     review_after = np.zeros(n, dtype=np.int64)
     dec: dict[str, list[np.ndarray]] = {k: [] for k in (
         "person", "decision", "cohort", "meeting", "review", "end", "score")}
@@ -248,7 +254,7 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
         if me <= ms:
             continue
         if m >= meet_from and decisions:
-            _meeting(rng, p, ms, ext, ring, ring_nh, cust_from, cust_to, managed_from, managed_to, review_after,
+            _meeting(panel_rng, p, ms, ext, ring, ring_nh, cust_from, cust_to, managed_from, managed_to, review_after,
                      capacity, decisions, dec)
         slot = m % 12
         ring[:, slot] = 0
@@ -264,8 +270,9 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
         # custody incapacitates and management (with the effect's probability) prevents: the
         # offences that would fall there are not committed
         keep = ~((d >= cust_from[who]) & (d < cust_to[who]))
-        if effect:
-            keep &= ~((d >= managed_from[who]) & (d < managed_to[who]) & (rng.random(who.size) < effect))
+        while_managed = (d >= managed_from[who]) & (d < managed_to[who])
+        keep &= ~(while_managed & (rng.random(who.size) < effect))
+        np.add.at(offences_managed, who[keep & while_managed], 1)
         who, d = who[keep], d[keep]
         k = who.size
         if k == 0:
@@ -328,7 +335,7 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
         sanctions += np.bincount(who[convicted | cautioned], minlength=n)
 
         cand = [
-            (remand, arrest, s_day, np.full(k, -1), REMAND),
+            (remand, arrest, np.maximum(s_day, arrest + 1), np.full(k, -1), REMAND),
             (custody, s_day, s_day + served, sentence, SENTENCED),
             (recall, arrest, recall_to, np.full(k, -1), RECALL),
         ]
@@ -390,6 +397,7 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
         pre_sanctions=pre_sanctions, pre_first=pre_first, pre_offences=pre_offences,
         dc_person=dc["person"], dc_decision=dc["decision"], dc_cohort=dc["cohort"], dc_meeting=dc["meeting"],
         dc_review=dc["review"], dc_end=dc["end"], dc_score=dc["score"], managed_days=managed_days,
+        offences_managed=offences_managed,
     )
 
 

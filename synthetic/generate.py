@@ -53,7 +53,7 @@ HISTORY_YEARS = 10
 BLOCK_PEOPLE = 50_000
 MAX_PEOPLE = 20_000_000  # the PNC serial space (10^7 a year) used twice, by year parity
 _STREAMS = ("people", "names", "careers", "ids", "police", "probation_copy", "prison_copy", "probation", "prison",
-            "decisions", *(f"faults_{name}" for name in EXTRACT_FORMATS))
+            "decisions", "panel", *(f"faults_{name}" for name in EXTRACT_FORMATS))
 _ORDER = list(EXTRACT_FORMATS)
 
 
@@ -166,7 +166,7 @@ def generate_extracts(out_dir: Path, people: int, seed: int, extract_date: date,
         names = make_names(rngs["names"], p)
         if first:
             stage("offences")
-        c = simulate(rngs["careers"], p, ref, ext, window_start, past_decisions)
+        c = simulate(rngs["careers"], p, ref, ext, window_start, past_decisions, rngs["panel"])
         ids, pnc_true = _ids(rngs["ids"], p, c, people, ext)
 
         if first:

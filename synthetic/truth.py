@@ -58,7 +58,7 @@ _PEOPLE_COLUMNS = [
     "person_id", "police_person_id", "pnc_id", "crn", "nomis_id", "sex", "date_of_birth", "area", "in_police_index",
     "moved_in_date", "persistent", "propensity", "offences_before_window", "sanctions_before_window",
     "offences_in_window", "offences_in_window_in_area", "offences_recorded_locally", "offences_last_12_months",
-    "sanctions_in_window", "managed_days",
+    "sanctions_in_window", "managed_days", "offences_while_managed",
 ]
 
 
@@ -94,6 +94,7 @@ def write_truth(w: TruthWriters, p: People, ids, c: Career, ref: Reference, on_f
         "offences_last_12_months": count(c.day > ext - 365),
         "sanctions_in_window": count(sanctioned),
         "managed_days": c.managed_days,
+        "offences_while_managed": c.offences_managed,
     }))
     year = (c.day.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970)
     by = (
