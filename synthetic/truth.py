@@ -147,7 +147,7 @@ def decision_frame(rng: np.random.Generator, p: People, ids, c: Career, ext: int
         "person_id": person_id,
         "id_type": np.where(use_pnc, "pnc_id", "police_person_id"),
         "decision": decision,
-        "cohort_type": cohort,
+        "cohort_type": pl.Series(cohort, dtype=pl.String).replace("", None),
         "reason": reason,
         "decided_by": np.char.add("IOM panel, ", np.array(AREAS)[p.area[who]]),
         "meeting_date": dates("meeting_date", c.dc_meeting),
