@@ -200,7 +200,7 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
     spec_base = rng.beta(2.0, 4.0, n)
 
     # the base rate month by month, all months at once: propensity x age curve x state
-    alive_days = np.clip(np.minimum(starts[1:][None, :], alive_to[:, None]) - starts[:-1][None, :], 0, None)
+    alive_days = np.clip(np.minimum(starts[1:][None, :], alive_to[:, None]) - starts[:-1][None, :], 0, None).astype(np.float32)
     # in float32 and with one exponential for the curve and the state together: this is the bulk
     # of the arithmetic (people x months)
     f32 = np.float32
@@ -215,7 +215,7 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
     rate = np.exp(state - f32(0.5) * z * z - f32(STATE_SIGMA**2 / 2))
     rate *= (ages >= p.onset.astype(f32)[:, None]) * p.theta.astype(f32)[:, None]
     del z, ages, state
-    counts = rng.poisson(rate * alive_days / YEAR)
+    counts = rng.poisson(rate * alive_days / np.float32(YEAR)).astype(np.int16)
     month_of, person_of = np.nonzero(counts.T)  # by month, then person
     reps = counts.T[month_of, person_of]
     off_person = np.repeat(person_of, reps)
@@ -235,8 +235,8 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
 
     # the simulated IOM scheme
     meet_from = months - 12 * decisions.years if decisions else months + 1
-    ring = np.zeros((n, 12), dtype=np.int16)  # local recorded offences by month, last 12 months
-    ring_nh = np.zeros((n, 12), dtype=np.int16)  # of which neighbourhood crime
+    ring = np.zeros((12, n), dtype=np.int16)  # local recorded offences by month, last 12 months
+    ring_nh = np.zeros((12, n), dtype=np.int16)  # of which neighbourhood crime
     managed_to = np.zeros(n, dtype=np.int64)
     managed_from = np.zeros(n, dtype=np.int64)
     managed_days = np.zeros(n, dtype=np.int64)
@@ -257,8 +257,8 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
             _meeting(panel_rng, p, ms, ext, ring, ring_nh, cust_from, cust_to, managed_from, managed_to, review_after,
                      capacity, decisions, dec)
         slot = m % 12
-        ring[:, slot] = 0
-        ring_nh[:, slot] = 0
+        ring[slot] = 0
+        ring_nh[slot] = 0
         who = off_person[bounds[m]:bounds[m + 1]]
         # the months after release from a short stay: extra offending, fading
         recent = np.flatnonzero((short_release <= ms) & (ms - short_release < 365))
@@ -293,8 +293,8 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
                        ("disposal", disposal), ("sanction_day", s_day)):
             out[key].append(v)
         rec = detected & local
-        np.add.at(ring[:, slot], who[rec], 1)
-        np.add.at(ring_nh[:, slot], who[rec & ref.neighbourhood[code]], 1)
+        ring[slot] += np.bincount(who[rec], minlength=n).astype(np.int16)
+        ring_nh[slot] += np.bincount(who[rec & ref.neighbourhood[code]], minlength=n).astype(np.int16)
 
         # sentencing: custody by seriousness and record; remand for some before a serious case
         priors = sanctions[who]
@@ -404,7 +404,7 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
 def _meeting(rng, p: People, day: int, ext: int, ring, ring_nh, cust_from, cust_to, managed_from, managed_to,
              review_after, capacity, rule: PastDecisions, dec) -> None:
     """One monthly panel: per area, the most recently active free people not already managed."""
-    score = ring.sum(axis=1).astype(np.int64)
+    score = ring.sum(axis=0, dtype=np.int64)
     alive = ~p.dead | (p.deceased > day)
     adult = (day - p.dob) >= 18 * YEAR
     in_custody = (cust_from <= day) & (day < cust_to)
@@ -439,7 +439,7 @@ def _meeting(rng, p: People, day: int, ext: int, ring, ring_nh, cust_from, cust_
     managed_to[acc] = day + length[accept]
     review = np.where(draw == 2, day + 28, day + 91)
     review_after[cand] = np.where(accept, managed_to[cand], review)
-    nh = ring_nh[cand].sum(axis=1)
+    nh = ring_nh[:, cand].sum(axis=0)
     cohort = np.where(nh * 2 >= score[cand], 0, np.where(rng.random(cand.size) < 0.7, 1, 2))
     dec["person"].append(cand)
     dec["decision"].append(draw)
