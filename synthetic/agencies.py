@@ -28,7 +28,6 @@ from pipeline.contract import (
 )
 from synthetic.careers import (
     CAUTIONED,
-    COMMUNITY,
     CONVICTED,
     LICENCE,
     PSS,
@@ -273,6 +272,3 @@ def prison_frame(rng: np.random.Generator, p: People, ids: Ids, copy: Copy, s: d
         "release_area": choose(AREAS, release_area[who], "release_area"),
     })
 
-
-__all__ = ["COMMUNITY", "Ids", "Periods", "police_frames", "probation_frames", "prison_frame", "custody_spells",
-           "supervision_periods", "pnc_history"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 from scipy.signal import lfilter
 
 from features.reference import load_offence_reference
@@ -449,6 +448,3 @@ def _meeting(rng, p: People, day: int, ext: int, ring, ring_nh, cust_from, cust_
     dec["end"].append(np.where(accept, day + length, -1))
     dec["score"].append(score[cand])
 
-
-def offence_table(ref: Reference) -> pl.DataFrame:
-    return pl.DataFrame({"code": ref.codes, "group": ref.group})

@@ -97,12 +97,6 @@ def make_people(rng: np.random.Generator, index: np.ndarray, ext: int) -> People
                   theta, persistent, onset, peak, spread)
 
 
-def age_curve(people: People, who: np.ndarray, age: np.ndarray) -> np.ndarray:
-    """The individual age-crime curve: 0 before onset, 1 at the peak, lognormal in shape."""
-    z = (np.log(np.maximum(age, 1.0)) - np.log(people.peak[who])) / people.spread[who]
-    return np.where(age >= people.onset[who], np.exp(-0.5 * z * z), 0.0)
-
-
 def age_curve_integral(people: People, a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
     """Integral of the age curve over ages [a1, a2] (years), in closed form.
 

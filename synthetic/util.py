@@ -106,15 +106,3 @@ def pnc_strings(year4: np.ndarray, serial: np.ndarray, long_form: np.ndarray) ->
         .otherwise(pl.concat_str([pl.col("yy"), pl.lit("/"), pl.col("s"), pl.col("l")]))
     ).to_series()
 
-
-def auc(score: np.ndarray, outcome: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half)."""
-    from scipy.stats import rankdata
-
-    score = np.asarray(score, dtype=np.float64)
-    outcome = np.asarray(outcome, dtype=bool)
-    pos, neg = int(outcome.sum()), int((~outcome).sum())
-    if pos == 0 or neg == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[outcome].sum() - pos * (pos + 1) / 2) / (pos * neg))
