@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
 from features.reference import load_offence_reference
 from synthetic.formats import AREAS, PastDecisions
@@ -161,6 +160,27 @@ class _Spells:
         return cols
 
 
+def _poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
+    """Poisson counts for a large array of small means, by inversion (most counts are 0)."""
+    u = rng.random(lam.shape, dtype=np.float32)
+    term = np.exp(-lam)
+    cdf = term.copy()
+    counts = np.zeros(lam.shape, dtype=np.int16)
+    idx = np.flatnonzero(u > cdf)
+    k = 0
+    lam_f, u_f, term_f, cdf_f = lam.ravel(), u.ravel(), term.ravel(), cdf.ravel()
+    lam_i, u_i, term_i, cdf_i = lam_f[idx], u_f[idx], term_f[idx], cdf_f[idx]
+    out = counts.ravel()
+    while idx.size:
+        k += 1
+        out[idx] = k
+        term_i = term_i * lam_i / k
+        cdf_i = cdf_i + term_i
+        more = (u_i > cdf_i) & ((term_i > 1e-7) | (k < lam_i))  # past the mode, a tail below float32 precision is cut
+        idx, lam_i, u_i, term_i, cdf_i = idx[more], lam_i[more], u_i[more], term_i[more], cdf_i[more]
+    return counts
+
+
 def _draw_codes(rng: np.random.Generator, ref: Reference, young: np.ndarray, pref: np.ndarray,
                 spec: np.ndarray) -> np.ndarray:
     u = rng.random(young.size)
@@ -198,25 +218,28 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
     pref = _draw_codes(rng, ref, np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int16), np.zeros(n))
     spec_base = rng.beta(2.0, 4.0, n)
 
-    # the base rate month by month, all months at once: propensity x age curve x state
-    alive_days = np.clip(np.minimum(starts[1:][None, :], alive_to[:, None]) - starts[:-1][None, :], 0, None).astype(np.float32)
-    # in float32 and with one exponential for the curve and the state together: this is the bulk
-    # of the arithmetic (people x months)
+    # the base rate month by month, all months at once (months x people, so that a month is one
+    # contiguous row): propensity x age curve x state, in float32 and with one exponential for the
+    # curve and the state together; this is the bulk of the arithmetic
     f32 = np.float32
+    alive_days = np.repeat(np.diff(starts).astype(f32)[:, None], n, axis=1)
+    died = np.flatnonzero(p.dead)
+    alive_days[:, died] = np.clip(np.minimum(starts[1:][:, None], alive_to[died][None, :]) - starts[:-1][:, None],
+                                  0, None)
     mid = ((starts[:-1] + starts[1:]) / 2 - ext).astype(f32)
-    ages = (mid[None, :] + (ext - p.dob).astype(f32)[:, None]) / f32(YEAR)
-    z = (np.log(np.maximum(ages, f32(1.0))) - np.log(p.peak).astype(f32)[:, None]) / p.spread.astype(f32)[:, None]
-    innovation = STATE_SIGMA * np.sqrt(1 - STATE_RHO**2)
-    x0 = rng.normal(0.0, STATE_SIGMA, n).astype(f32)
-    state = lfilter(np.array([1.0], dtype=f32), np.array([1.0, -STATE_RHO], dtype=f32),
-                    rng.standard_normal((n, months), dtype=f32) * f32(innovation), axis=1,
-                    zi=(f32(STATE_RHO) * x0)[:, None])[0]
+    ages = (mid[:, None] + (ext - p.dob).astype(f32)[None, :]) / f32(YEAR)
+    z = (np.log(np.maximum(ages, f32(1.0))) - np.log(p.peak).astype(f32)[None, :]) / p.spread.astype(f32)[None, :]
+    innovation = f32(STATE_SIGMA * np.sqrt(1 - STATE_RHO**2))
+    state = rng.standard_normal((months, n), dtype=f32) * innovation
+    state[0] = rng.normal(0.0, STATE_SIGMA, n)
+    for m in range(1, months):
+        state[m] += f32(STATE_RHO) * state[m - 1]
     rate = np.exp(state - f32(0.5) * z * z - f32(STATE_SIGMA**2 / 2))
-    rate *= (ages >= p.onset.astype(f32)[:, None]) * p.theta.astype(f32)[:, None]
+    rate *= (ages >= p.onset.astype(f32)[None, :]) * p.theta.astype(f32)[None, :]
     del z, ages, state
-    counts = rng.poisson(rate * alive_days / np.float32(YEAR)).astype(np.int16)
-    month_of, person_of = np.nonzero(counts.T)  # by month, then person
-    reps = counts.T[month_of, person_of]
+    counts = _poisson(rng, rate * alive_days / f32(YEAR))
+    month_of, person_of = np.nonzero(counts)  # by month, then person
+    reps = counts[month_of, person_of]
     off_person = np.repeat(person_of, reps)
     bounds = np.searchsorted(np.repeat(month_of, reps), np.arange(months + 1))
     del counts, month_of, person_of, reps
@@ -262,8 +285,8 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
         # the months after release from a short stay: extra offending, fading
         recent = np.flatnonzero((short_release <= ms) & (ms - short_release < 365))
         if recent.size:
-            extra = rng.poisson(rate[recent, m] * RELEASE_BOOST * np.exp(-(ms - short_release[recent]) / RELEASE_TAU)
-                                * alive_days[recent, m] / YEAR)
+            extra = rng.poisson(rate[m, recent] * RELEASE_BOOST * np.exp(-(ms - short_release[recent]) / RELEASE_TAU)
+                                * alive_days[m, recent] / YEAR)
             who = np.concatenate([who, np.repeat(recent, extra)])
         d = ms + (rng.random(who.size) * (np.minimum(me, alive_to[who]) - ms)).astype(np.int64)
         # custody incapacitates and management (with the effect's probability) prevents: the
