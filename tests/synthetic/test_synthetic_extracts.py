@@ -397,3 +397,27 @@ def test_rejects_nonsense_arguments(tmp_path):
     with pytest.raises(ValueError):
         generate_extracts(tmp_path, 10, 1, EXTRACT_DATE, fault_rate=0.9)
 
+
+
+def test_identifiers_stay_unique_beyond_ten_million_people():
+    # a national workspace: PNC serials are used twice past 10M people (even and odd years), and
+    # CRN and NOMIS numbers are bijections of the person number; checked on people at both ends
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from synthetic.generate import _ids
+    from synthetic.people import make_people
+    from synthetic.util import day
+
+    ext = day(EXTRACT_DATE)
+    index = np.concatenate([np.arange(0, 3000), np.arange(10_000_000, 10_003_000)])
+    rng = np.random.default_rng(1)
+    people = make_people(rng, index, ext)
+    career = SimpleNamespace(person=np.zeros(0, dtype=np.int64), detected=np.zeros(0, dtype=bool),
+                             day=np.zeros(0, dtype=np.int64), pre_sanctions=np.zeros(index.size, dtype=np.int64),
+                             pre_first=np.full(index.size, -1))
+    ids, pnc_true = _ids(rng, people, career, 13_000_000, ext)
+    assert pnc_true.filter(pl.Series(ids.has_pnc)).is_unique().all()
+    assert ids.crn.is_unique().all() and ids.nomis.is_unique().all() and ids.police_id.is_unique().all()
+    assert all(pnc_is_valid(v) for v in pnc_true.head(50).to_list())
