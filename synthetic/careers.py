@@ -160,27 +160,6 @@ class _Spells:
         return cols
 
 
-def _poisson(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
-    """Poisson counts for a large array of small means, by inversion (most counts are 0)."""
-    u = rng.random(lam.shape, dtype=np.float32)
-    term = np.exp(-lam)
-    cdf = term.copy()
-    counts = np.zeros(lam.shape, dtype=np.int16)
-    idx = np.flatnonzero(u > cdf)
-    k = 0
-    lam_f, u_f, term_f, cdf_f = lam.ravel(), u.ravel(), term.ravel(), cdf.ravel()
-    lam_i, u_i, term_i, cdf_i = lam_f[idx], u_f[idx], term_f[idx], cdf_f[idx]
-    out = counts.ravel()
-    while idx.size:
-        k += 1
-        out[idx] = k
-        term_i = term_i * lam_i / k
-        cdf_i = cdf_i + term_i
-        more = (u_i > cdf_i) & ((term_i > 1e-7) | (k < lam_i))  # past the mode, a tail below float32 precision is cut
-        idx, lam_i, u_i, term_i, cdf_i = idx[more], lam_i[more], u_i[more], term_i[more], cdf_i[more]
-    return counts
-
-
 def _draw_codes(rng: np.random.Generator, ref: Reference, young: np.ndarray, pref: np.ndarray,
                 spec: np.ndarray) -> np.ndarray:
     u = rng.random(young.size)
@@ -237,7 +216,7 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
     rate = np.exp(state - f32(0.5) * z * z - f32(STATE_SIGMA**2 / 2))
     rate *= (ages >= p.onset.astype(f32)[None, :]) * p.theta.astype(f32)[None, :]
     del z, ages, state
-    counts = _poisson(rng, rate * alive_days / f32(YEAR))
+    counts = rng.poisson(rate * alive_days / f32(YEAR)).astype(np.int16)
     month_of, person_of = np.nonzero(counts)  # by month, then person
     reps = counts[month_of, person_of]
     off_person = np.repeat(person_of, reps)

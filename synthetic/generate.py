@@ -30,7 +30,7 @@ from synthetic.formats import (
     GeneratedData,
     PastDecisions,
 )
-from synthetic.identity import CORRUPTIONS, corrupt
+from synthetic.identity import CORRUPTIONS, copy_of
 from synthetic.people import make_names, make_people
 from synthetic.truth import TruthWriters, decision_frame, write_truth, write_world
 from synthetic.util import (
@@ -185,10 +185,10 @@ def generate_extracts(out_dir: Path, people: int, seed: int, extract_date: date,
         per = agencies.supervision_periods(p, c, spells, ext)
         has_crn = np.zeros(p.n, dtype=bool)
         has_crn[per.person] = True
-        probation_copy = corrupt(rngs["probation_copy"], names, p.dob, ids.pnc_year, ids.pnc_serial, ids.has_pnc,
-                                 has_nomis, probation_noise, benign=0.08)
-        prison_copy = corrupt(rngs["prison_copy"], names, p.dob, ids.pnc_year, ids.pnc_serial, ids.has_pnc,
-                              np.zeros(p.n, dtype=bool), prison_noise, benign=0.18)
+        probation_copy = copy_of(rngs["probation_copy"], np.flatnonzero(has_crn), names, p.dob, ids.pnc_year,
+                                 ids.pnc_serial, ids.has_pnc, has_nomis, probation_noise, benign=0.08)
+        prison_copy = copy_of(rngs["prison_copy"], np.flatnonzero(has_nomis), names, p.dob, ids.pnc_year,
+                              ids.pnc_serial, ids.has_pnc, np.zeros(p.n, dtype=bool), prison_noise, benign=0.18)
         for source, copy, mask in (("probation_cases", probation_copy, has_crn),
                                    ("prison_custody", prison_copy, has_nomis)):
             for kind in CORRUPTIONS:

@@ -62,6 +62,31 @@ def _dob_variants(rng: np.random.Generator, dob: np.ndarray, transpose: np.ndarr
     return days, transpose, digit
 
 
+def copy_of(rng: np.random.Generator, who: np.ndarray, names: Names, dob: np.ndarray, pnc_year: np.ndarray,
+            pnc_serial: np.ndarray, has_pnc: np.ndarray, has_nomis: np.ndarray, noise: IdentityNoise,
+            benign: float) -> Copy:
+    """One agency's copy of the people `who` it holds, as arrays over all the block's people
+    (others get nulls and no flags): made for those people only, which is most of its cost."""
+    n = dob.size
+    part = corrupt(rng, names.take(who), dob[who], pnc_year[who], pnc_serial[who], has_pnc[who], has_nomis[who],
+                   noise, benign)
+
+    def spread(series: pl.Series) -> pl.Series:
+        return pl.repeat(None, n, dtype=pl.String, eager=True).alias(series.name).scatter(who, series)
+
+    full_dob = dob.copy()
+    full_dob[who] = part.dob
+    known = np.ones(n, dtype=bool)
+    known[who] = part.dob_known
+    nomis = np.zeros(n, dtype=bool)
+    nomis[who] = part.nomis_held
+    flags = {}
+    for kind, values in part.flags.items():
+        flags[kind] = np.zeros(n, dtype=bool)
+        flags[kind][who] = values
+    return Copy(spread(part.surname), spread(part.forenames), full_dob, known, spread(part.pnc), nomis, flags)
+
+
 def corrupt(rng: np.random.Generator, names: Names, dob: np.ndarray, pnc_year: np.ndarray, pnc_serial: np.ndarray,
             has_pnc: np.ndarray, has_nomis: np.ndarray, noise: IdentityNoise, benign: float) -> Copy:
     """One agency's copy of each person (the same copy on every row of that agency)."""

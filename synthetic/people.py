@@ -170,6 +170,12 @@ class Names:
     forename_pool: pl.Series
     surname_pool: pl.Series
 
+    def take(self, idx: np.ndarray) -> Names:
+        """The names of some people (the pools stay whole)."""
+        return Names(*(v.gather(idx) if isinstance(v, pl.Series) else v[idx] for v in (
+            self.surname, self.forenames, self.first, self.nickname, self.middle, self.has_middle,
+            self.double_barrelled, self.apostrophe, self.accent)), self.forename_pool, self.surname_pool)
+
 
 def _pool(heads: tuple[str, ...], tails: tuple[str, ...], min_len: int) -> tuple[np.ndarray, np.ndarray]:
     h = np.repeat(np.array(heads), len(tails))
