@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.reference import load_offence_reference
+from pipeline.contract import CUSTODY_TYPES, SUPERVISION_TYPES
 from synthetic.formats import AREAS, PastDecisions
 from synthetic.people import People, age_curve_integral, first_event_age
 from synthetic.util import OPEN, YEAR
@@ -53,14 +54,15 @@ YOUNG_TILT = {"criminal_damage": 1.8, "robbery": 1.8, "vehicle_crime": 1.6, "pub
               "fraud": 0.4, "drink_driving": 0.3, "handling": 0.8}
 DISPOSALS = ("convicted", "cautioned", "community_resolution", "nfa", "other")
 DISPOSAL_P = np.array([0.15, 0.04, 0.15, 0.52, 0.14])
-CONVICTED, CAUTIONED = 0, 1
+CONVICTED, CAUTIONED, NFA = (DISPOSALS.index(v) for v in ("convicted", "cautioned", "nfa"))
 STATE_RHO = 0.75  # monthly autocorrelation of the log state
 STATE_SIGMA = 0.6  # its stationary standard deviation
 RELEASE_BOOST = 1.0  # extra rate just after release from a stay under a year, fading with
 RELEASE_TAU = 90.0  # this time constant (days)
-SUPERVISION = ("licence", "community_order", "suspended_sentence", "pss", "none")
-LICENCE, COMMUNITY, SUSPENDED, PSS, NONE = range(5)
-SENTENCED, REMAND, RECALL = 0, 1, 2
+# positions in the contract's enumerations, the numbers the arrays hold
+LICENCE, COMMUNITY, SUSPENDED, PSS = (SUPERVISION_TYPES.index(v) for v in
+                                      ("licence", "community_order", "suspended_sentence", "pss"))
+SENTENCED, REMAND, RECALL = (CUSTODY_TYPES.index(v) for v in ("sentenced", "remand", "recall"))
 
 
 @dataclass
@@ -284,7 +286,7 @@ def simulate(rng: np.random.Generator, p: People, ref: Reference, ext: int, wind
         spec = np.minimum(spec_base[who] * (0.6 + 0.02 * np.clip(age_at - 15, 0, 30)), 0.9)
         code = _draw_codes(rng, ref, young, pref[who], spec)
         detected = rng.random(k) < ref.detect[code]
-        disposal = np.where(detected, np.searchsorted(np.cumsum(DISPOSAL_P), rng.random(k), side="right"), 3)
+        disposal = np.where(detected, np.searchsorted(np.cumsum(DISPOSAL_P), rng.random(k), side="right"), NFA)
         disposal = np.minimum(disposal, len(DISPOSALS) - 1).astype(np.int8)
         convicted = detected & (disposal == CONVICTED)
         cautioned = detected & (disposal == CAUTIONED)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.contract import SEX_CODES
 from synthetic.careers import DISPOSALS, Career, Reference
 from synthetic.formats import AREAS, IdentityNoise, PastDecisions
 from synthetic.identity import CORRUPTIONS, Copy
@@ -79,7 +80,7 @@ def write_truth(w: TruthWriters, p: People, ids, c: Career, ref: Reference, on_f
         "pnc_id": where_str(ids.has_pnc, pnc_true),
         "crn": where_str(has_crn, ids.crn),
         "nomis_id": where_str(has_nomis, ids.nomis),
-        "sex": choose(("M", "F", "X", "U"), p.sex, "sex").cast(pl.String),
+        "sex": choose(SEX_CODES, p.sex, "sex").cast(pl.String),
         "date_of_birth": dates("date_of_birth", p.dob),
         "area": choose(AREAS, p.area, "area").cast(pl.String),
         "in_police_index": p.in_index,
