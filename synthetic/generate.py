@@ -28,6 +28,7 @@ from synthetic.formats import (
     PRISON_NOISE,
     PROBATION_NOISE,
     GeneratedData,
+    IdentityNoise,
     PastDecisions,
 )
 from synthetic.identity import CORRUPTIONS, copy_of
@@ -102,14 +103,16 @@ def _ids(rng: np.random.Generator, p, c, people_total: int, ext: int) -> tuple[I
 
 def generate_extracts(out_dir: Path, people: int, seed: int, extract_date: date, fault_rate: float = 0.002,
                       progress: Callable[[str], None] | None = None, *, past_decisions: PastDecisions | None = None,
-                      identity_noise: float = 1.0, truth_dir: Path | None = None, block_people: int = BLOCK_PEOPLE,
-                      chunk_people: int | None = None) -> GeneratedData:
+                      identity_noise: float = 1.0, probation_noise: IdentityNoise | None = None,
+                      prison_noise: IdentityNoise | None = None, truth_dir: Path | None = None,
+                      block_people: int = BLOCK_PEOPLE, chunk_people: int | None = None) -> GeneratedData:
     """Write the five synthetic extracts into `out_dir`, the truth and past decisions beside it.
 
     Same arguments, same bytes, whatever `chunk_people` (how many people are held in memory at
     once, rounded to whole blocks). `fault_rate` is the share of rows per extract given a fault,
     spread evenly over the kinds that apply to that extract. `identity_noise` scales every rate of
-    identity corruption (0: clean copies). `past_decisions` simulates an IOM scheme (None: none).
+    identity corruption (0: clean copies) of `probation_noise` and `prison_noise` (default: the
+    documented rates, `synthetic.formats.PROBATION_NOISE` and `PRISON_NOISE`). `past_decisions` simulates an IOM scheme (None: none).
     The truth goes to `truth_dir` (default: `out_dir`'s parent / "truth"), the decisions to
     `truth_dir`'s parent / "decisions".
     """
@@ -138,8 +141,8 @@ def generate_extracts(out_dir: Path, people: int, seed: int, extract_date: date,
     window = _window_start(extract_date)
     window_start = day(window)
     ref = load_reference()
-    probation_noise = PROBATION_NOISE.scaled(identity_noise)
-    prison_noise = PRISON_NOISE.scaled(identity_noise)
+    probation_noise = (probation_noise or PROBATION_NOISE).scaled(identity_noise)
+    prison_noise = (prison_noise or PRISON_NOISE).scaled(identity_noise)
     writers = {name: ExtractWriter(name, out_dir) for name in _ORDER}
     truth = TruthWriters(truth_dir, past_decisions is not None)
     totals: dict[str, int] = {}

@@ -233,3 +233,15 @@ def test_identity_corruption_comes_at_the_documented_rates_and_can_be_switched_o
     clean = generate_extracts(tmp_path / "extracts", 3000, 3, EXTRACT_DATE, fault_rate=0.0, identity_noise=0.0)
     assert not any(clean.corruptions.values())
     assert (pl.read_parquet(tmp_path / "truth" / "identities.parquet")["corruptions"] == "").all()
+
+
+def test_each_corruption_rate_can_be_set(tmp_path):
+    from synthetic import IdentityNoise
+
+    noise = IdentityNoise(**{k: 0.0 for k in IdentityNoise().__dict__} | {"dob_missing": 0.5})
+    data = generate_extracts(tmp_path / "extracts", 4000, 3, EXTRACT_DATE, fault_rate=0.0,
+                             probation_noise=noise, prison_noise=noise)
+    ids = pl.read_parquet(tmp_path / "truth" / "identities.parquet").filter(pl.col("source") != "police_nominals")
+    assert 0.4 <= (ids["corruptions"] == "dob_missing").mean() <= 0.6
+    assert set(ids["corruptions"]) == {"", "dob_missing"}
+    assert data.corruptions["probation_cases.dob_missing"] > 0 and data.corruptions["prison_custody.pnc_missing"] == 0
