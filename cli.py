@@ -268,15 +268,23 @@ def generate(
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed and date give the same files.")] = 42,
     extract_date: Annotated[str | None, typer.Option("--extract-date", help="YYYY-MM-DD; default the first day of this month.")] = None,
     fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of rows with injected faults.")] = 0.002,
+    past_decisions: Annotated[bool, typer.Option("--past-decisions/--no-past-decisions", help="Simulate an IOM scheme's past monthly panels and write their decisions.")] = True,
+    treatment_effect: Annotated[float, typer.Option("--treatment-effect", help="True effect of management: the share of a managed person's offending it prevents (0 = none).")] = 0.0,
+    identity_noise: Annotated[float, typer.Option("--identity-noise", help="Scale of the identity corruption in probation and prison records (0 = clean copies, 1 = documented rates).")] = 1.0,
 ) -> None:
-    """Generate realistic synthetic extracts (all five) and a matching iom.toml."""
+    """Generate a synthetic world: the five extracts, a matching iom.toml, the truth and past decisions."""
     from pipeline.workspace import generate_workspace
 
     when = _call(lambda: _parse_date(extract_date, "--extract-date")) if extract_date else date.today().replace(day=1)
-    data, config_path = _call(lambda: generate_workspace(out_dir, people, seed, when, fault_rate))
+    data, config_path = _call(lambda: generate_workspace(
+        out_dir, people, seed, when, fault_rate, past_decisions=past_decisions, treatment_effect=treatment_effect,
+        identity_noise=identity_noise))
     rows = [[e.name, e.path.name, e.format, e.rows] for e in data.extracts]
     out.print(_table(f"Generated {people:,} people (seed {seed}, extract date {when})", ["extract", "file", "format", "rows"], rows))
     out.print(f"Injected faults: {', '.join(f'{k} {v:,}' for k, v in sorted(data.faults.items())) or 'none'}")
+    out.print(f"Truth (never read by the pipeline): {data.truth_dir}")
+    if data.decisions_path is not None:
+        out.print(f"Past panel decisions: {data.decisions_path}")
     out.print(f"Config: {config_path}")
 
 

@@ -27,19 +27,32 @@ def _canonical_to_source(config, extract: str) -> dict[str, str]:
     return {canonical: source for source, canonical in config.extracts[extract].columns.items()}
 
 
-def poison_names(root: Path, every: int = 3) -> None:
-    """Give every `every`-th police nominal a hostile surname and forenames."""
-    config = load_config(root / "iom.toml")
-    spec = config.extracts["police_nominals"]
-    path = config.resolve(spec.file)
-    columns = _canonical_to_source(config, "police_nominals")
-    with path.open(encoding=spec.encoding, newline="") as handle:
+def _read(config, extract: str) -> tuple[list[dict], list[str]]:
+    spec = config.extracts[extract]
+    with config.resolve(spec.file).open(encoding=spec.encoding, newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter=spec.delimiter))
-    fields = list(rows[0])
-    for i, row in enumerate(rows):
-        if i % every == 0:
-            row[columns["surname"]] = row[columns["forenames"]] = HOSTILE[(i // every) % len(HOSTILE)]
-    with path.open("w", encoding=spec.encoding, newline="") as handle:
+    return rows, list(rows[0])
+
+
+def poison_names(root: Path, people: int = 60) -> None:
+    """Give the `people` police nominals with the most offences (so the cohort surely holds some
+    of each) a hostile surname and forenames, cycling through HOSTILE."""
+    config = load_config(root / "iom.toml")
+    offences, _ = _read(config, "police_offences")
+    offence_id = _canonical_to_source(config, "police_offences")["police_person_id"]
+    counts: dict[str, int] = {}
+    for row in offences:
+        counts[row[offence_id]] = counts.get(row[offence_id], 0) + 1
+    prolific = sorted(counts, key=lambda pid: (-counts[pid], pid))[:people]
+    hostile = {pid: HOSTILE[i % len(HOSTILE)] for i, pid in enumerate(prolific)}
+    spec = config.extracts["police_nominals"]
+    columns = _canonical_to_source(config, "police_nominals")
+    rows, fields = _read(config, "police_nominals")
+    for row in rows:
+        name = hostile.get(row[columns["police_person_id"]])
+        if name is not None:
+            row[columns["surname"]] = row[columns["forenames"]] = name
+    with config.resolve(spec.file).open("w", encoding=spec.encoding, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, delimiter=spec.delimiter)
         writer.writeheader()
         writer.writerows(rows)

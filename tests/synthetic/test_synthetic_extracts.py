@@ -1,4 +1,4 @@
-"""The synthetic extract generator: shapes, formats, content and injected faults."""
+"""The synthetic world's extracts: shapes, formats, identifiers, dates, content and injected faults."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from pipeline.contract import (
     NOMIS_PATTERN,
     Kind,
 )
-from pipeline.generate import FAULT_KINDS, GeneratedData, GeneratedExtract, generate_extracts
 from pipeline.identifiers import pnc_is_valid, pnc_normal_form
+from synthetic import FAULT_KINDS, GeneratedData, GeneratedExtract, generate_extracts
 
 EXTRACT_DATE = date(2026, 10, 31)
-REFERENCE = Path(__file__).resolve().parent.parent / "features" / "offence_reference.csv"
+REFERENCE = Path(__file__).resolve().parents[2] / "features" / "offence_reference.csv"
 
 
 def read_extract(e: GeneratedExtract) -> pl.DataFrame:
@@ -45,26 +45,30 @@ def parse_dates(values: pl.Series, fmt: str) -> pl.Series:
 
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory) -> tuple[GeneratedData, dict[str, pl.DataFrame]]:
-    data = generate_extracts(tmp_path_factory.mktemp("clean"), 2000, 11, EXTRACT_DATE, fault_rate=0.0)
+    data = generate_extracts(tmp_path_factory.mktemp("clean") / "extracts", 2000, 11, EXTRACT_DATE, fault_rate=0.0)
     return data, {e.name: read_extract(e) for e in data.extracts}
 
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory) -> tuple[GeneratedData, dict[str, pl.DataFrame]]:
-    data = generate_extracts(tmp_path_factory.mktemp("faulty"), 1500, 5, EXTRACT_DATE, fault_rate=0.01)
+    data = generate_extracts(tmp_path_factory.mktemp("faulty") / "extracts", 1500, 5, EXTRACT_DATE, fault_rate=0.01)
     return data, {e.name: read_extract(e) for e in data.extracts}
 
 
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_same_arguments_give_identical_bytes_and_a_new_seed_changes_them(tmp_path):
-    first = generate_extracts(tmp_path / "a", 300, 99, EXTRACT_DATE, fault_rate=0.01)
-    second = generate_extracts(tmp_path / "b", 300, 99, EXTRACT_DATE, fault_rate=0.01)
-    other = generate_extracts(tmp_path / "c", 300, 100, EXTRACT_DATE, fault_rate=0.01)
-    for a, b in zip(first.extracts, second.extracts, strict=True):
-        assert a.path.read_bytes() == b.path.read_bytes(), a.name
-    assert first.faults == second.faults
-    changed = [a.name for a, c in zip(first.extracts, other.extracts, strict=True)
-               if a.path.read_bytes() != c.path.read_bytes()]
-    assert "police_nominals" in changed and "police_offences" in changed
+    first = generate_extracts(tmp_path / "a" / "extracts", 300, 99, EXTRACT_DATE, fault_rate=0.01)
+    second = generate_extracts(tmp_path / "b" / "extracts", 300, 99, EXTRACT_DATE, fault_rate=0.01)
+    other = generate_extracts(tmp_path / "c" / "extracts", 300, 100, EXTRACT_DATE, fault_rate=0.01)
+    a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
+    assert len(a) >= 10 and a == b  # extracts, truth and world description alike
+    assert first.faults == second.faults and first.corruptions == second.corruptions
+    changed = [name for name in a if a[name] != c[name]]
+    assert "extracts/police_nominals.csv" in changed and "extracts/police_offences.csv" in changed
+    assert other.seed == 100
 
 
 def test_describes_five_files_it_wrote(clean):
@@ -120,7 +124,7 @@ def test_identifiers_follow_the_contract_without_faults(clean):
     for frame in (nominals, cases, custody):
         pncs = frame["pnc_id"].drop_nulls().to_list()
         assert pncs and all(pnc_is_valid(v) for v in pncs)
-    assert 0.85 <= nominals["pnc_id"].is_not_null().mean() <= 0.95
+    assert 0.65 <= nominals["pnc_id"].is_not_null().mean() <= 0.95
     assert nominals["cro_number"].drop_nulls().str.contains(CRO_PATTERN).all()
     assert nominals["police_person_id"].str.contains(LOCAL_ID_PATTERN).all()
     assert offences["offence_id"].str.contains(LOCAL_ID_PATTERN).all()
@@ -150,17 +154,16 @@ def test_enumerated_values_stay_in_their_lists(clean):
     assert sizes.max() > 1.5 * sizes.min()
 
 
-def test_prison_and_probation_pnc_ids_link_back_to_the_police(clean):
+def test_prison_and_probation_hold_pnc_ids_in_either_form_and_not_always(clean):
     _, f = clean
-    police = {pnc_normal_form(v) for v in f["police_nominals"]["pnc_id"].drop_nulls()}
-    for name in ("prison_custody", "probation_cases"):
-        held = f[name]["pnc_id"].drop_nulls().to_list()
-        assert {pnc_normal_form(v) for v in held} <= police
-    # some prison records hold the id in the other (long or short) form than the police
     police_raw = set(f["police_nominals"]["pnc_id"].drop_nulls())
-    assert any(v not in police_raw for v in f["prison_custody"]["pnc_id"].drop_nulls())
-    share = f["prison_custody"]["pnc_id"].is_not_null().mean()
-    assert 0.6 <= share <= 0.9
+    police = {pnc_normal_form(v) for v in police_raw}
+    for name in ("prison_custody", "probation_cases"):
+        held = f[name]["pnc_id"].drop_nulls()
+        # most held ids are the police's; some in the other (long or short) form than the police use
+        assert sum(pnc_normal_form(v) in police for v in held) > 0.8 * held.len()
+        assert any(v not in police_raw and pnc_normal_form(v) in police for v in held)
+        assert 0.6 <= f[name]["pnc_id"].is_not_null().mean() <= 0.92
 
 
 def test_no_date_after_the_extract_date_unless_it_may_be_planned(clean):
@@ -219,7 +222,7 @@ def test_offending_is_heavy_tailed_with_a_super_prolific_few(clean):
     offences = f["police_offences"]
     counts = offences.group_by("police_person_id").len()["len"].sort(descending=True)
     total = counts.sum()
-    assert 5 <= total / data.people <= 15
+    assert 2.5 <= total / data.people <= 10
     top_tenth = counts.head(data.people // 10).sum()
     assert top_tenth / total > 0.35
     fmt = by_name(data)["police_offences"].date_formats[0]
@@ -257,13 +260,13 @@ def test_some_people_are_in_custody_at_the_extract_date(clean):
     fmt = by_name(data)["prison_custody"].date_formats[0]
     open_spells = custody.filter(pl.col("release_date").is_null())
     share = open_spells["nomis_id"].n_unique() / data.people
-    assert 0.02 <= share <= 0.08
+    assert 0.004 <= share <= 0.05
     expected = parse_dates(open_spells["expected_release_date"], fmt)
     assert (expected > EXTRACT_DATE).all()
     assert (expected <= EXTRACT_DATE + timedelta(days=90)).any()
     assert set(custody["custody_type"].unique()) == {"sentenced", "remand", "recall"}
     sentenced = custody.filter(pl.col("custody_type") == "sentenced")["sentence_days"].cast(pl.Int64)
-    assert 0.3 <= (sentenced < 365).mean() <= 0.7
+    assert 0.4 <= (sentenced < 365).mean() <= 0.85
     assert custody.filter(pl.col("custody_type") == "remand")["sentence_days"].null_count() == \
         custody.filter(pl.col("custody_type") == "remand").height
 
@@ -272,7 +275,7 @@ def test_probation_cases_are_consistent_with_the_person(clean):
     data, f = clean
     cases = f["probation_cases"]
     people = cases["crn"].n_unique() / data.people
-    assert 0.2 <= people <= 0.4
+    assert 0.1 <= people <= 0.35
     assert 0.05 <= cases["ogrs3_2yr"].is_null().mean() <= 0.25
     ogrs = cases["ogrs3_2yr"].drop_nulls()
     assert ogrs.str.contains(r"^\d{1,3}\.\d$").all()
@@ -286,7 +289,8 @@ def test_probation_cases_are_consistent_with_the_person(clean):
     assert ((assessed - start).dt.total_days().abs() <= 31).all()
     first = parse_dates(cases["first_sanction_date"], fmt)
     assert (first.drop_nulls() <= EXTRACT_DATE).all()
-    # previous sanctions never exceed the person's sanctions in the police history
+    # previous sanctions come from the PNC: they include sanctions the local police extract does
+    # not hold (other force areas, before its history starts), so they often exceed its count
     nominals = f["police_nominals"].select("pnc_id", "police_person_id").drop_nulls()
     sanctions = (f["police_offences"].filter(pl.col("outcome").is_in(["convicted", "cautioned"]))
                  .group_by("police_person_id").len())
@@ -295,7 +299,8 @@ def test_probation_cases_are_consistent_with_the_person(clean):
                     on="pnc_id")
               .join(sanctions, on="police_person_id", how="left"))
     assert linked.height > 0
-    assert (linked["previous_sanctions"].cast(pl.Int64) <= linked["len"].fill_null(0)).all()
+    assert (linked["previous_sanctions"].cast(pl.Int64) > linked["len"].fill_null(0)).mean() > 0.2
+    assert (first.drop_nulls() < EXTRACT_DATE - timedelta(days=10 * 366)).any()
     # young prolific people score higher than the rest
     young = linked.filter(pl.col("previous_sanctions").cast(pl.Int64) >= 5)["ogrs3_2yr"].cast(pl.Float64).mean()
     rest = linked.filter(pl.col("previous_sanctions").cast(pl.Int64) <= 1)["ogrs3_2yr"].cast(pl.Float64).mean()
@@ -303,23 +308,6 @@ def test_probation_cases_are_consistent_with_the_person(clean):
     events = f["probation_events"]
     assert set(events["event_type"].unique()) <= set(EXTRACTS["probation_events"].column("event_type").allowed)
     assert events.height > 0
-
-
-def test_prison_names_vary_only_in_ways_a_normaliser_mostly_absorbs(clean):
-    _, f = clean
-    police = f["police_nominals"].select("pnc_id", "surname", "date_of_birth")
-    prison = f["prison_custody"].select("pnc_id", pl.col("surname").alias("prison_surname"), "date_of_birth")
-    police = police.with_columns(pl.col("date_of_birth").str.strptime(pl.Date, "%d/%m/%Y"),
-                                 pl.col("pnc_id").map_elements(pnc_normal_form, return_dtype=pl.String))
-    prison = prison.drop_nulls("pnc_id").with_columns(
-        pl.col("date_of_birth").str.strptime(pl.Date, "%Y-%m-%d"),
-        pl.col("pnc_id").map_elements(pnc_normal_form, return_dtype=pl.String),
-    ).unique("pnc_id")
-    pairs = prison.join(police, on="pnc_id")
-    assert (pairs["date_of_birth"] == pairs["date_of_birth_right"]).all()
-    exact = (pairs["surname"] == pairs["prison_surname"]).mean()
-    upper = (pairs["surname"].str.to_uppercase() == pairs["prison_surname"]).mean()
-    assert 0.5 < exact < 1.0 and upper > 0
 
 
 def test_faults_are_injected_and_counted(faulty):
@@ -409,3 +397,27 @@ def test_rejects_nonsense_arguments(tmp_path):
     with pytest.raises(ValueError):
         generate_extracts(tmp_path, 10, 1, EXTRACT_DATE, fault_rate=0.9)
 
+
+
+def test_identifiers_stay_unique_beyond_ten_million_people():
+    # a national workspace: PNC serials are used twice past 10M people (even and odd years), and
+    # CRN and NOMIS numbers are bijections of the person number; checked on people at both ends
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from synthetic.generate import _ids
+    from synthetic.people import make_people
+    from synthetic.util import day
+
+    ext = day(EXTRACT_DATE)
+    index = np.concatenate([np.arange(0, 3000), np.arange(10_000_000, 10_003_000)])
+    rng = np.random.default_rng(1)
+    people = make_people(rng, index, ext)
+    career = SimpleNamespace(person=np.zeros(0, dtype=np.int64), detected=np.zeros(0, dtype=bool),
+                             day=np.zeros(0, dtype=np.int64), pre_sanctions=np.zeros(index.size, dtype=np.int64),
+                             pre_first=np.full(index.size, -1))
+    ids, pnc_true = _ids(rng, people, career, 13_000_000, ext)
+    assert pnc_true.filter(pl.Series(ids.has_pnc)).is_unique().all()
+    assert ids.crn.is_unique().all() and ids.nomis.is_unique().all() and ids.police_id.is_unique().all()
+    assert all(pnc_is_valid(v) for v in pnc_true.head(50).to_list())
