@@ -534,6 +534,68 @@ def purge(
     out.print("Kept: the loads and runs registers (file names, sha256, counts, manifests).")
 
 
+decisions_app = typer.Typer(
+    help="The panel's decisions: import the completed workbook (or a CSV), list them.", no_args_is_help=True)
+app.add_typer(decisions_app, name="decisions")
+
+
+@decisions_app.command("import")
+def decisions_import(
+    file: Annotated[Path, typer.Argument(help="The completed pack.xlsx, or a CSV in the decisions sheet's columns.")],
+    config: ConfigOption = Path("iom.toml"),
+    sheet: Annotated[str, typer.Option("--sheet", help="The workbook's sheet to read.")] = "decisions",
+    wait: WaitOption = 0.0,
+) -> None:
+    """Import the panel's decisions (accept, reject, defer) from a workbook or CSV, all rows or none."""
+    from pipeline.config import load_config
+
+    def load():
+        from pipeline.decisions import import_decisions
+
+        return import_decisions(cfg, file, sheet)
+
+    cfg = _call(lambda: load_config(config))
+    r = _locked_call(cfg, "decisions import", load, wait=wait)
+    if r.status == "already imported":
+        out.print(f"{r.file_name} was already imported as {r.import_id} ({r.imported_at:%Y-%m-%d %H:%M} UTC, by "
+                  f"{r.imported_by}): nothing changed.")
+        return
+    where = f", sheet {r.sheet}" if r.sheet else ""
+    out.print(f"Imported {r.decisions:,} decisions from {r.file_name}{where} as {r.import_id}"
+              + (f" (run {r.run_id})" if r.run_id else "") + ": "
+              + ", ".join(f"{k} {v:,}" for k, v in r.by_decision.items()))
+    out.print(f"  rows read {r.rows_read:,}; without a decision {r.blank_rows:,}; people with an earlier decision "
+              f"(kept as history, superseded from their new meeting on) {r.superseding:,}")
+    out.print(f"  sha256 {r.sha256}; imported by {r.imported_by} at {r.imported_at:%Y-%m-%d %H:%M:%S} UTC")
+    out.print("The next `iom run` applies them: see `iom decisions list`.")
+
+
+@decisions_app.command("list")
+def decisions_list(
+    config: ConfigOption = Path("iom.toml"),
+    due: Annotated[bool, typer.Option("--due-for-review", help="Only decisions due for review at the date.")] = False,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD; default today.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """The panel's decision in force for each person at a date, with its review date and status."""
+    from pipeline.config import load_config
+
+    def read():
+        from pipeline.decisions import list_decisions
+
+        return list_decisions(cfg, when, due)
+
+    cfg = _call(lambda: load_config(config))
+    when = _call(lambda: _parse_date(as_of, "--as-of")) if as_of else date.today()
+    frame = _locked_call(cfg, "decisions list", read, shared=True, wait=wait)
+    title = f"{'Due for review' if due else 'Decisions in force'} at {when}: {frame.height:,} people"
+    rows = [[r["person_key"], f"{r.get('forenames') or ''} {r.get('surname') or ''}".strip(), r.get("area"),
+             r["decision"], r["cohort_type"], r["meeting_date"], r["review_date"], r["management_end"], r["status"],
+             r["decided_by"], r["import_id"], r["earlier"]] for r in frame.iter_rows(named=True)]
+    out.print(_table(title, ["person", "name", "area", "decision", "type", "meeting", "review", "management ended",
+                             "status", "decided by", "import", "earlier decisions"], rows))
+
+
 def _parse_date(value: str, option: str) -> date:
     from pipeline.errors import UsageError
 
