@@ -163,7 +163,7 @@ def _checked(con, file: DecisionFile, today: date) -> tuple[pl.DataFrame, int]:
     elif decided.height:
         persons, unresolved = _resolve_persons(con, decided.select("row_number", *IDENTIFIER_COLUMNS))
         problems += unresolved
-        decided = decided.join(persons, on="row_number", how="inner")
+        decided = decided.drop("person_key").join(persons, on="row_number", how="inner")
         duplicate = decided.filter(pl.struct("person_key", "meeting_date_parsed").is_duplicated()
                                    & pl.col("meeting_date_parsed").is_not_null())
         first = duplicate.group_by("person_key", "meeting_date_parsed").agg(pl.col("row_number").min().alias("first"))
