@@ -361,8 +361,13 @@ def _print_run(result) -> None:
     if moves:
         out.print("  movement: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in moves.items()))
     out.print(f"  release watch (in custody, release due within 90 days, would qualify): {result.counts.get('release_watch', 0):,}")
+    panel = result.counts.get("decisions") or {}
+    if any(panel.values()):
+        out.print(f"  panel decisions: managed {panel['managed']:,} (in the cohort by accept {panel['included']:,}), "
+                  f"kept out by reject {panel['excluded']:,}, deferred {panel['deferred']:,}, "
+                  f"due for review {panel['due_for_review']:,}")
     out.print(f"Outputs: {result.output_dir}")
-    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "manifest.json"):
+    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "due_for_review.csv", "manifest.json"):
         out.print(f"  {result.output_dir / name}")
     out.print(f"Panel pack (open in a browser, works offline): {result.output_dir / 'pack.html'}")
     out.print(f"Panel workbook (decisions sheet): {result.output_dir / 'pack.xlsx'}")
