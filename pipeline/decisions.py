@@ -151,16 +151,34 @@ def _run_problems(con, file: DecisionFile, decided: pl.DataFrame) -> list[Proble
     return problems + [Problem(r, None, f"the person was not assessed in run {file.run_id}") for (r,) in missing]
 
 
-def _checked(con, file: DecisionFile, today: date) -> tuple[pl.DataFrame, int]:
+def _unpseudonymised(config: Config, file: DecisionFile, decided: pl.DataFrame) -> tuple[pl.DataFrame, list[Problem]]:
+    """A pseudonymised workbook's identifiers mapped back through the analyst's lookup of its run
+    (`OUTPUTS/pseudonyms/RUN_ID.csv`); a value not in the lookup is kept as the panel typed it."""
+    lookup_path = config.pseudonym_lookup_path(file.run_id) if file.run_id else None
+    if lookup_path is None or not lookup_path.is_file():
+        where = f" ({lookup_path})" if lookup_path else ""
+        return decided, [Problem(None, None, f"the workbook is pseudonymised and its run's pseudonym lookup{where} "
+                                 "is not in this workspace: import it where the run was made")]
+    lookup = pl.read_csv(lookup_path, schema={"kind": pl.Utf8, "pseudonym": pl.Utf8, "value": pl.Utf8})
+    mapped = []
+    for column in IDENTIFIER_COLUMNS:
+        pairs = lookup.filter(pl.col("kind") == column)
+        mapped.append(pl.col(column).replace_strict(pairs["pseudonym"], pairs["value"], default=pl.col(column),
+                                                    return_dtype=pl.Utf8))
+    return decided.with_columns(mapped), []
+
+
+def _checked(con, config: Config, file: DecisionFile, today: date) -> tuple[pl.DataFrame, int]:
     """The decided rows with their person keys, or DecisionFileError listing every problem."""
     frame = normalised(file.rows)
     problems = as_problems(row_problems(frame, today, file.columns))
     decided = frame.filter(pl.col("decision").is_not_null())
     blank = frame.height - decided.height
+    missing: list[Problem] = []
     if file.pseudonymised:
-        problems.append(Problem(None, None, "the workbook is pseudonymised: its names and identifiers are pseudonyms; "
-                                "fill the decisions in the analyst's own workbook of the run and import that"))
-    elif decided.height:
+        decided, missing = _unpseudonymised(config, file, decided)
+        problems += missing
+    if decided.height and not missing:
         persons, unresolved = _resolve_persons(con, decided.select("row_number", *IDENTIFIER_COLUMNS))
         problems += unresolved
         decided = decided.drop("person_key").join(persons, on="row_number", how="inner")
@@ -199,7 +217,7 @@ def import_decisions(config: Config, path: Path, sheet: str = SHEET, today: date
                                 at, by, decisions=n)
         if not table_exists(con, "people"):
             raise NotFoundError("no people in the warehouse yet", hint="run `iom ingest` before importing decisions")
-        decided, blank = _checked(con, file, today or date.today())
+        decided, blank = _checked(con, config, file, today or date.today())
         seq = run_sql(con, "decisions: next import", "SELECT coalesce(max(seq), 0) + 1 FROM decision_imports").fetchall()[0][0]
         import_id = f"D{seq:04d}"
         stored = decided.select(

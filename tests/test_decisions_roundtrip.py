@@ -108,3 +108,38 @@ def test_decisions_made_on_a_workbook_shape_the_next_months_run(world):
     assert [c.value for c in workbook["due for review"]["A"]][1:] == [deferred]
     prefilled = [c.value for c in workbook["decisions"]["A"]][1:]
     assert deferred in prefilled and added in prefilled  # to decide again; the accepted one is proposed
+
+
+def test_a_pseudonymised_workbook_comes_back_through_the_analysts_lookup(world, tmp_path, monkeypatch):
+    ws = packkit.copy(world, tmp_path / "ws")
+    config = str(ws / "iom.toml")
+    monkeypatch.setenv("IOM_PSEUDONYM_KEY", "a long random key")
+    sent = tmp_path / "sent"
+    result = runner.invoke(app, ["report", "--run", "R0002-2026-11-01", "--pseudonymise", "--out", str(sent),
+                                 "--config", config])
+    assert result.exit_code == 0, result.output
+    book = openpyxl.load_workbook(sent / "pack.xlsx")
+    sheet = book["decisions"]
+    column = {cell.value: cell.column for cell in sheet[1]}
+    assert sheet.cell(2, column["person_key"]).value.startswith("K-")
+    _fill(sheet, 2, column, "accept", "Fixed")
+    book.save(tmp_path / "returned.xlsx")
+    real_first = pl.read_csv(ws / "outputs" / "R0002-2026-11-01" / "cohort.csv", infer_schema_length=0)["person_key"][0]
+
+    lookup = ws / "outputs" / "pseudonyms" / "R0002-2026-11-01.csv"
+    kept = lookup.read_bytes()
+    lookup.unlink()
+    result = runner.invoke(app, ["decisions", "import", str(tmp_path / "returned.xlsx"), "--config", config])
+    assert result.exit_code == 4 and "pseudonym lookup" in " ".join(result.output.split())
+    lookup.write_bytes(kept)
+    result = runner.invoke(app, ["decisions", "import", str(tmp_path / "returned.xlsx"), "--config", config])
+    assert result.exit_code == 0, result.output
+    import duckdb
+
+    con = duckdb.connect(str(ws / "warehouse.duckdb"), read_only=True)
+    try:
+        stored = con.execute("SELECT person_key, decision, cohort_type FROM decisions d JOIN decision_imports i "
+                             "USING (import_id) WHERE i.file_name = 'returned.xlsx'").fetchall()
+    finally:
+        con.close()
+    assert stored == [(real_first, "accept", "Fixed")]
