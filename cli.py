@@ -324,6 +324,11 @@ def demo(
         _print_run(result)
     out.print(f"\nWarehouse: {cfg.warehouse_path}")
     out.print(f"Try: uv run iom explain {_first_priority(result)} --config {config_path}")
+    if result.output_dir is not None:
+        next_month = (when + timedelta(days=32)).replace(day=1)
+        out.print(f"Then fill the decisions sheet of {result.output_dir / 'pack.xlsx'} and: "
+                  f"uv run iom decisions import FILLED.xlsx --config {config_path} && "
+                  f"uv run iom run --as-of {next_month} --config {config_path}")
 
 
 def _first_priority(result) -> str:
