@@ -275,3 +275,13 @@ def test_a_file_without_the_required_columns_is_refused_naming_them(ws, tmp_path
     out = " ".join(result.output.split())
     for column in ("decided_by", "meeting_date", "review_date"):
         assert f"row 1, {column}: required column missing" in out
+
+
+def test_a_csv_saved_by_excel_on_windows_is_read(ws, tmp_path):
+    path = tmp_path / "excel.csv"  # Windows-1252, semicolons, UK dates
+    path.write_bytes("police_person_id;Decision;Decided By;Meeting Date;Review Date\r\n"
+                     "N0000001;Defer;Chef d\u2019\u00e9quipe;03/11/2026;01/12/2026\r\n".encode("cp1252"))
+    result = imported(ws, path)
+    assert result.exit_code == 0, result.output
+    assert table(ws, "SELECT decision, decided_by, meeting_date, review_date FROM decisions") == [
+        ("defer", "Chef d\u2019\u00e9quipe", date(2026, 11, 3), date(2026, 12, 1))]

@@ -20,6 +20,7 @@ from cli import app
 
 runner = CliRunner()
 MEETING, REVIEW, NEXT_MEETING = datetime(2026, 11, 3), datetime(2027, 2, 3), datetime(2026, 12, 1)
+HOSTILE_REASON = '=HYPERLINK("http://example.invalid","<b>click</b>")'
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,8 @@ def test_decisions_made_on_a_workbook_shape_the_next_months_run(world):
     _fill(sheet, 2, column, "reject", None)
     _fill(sheet, 3, column, "accept", "Free")
     _fill(sheet, 4, column, "defer", None, review=NEXT_MEETING)
+    hostile = sheet.cell(4, column["reason"], HOSTILE_REASON)  # the panel's free text is data too
+    hostile.data_type = "s"  # typed as text, as Excel keeps a cell formatted as text
     # the panel adds someone the rules did not propose: eligible, scored, not in either cohort
     outside = scores.filter((pl.col("eligible") == "true") & (pl.col("priority") == "false")
                             & (pl.col("super_prolific") == "false") & (pl.col("score").cast(pl.Int64) > 0))
@@ -102,10 +105,15 @@ def test_decisions_made_on_a_workbook_shape_the_next_months_run(world):
     assert "2026-11-03: accept as Flex, review 2027-02-03, by Chair, IOM panel: agreed by the panel" in card(page, added)
     due_section = page[page.index('id="due-for-review"'):page.index('id="release-watch"')]
     assert deferred in due_section and "Due for review (1)" in due_section
+    assert "&lt;b&gt;click&lt;/b&gt;" in due_section and "<b>click" not in due_section  # escaped text
+    assert due["reason"].to_list() == ["'" + HOSTILE_REASON]  # the safe-cell rule, as in every CSV
     assert f'id="card-{rejected}"' not in page
 
     workbook = openpyxl.load_workbook(december / "pack.xlsx")
-    assert [c.value for c in workbook["due for review"]["A"]][1:] == [deferred]
+    due_sheet = workbook["due for review"]
+    assert [c.value for c in due_sheet["A"]][1:] == [deferred]
+    reason_cell = next(c for c in due_sheet[2] if isinstance(c.value, str) and "HYPERLINK" in c.value)
+    assert reason_cell.data_type != "f" and reason_cell.value == "'" + HOSTILE_REASON
     prefilled = [c.value for c in workbook["decisions"]["A"]][1:]
     assert deferred in prefilled and added in prefilled  # to decide again; the accepted one is proposed
 
