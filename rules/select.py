@@ -144,8 +144,7 @@ def _rank(scored: pl.DataFrame, rules: RuleSet, panel: pl.DataFrame | None = Non
     )
     keys = keys.with_columns(_person_ordinal(keys)).sort(_rank_sort_keys(keys), descending=False)
     if panel is not None:
-        keys = keys.join(panel.select("person_key", *PANEL_EFFECTS), on="person_key", how="left",
-                         maintain_order="left").with_columns(
+        keys = keys.join(panel, on="person_key", how="left", maintain_order="left").with_columns(
             pl.col("panel_include").fill_null(False) & pl.col("eligible"), pl.col("panel_exclude").fill_null(False))
     area_key = pl.col("area").fill_null(NO_AREA)
     eligible = pl.col("eligible")
@@ -186,13 +185,11 @@ def _rank(scored: pl.DataFrame, rules: RuleSet, panel: pl.DataFrame | None = Non
         pl.when(member).then(rule_type).otherwise(pl.lit(None, dtype=pl.Utf8)).alias("cohort_type"),
         note.alias("selection_note"),
     )
+    # With a panel, its other columns (the decision columns of the scores) follow the selection's own.
+    shown = [c for c in panel.columns if c not in PANEL_EFFECTS and c != "person_key"] if panel is not None else []
     added = keys.select("rank", "area_rank", "priority", "super_prolific", "cohort_type", "selection_note",
-                        *(("panel_include", "panel_exclude") if panel is not None else ()))
-    ranked = scored[keys.get_column("_row")].hstack(added)
-    if panel is not None:  # the decision columns for the scores, beside the selection's own
-        shown = [c for c in panel.columns if c not in PANEL_EFFECTS and c != "person_key"]
-        ranked = ranked.join(panel.select("person_key", *shown), on="person_key", how="left", maintain_order="left")
-    return ranked
+                        *(("panel_include", "panel_exclude") if panel is not None else ()), *shown)
+    return scored[keys.get_column("_row")].hstack(added)
 
 
 def _release_watch(scored: pl.DataFrame, rules: RuleSet) -> pl.DataFrame:
