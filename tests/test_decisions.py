@@ -285,3 +285,16 @@ def test_a_csv_saved_by_excel_on_windows_is_read(ws, tmp_path):
     assert result.exit_code == 0, result.output
     assert table(ws, "SELECT decision, decided_by, meeting_date, review_date FROM decisions") == [
         ("defer", "Chef d\u2019\u00e9quipe", date(2026, 11, 3), date(2026, 12, 1))]
+
+
+def test_global_options_after_a_group_command_and_logs_without_personal_data(ws, tmp_path):
+    path = write_rows(tmp_path / "d.csv", [decision(police_person_id="N0000001", decision="accept", cohort_type="Flex",
+                                                    reason="Name1 Alex: 7 offences")])
+    log_file = tmp_path / "logs" / "iom.jsonl"
+    result = imported(ws, path, "--quiet", "--log-format", "json", f"--log-file={log_file}", "--verbose")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert any(line["message"] == "imported 1 decisions as D0001" for line in lines)
+    text = log_file.read_text()
+    for personal in ("N0000001", "Name1", keys_of(ws)["N0000001"], pnc_long(*PEOPLE["N0000001"])):
+        assert personal not in text
