@@ -454,11 +454,14 @@ def explain(
     out.print(f"  score {row.get('score')}: {status}; " + (
         f"proposed for the {' and '.join(cohorts)} ({row.get('cohort_type') or 'n/a'})" if cohorts
         else f"not proposed ({row.get('selection_note') or 'below the cohort definition'})"))
+    if row.get("decision_note"):
+        out.print(f"  panel decision: {row['decision_note']}" + (" (managed)" if row.get("managed") else ""))
     out.print("\nWhy (each component of the score):")
     for line in (row.get("reasons") or "no points awarded").splitlines():
         out.print(f"  {line}")
     out.print("\nFeature values at the as-of date:")
-    skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity"}
+    skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity", "managed", "decision",
+            "decision_cohort_type", "decision_date", "review_date", "due_for_review", "decision_note"}
     out.print(_table("", ["feature", "value"], [list(x) for x in feature_lines(row, skip)]))
     out.print("\nTimeline (newest first):")
     out.print(_table("", ["date", "agency", "event", "detail"],

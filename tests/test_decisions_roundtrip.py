@@ -109,6 +109,9 @@ def test_decisions_made_on_a_workbook_shape_the_next_months_run(world):
     assert due["reason"].to_list() == ["'" + HOSTILE_REASON]  # the safe-cell rule, as in every CSV
     assert f'id="card-{rejected}"' not in page
 
+    explained = runner.invoke(app, ["explain", added, "--config", config])
+    assert "panel decision: accepted as Flex on 2026-11-03 (review 2027-02-03) (managed)" in explained.output
+
     workbook = openpyxl.load_workbook(december / "pack.xlsx")
     due_sheet = workbook["due for review"]
     assert [c.value for c in due_sheet["A"]][1:] == [deferred]
