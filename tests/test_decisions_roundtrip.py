@@ -154,3 +154,12 @@ def test_a_pseudonymised_workbook_comes_back_through_the_analysts_lookup(world, 
     finally:
         con.close()
     assert stored == [(real_first, "accept", "Fixed")]
+    # the next run applies it, and a pseudonymised pack of that run shows the decision, not who it is
+    result = runner.invoke(app, ["run", "--as-of", "2027-01-01", "--config", config, "--quiet"])
+    assert result.exit_code == 0, result.output
+    again = tmp_path / "sent-january"
+    result = runner.invoke(app, ["report", "--pseudonymise", "--out", str(again), "--config", config])
+    assert result.exit_code == 0, result.output
+    page = (again / "pack.html").read_text(encoding="utf-8")
+    assert "Latest decision: accepted as Fixed on 2026-11-03 (review 2027-02-03)" in page
+    assert real_first not in page and "agreed by the panel" not in page  # no key, no free text
