@@ -41,8 +41,7 @@ PEOPLE = {  # police id -> (PNC year, serial)
 }
 
 
-@pytest.fixture
-def ws(tmp_path):
+def _tiny_workspace(tmp_path: Path):
     nominals = [example_row("police_nominals", police_person_id=pid, pnc_id=pnc_long(*p), surname=f"Name{pid[-1]}",
                             forenames="Alex", date_of_birth=f"19{80 + i}-01-0{i + 1}")
                 for i, (pid, p) in enumerate(PEOPLE.items())]
@@ -55,6 +54,11 @@ def ws(tmp_path):
                                        "probation_cases": [case]})
     ingest_workspace(config)
     return config
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return _tiny_workspace(tmp_path)
 
 
 def keys_of(config) -> dict[str, str]:
@@ -298,3 +302,56 @@ def test_global_options_after_a_group_command_and_logs_without_personal_data(ws,
     text = log_file.read_text()
     for personal in ("N0000001", "Name1", keys_of(ws)["N0000001"], pnc_long(*PEOPLE["N0000001"])):
         assert personal not in text
+
+
+VALID = {  # template -> the panel's columns (the police id and meeting date are drawn)
+    "accept": {"decision": "accept", "cohort_type": "Fixed"},
+    "reject": {"decision": "reject"},
+    "defer": {"decision": "defer"},
+    "undecided": None,  # a prefilled row the panel left alone
+}
+INVALID = {
+    "unknown decision": {"decision": "maybe"},
+    "accept without a type": {"decision": "accept"},
+    "review before meeting": {"decision": "defer", "review_date": "2026-01-01"},
+    "nobody": {"decision": "defer", "police_person_id": "N0000099"},
+}
+
+
+def test_a_file_is_stored_whole_or_not_at_all(tmp_path_factory):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pipeline.decision_file import DecisionFileError
+    from pipeline.decisions import import_decisions
+
+    config = _tiny_workspace(tmp_path_factory.mktemp("whole"))
+    counter = iter(range(10**6))
+
+    @settings(max_examples=30, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from([*VALID, *INVALID]), st.sampled_from(list(PEOPLE)[:4]),
+                              st.sampled_from(["2026-10-06", "2026-11-03"])), min_size=1, max_size=8))
+    def check(rows):
+        n = next(counter)
+        written = []
+        for template, pid, meeting in rows:
+            values = {**VALID, **INVALID}[template]
+            written.append({"police_person_id": pid} if values is None else
+                           decision(**{"police_person_id": pid, "meeting_date": meeting, "reason": f"file {n}",
+                                       **values}))
+        path = write_rows(tmp_path_factory.mktemp("f") / "d.csv", written)
+        before = table(config, "SELECT (SELECT count(*) FROM decisions), (SELECT count(*) FROM decision_imports)")
+        decided = [(pid, meeting) for template, pid, meeting in rows if template in VALID and VALID[template]]
+        bad = any(template in INVALID for template, _, _ in rows) or len(set(decided)) < len(decided) or not decided
+        if bad:
+            with pytest.raises(DecisionFileError):
+                import_decisions(config, path)
+            assert table(config, "SELECT (SELECT count(*) FROM decisions), (SELECT count(*) FROM decision_imports)") \
+                == before
+        else:
+            report = import_decisions(config, path)
+            assert report.decisions == len(decided) and report.blank_rows == len(rows) - len(decided)
+            assert table(config, "SELECT (SELECT count(*) FROM decisions), (SELECT count(*) FROM decision_imports)") \
+                == [(before[0][0] + len(decided), before[0][1] + 1)]
+
+    check()
