@@ -332,6 +332,11 @@ def demo(
         _print_run(result)
     out.print(f"\nWarehouse: {cfg.warehouse_path}")
     out.print(f"Try: uv run iom explain {_first_priority(result)} --config {config_path}")
+    if result.output_dir is not None:
+        next_month = (when + timedelta(days=32)).replace(day=1)
+        out.print(f"Then fill the decisions sheet of {result.output_dir / 'pack.xlsx'} and: "
+                  f"uv run iom decisions import FILLED.xlsx --config {config_path} && "
+                  f"uv run iom run --as-of {next_month} --config {config_path}")
 
 
 def _first_priority(result) -> str:
@@ -369,8 +374,14 @@ def _print_run(result) -> None:
     if moves:
         out.print("  movement: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in moves.items()))
     out.print(f"  release watch (in custody, release due within 90 days, would qualify): {result.counts.get('release_watch', 0):,}")
+    panel = result.counts.get("decisions") or {}
+    if any(panel.values()):
+        out.print(f"  panel decisions: managed {panel['managed']:,} (in the cohort by accept {panel['included']:,}), "
+                  f"kept out by reject {panel['excluded']:,}, deferred {panel['deferred']:,}, "
+                  f"due for review {panel['due_for_review']:,}")
     out.print(f"Outputs: {result.output_dir}")
-    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "fairness.csv", "manifest.json"):
+    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "due_for_review.csv", "fairness.csv",
+                 "manifest.json"):
         out.print(f"  {result.output_dir / name}")
     out.print(f"Panel pack (open in a browser, works offline): {result.output_dir / 'pack.html'}")
     out.print(f"Panel workbook (decisions sheet): {result.output_dir / 'pack.xlsx'}")
@@ -452,11 +463,14 @@ def explain(
     out.print(f"  score {row.get('score')}: {status}; " + (
         f"proposed for the {' and '.join(cohorts)} ({row.get('cohort_type') or 'n/a'})" if cohorts
         else f"not proposed ({row.get('selection_note') or 'below the cohort definition'})"))
+    if row.get("decision_note"):
+        out.print(f"  panel decision: {row['decision_note']}" + (" (managed)" if row.get("managed") else ""))
     out.print("\nWhy (each component of the score):")
     for line in (row.get("reasons") or "no points awarded").splitlines():
         out.print(f"  {line}")
     out.print("\nFeature values at the as-of date:")
-    skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity"}
+    skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity", "managed", "decision",
+            "decision_cohort_type", "decision_date", "review_date", "due_for_review", "decision_note"}
     out.print(_table("", ["feature", "value"], [list(x) for x in feature_lines(row, skip)]))
     out.print("\nTimeline (newest first):")
     out.print(_table("", ["date", "agency", "event", "detail"],
@@ -551,6 +565,7 @@ def backtest(
     horizon_days: Annotated[int, typer.Option("--horizon-days", help="Length of the outcome window after each as-of date.")] = 365,
     rules: Annotated[list[str] | None, typer.Option("--rules", help="A rule file to test (repeat to compare); default the workspace's.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder; default OUTPUTS/backtest-ID.")] = None,
+    wait: WaitOption = 0.0,
 ) -> None:
     """Back-test the ranking: score at past as-of dates, then see who offended in the window after."""
     from pipeline.config import load_config
@@ -564,7 +579,7 @@ def backtest(
 
         return run_backtest(cfg, start, end, every, horizon_days, rules or (), out_dir)
 
-    result = _call(work)
+    result = _locked_call(cfg, "backtest", work, wait=wait)  # it stores its results in the warehouse
     out.print(f"Back-test {result.backtest_id}: {len(result.dates)} as-of dates from {result.dates[0]} to "
               f"{result.dates[-1]}, window {horizon_days} days, data to {result.last_covered}")
     for name, summary in result.summary["rule_sets"].items():
@@ -591,6 +606,68 @@ def backtest(
     out.print(f"Outputs: {result.output_dir}")
     for name in ("metrics.csv", "bands.csv", "curves.csv", "fairness.csv", "backtest.json", "backtest.svg"):
         out.print(f"  {result.output_dir / name}")
+
+
+decisions_app = typer.Typer(
+    help="The panel's decisions: import the completed workbook (or a CSV), list them.", no_args_is_help=True)
+app.add_typer(decisions_app, name="decisions")
+
+
+@decisions_app.command("import")
+def decisions_import(
+    file: Annotated[Path, typer.Argument(help="The completed pack.xlsx, or a CSV in the decisions sheet's columns.")],
+    config: ConfigOption = Path("iom.toml"),
+    sheet: Annotated[str, typer.Option("--sheet", help="The workbook's sheet to read.")] = "decisions",
+    wait: WaitOption = 0.0,
+) -> None:
+    """Import the panel's decisions (accept, reject, defer) from a workbook or CSV, all rows or none."""
+    from pipeline.config import load_config
+
+    def load():
+        from pipeline.decisions import import_decisions
+
+        return import_decisions(cfg, file, sheet)
+
+    cfg = _call(lambda: load_config(config))
+    r = _locked_call(cfg, "decisions import", load, wait=wait)
+    if r.status == "already imported":
+        out.print(f"{r.file_name} was already imported as {r.import_id} ({r.imported_at:%Y-%m-%d %H:%M} UTC, by "
+                  f"{r.imported_by}): nothing changed.")
+        return
+    where = f", sheet {r.sheet}" if r.sheet else ""
+    out.print(f"Imported {r.decisions:,} decisions from {r.file_name}{where} as {r.import_id}"
+              + (f" (run {r.run_id})" if r.run_id else "") + ": "
+              + ", ".join(f"{k} {v:,}" for k, v in r.by_decision.items()))
+    out.print(f"  rows read {r.rows_read:,}; without a decision {r.blank_rows:,}; people with an earlier decision "
+              f"(kept as history, superseded from their new meeting on) {r.superseding:,}")
+    out.print(f"  sha256 {r.sha256}; imported by {r.imported_by} at {r.imported_at:%Y-%m-%d %H:%M:%S} UTC")
+    out.print("The next `iom run` applies them: see `iom decisions list`.")
+
+
+@decisions_app.command("list")
+def decisions_list(
+    config: ConfigOption = Path("iom.toml"),
+    due: Annotated[bool, typer.Option("--due-for-review", help="Only decisions due for review at the date.")] = False,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD; default today.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """The panel's decision in force for each person at a date, with its review date and status."""
+    from pipeline.config import load_config
+
+    def read():
+        from pipeline.decisions import list_decisions
+
+        return list_decisions(cfg, when, due)
+
+    cfg = _call(lambda: load_config(config))
+    when = _call(lambda: _parse_date(as_of, "--as-of")) if as_of else date.today()
+    frame = _locked_call(cfg, "decisions list", read, shared=True, wait=wait)
+    title = f"{'Due for review' if due else 'Decisions in force'} at {when}: {frame.height:,} people"
+    rows = [[r["person_key"], f"{r.get('forenames') or ''} {r.get('surname') or ''}".strip(), r.get("area"),
+             r["decision"], r["cohort_type"], r["meeting_date"], r["review_date"], r["management_end"], r["status"],
+             r["decided_by"], r["import_id"], r["earlier"]] for r in frame.iter_rows(named=True)]
+    out.print(_table(title, ["person", "name", "area", "decision", "type", "meeting", "review", "management ended",
+                             "status", "decided by", "import", "earlier decisions"], rows))
 
 
 def _parse_date(value: str, option: str) -> date:

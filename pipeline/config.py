@@ -122,6 +122,10 @@ class Config(_Strict):
     def outputs_path(self) -> Path:
         return self.resolve(self.workspace.outputs)
 
+    def pseudonym_lookup_path(self, run_id: str) -> Path:
+        """The analyst's lookup of a pseudonymised run (outside its folder, which may be sent on)."""
+        return self.outputs_path / "pseudonyms" / f"{run_id}.csv"
+
     def with_overrides(self, **workspace_overrides) -> Config:
         changes = {k: v for k, v in workspace_overrides.items() if v is not None}
         if not changes:

@@ -29,6 +29,7 @@ import polars as pl
 from features.build import IDENTIFIER_COLUMNS, compute_features, unknown_offence_codes
 from features.reference import load_offence_reference
 from pipeline.config import Config
+from pipeline.decisions import DECISION_COLUMNS, due_for_review, panel_at
 from pipeline.errors import ValidationThresholdError
 from pipeline.lock import workspace_lock
 from pipeline.runs import RulesUsed, RunCounts, RunInput, RunManifest, get_run, list_runs
@@ -50,8 +51,9 @@ __all__ = ["RunResult", "Scored", "get_run", "list_runs", "run_period", "score_a
 # The columns a panel reads first, then every feature and component column.
 LEADING_COLUMNS = [
     "rank", "area_rank", "person_key", "area", "score", "eligible", "ineligible_reason", "priority",
-    "super_prolific", "cohort_type", "selection_note", "reasons",
+    "super_prolific", "cohort_type", "selection_note", "reasons", *DECISION_COLUMNS,
 ]
+DUE_FOR_REVIEW = "due_for_review.csv"
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Scored:
     rules: RuleSet
     timings: dict
     ineligible_code: pl.Series  # EligibilityReason per row of `ranked`: kept out of the output files
+    due_for_review: pl.DataFrame | None = None  # the panel's decisions due for review at the as-of date
 
     def ranked_with_codes(self) -> pl.DataFrame:
         """`ranked` with its `ineligible_code` column, as `movement` reads it."""
@@ -105,7 +108,8 @@ class Scored:
 
 
 def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Scored:
-    """Features at the as-of date, rule scores and cohort selection; nothing is written."""
+    """Features at the as-of date, rule scores and cohort selection with the panel's decisions in
+    force at that date (`pipeline.decisions`); nothing is written."""
     timings = {}
     rules = load_rules(config.workspace.rules if config.workspace.rules == "default"
                        else str(config.resolve(config.workspace.rules)))
@@ -120,15 +124,18 @@ def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Sco
     scored = score(features, rules)
     timings["scoring_s"] = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
-    selection = select_cohorts(scored, rules)
+    panel = panel_at(con, as_of)
+    selection = select_cohorts(scored, rules, panel)
     timings["selection_s"] = round(time.perf_counter() - started, 3)
     unknown = unknown_offence_codes(con, as_of, reference)
-    ranked = selection.ranked  # in rank order, the ineligible last by person_key
+    ranked = selection.ranked.with_columns(  # in rank order, the ineligible last by person_key
+        pl.col("managed").fill_null(False), pl.col("due_for_review").fill_null(False))
     codes = ranked.get_column("ineligible_code")
     ranked = ranked.drop("ineligible_code")
     ordered = [c for c in LEADING_COLUMNS + list(IDENTIFIER_COLUMNS) if c in ranked.columns]
     ranked = ranked.select(ordered + [c for c in ranked.columns if c not in ordered])
-    return Scored(ranked, selection.release_watch, selection.stats, unknown, rules, timings, codes)
+    return Scored(ranked, selection.release_watch, selection.stats, unknown, rules, timings, codes,
+                  due_for_review(con, as_of))
 
 
 def score_period(config: Config, as_of: date) -> dict:
@@ -158,27 +165,34 @@ def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_
     """New, continuing and leaving members of each cohort, with a plain reason for leavers.
 
     `current` is this run's ranked frame with its `ineligible_code` (`Scored.ranked_with_codes`);
-    `previous` is the previous run's cohort_members rows.
+    `previous` is the previous run's cohort_members rows. A panel decision is the reason of a
+    member who has one ("accepted as Fixed on 2026-11-03 (review 2027-02-03)") and of a person
+    the panel's reject keeps out; a leaver's other reason is followed by their decision's note.
     """
+    if "decision_note" not in current.columns:
+        current = current.with_columns(pl.lit(None, dtype=pl.Utf8).alias("decision_note"),
+                                       pl.lit(None, dtype=pl.Utf8).alias("decision"),
+                                       pl.lit(False).alias("due_for_review"))
+    decision_note = pl.col("decision_note")
+    rejected = (pl.col("decision") == "reject") & ~pl.col("due_for_review").fill_null(False)
     schema = {"cohort": pl.Utf8, "person_key": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8,
               "previous_run_id": pl.Utf8}
     frames = []
     for cohort, flag in COHORTS.items():
-        now = current.filter(pl.col(flag)).select("person_key")
         before = (previous.filter(pl.col("cohort") == cohort).select("person_key", pl.col("area").alias("previous_area"),
                                                                      pl.col("score").alias("previous_score"))
                   if previous is not None else pl.DataFrame(schema={"person_key": pl.Utf8, "previous_area": pl.Utf8,
                                                                      "previous_score": pl.Int64}))
-        new = now.join(before, on="person_key", how="anti").with_columns(
-            pl.lit("new").alias("status"), pl.lit(None, dtype=pl.Utf8).alias("reason"))
-        continuing = now.join(before, on="person_key", how="semi").with_columns(
-            pl.lit("continuing").alias("status"), pl.lit(None, dtype=pl.Utf8).alias("reason"))
+        now = current.filter(pl.col(flag)).select("person_key", pl.col("decision_note").alias("reason"))
+        new = now.join(before, on="person_key", how="anti").with_columns(pl.lit("new").alias("status"))
+        continuing = now.join(before, on="person_key", how="semi").with_columns(pl.lit("continuing").alias("status"))
         leavers = before.join(now, on="person_key", how="anti").join(
             current.select("person_key", "area", "score", "eligible", "ineligible_reason", "ineligible_code",
-                           "selection_note"),
+                           "selection_note", "decision", "decision_note", "due_for_review"),
             on="person_key", how="left",
         )
         reason = pl.when(pl.col("score").is_null()).then(pl.lit("no longer in the data at the as-of date"))
+        reason = reason.when(rejected).then(decision_note)
         for code, text in LEAVING_REASONS.items():
             reason = reason.when(pl.col("ineligible_code") == code.value).then(pl.lit(text))
         reason = (
@@ -192,6 +206,8 @@ def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_
                   .otherwise(pl.lit("")))
             .otherwise(pl.lit("not selected: ") + pl.col("selection_note").fill_null("below the cohort definition"))
         )
+        reason = pl.when(decision_note.is_not_null() & ~rejected.fill_null(False)) \
+            .then(reason + pl.lit("; ") + decision_note).otherwise(reason)
         leaving = leavers.with_columns(pl.lit("leaving").alias("status"), reason.alias("reason"))
         for frame in (new, continuing, leaving):
             frames.append(frame.select(pl.lit(cohort).alias("cohort"), "person_key", "status", "reason",
@@ -199,6 +215,19 @@ def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_
     result = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     order = pl.col("status").replace_strict({"new": 0, "continuing": 1, "leaving": 2}, return_dtype=pl.Int8)
     return result.sort(["cohort", order, "person_key"]).select(list(schema))
+
+
+def decision_counts(scored: Scored) -> dict[str, int]:
+    """The manifest's `counts.decisions`: the panel's decisions the run applied and listed."""
+    ranked = scored.ranked
+    decided = ranked.filter(pl.col("decision").is_not_null())
+    return {
+        "managed": int(ranked.get_column("managed").sum()),
+        "included": scored.stats.panel_included,
+        "excluded": scored.stats.panel_excluded,
+        "deferred": int(decided.filter((pl.col("decision") == "defer") & ~pl.col("due_for_review")).height),
+        "due_for_review": scored.due_for_review.height if scored.due_for_review is not None else 0,
+    }
 
 
 # --- outputs -----------------------------------------------------------------------------------
@@ -234,6 +263,11 @@ def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: R
     write_safe_csv(hide(moves), staging / "movement.csv")
     write_safe_csv(_csv_frame(hide(scored.release_watch)), staging / "release_watch.csv")
     write_safe_csv(scored.unknown_codes, staging / "unknown_offence_codes.csv")
+    if scored.due_for_review is not None:
+        due = due_csv_frame(scored.due_for_review)
+        if pseudonymiser is not None:  # free text the panel wrote may name people
+            due = due.drop("reason", "decided_by")
+        write_safe_csv(_csv_frame(hide(due)), staging / DUE_FOR_REVIEW)
     if fairness is not None:
         write_safe_csv(_csv_frame(fairness), staging / "fairness.csv")
     (staging / "manifest.json").write_text(manifest.to_json(indent=2) + "\n")
@@ -244,6 +278,12 @@ def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: R
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
+
+
+def due_csv_frame(due: pl.DataFrame) -> pl.DataFrame:
+    """`due_for_review.csv`: one row per person whose decision in force is due for review."""
+    return due.select("person_key", "surname", "forenames", "area", "police_person_id", "pnc_id", "crn", "nomis_id",
+                      "decision", "cohort_type", "meeting_date", "review_date", "decided_by", "reason", "note")
 
 
 @dataclass
@@ -372,6 +412,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             f"{c}_{s}": n for c, s, n in moves.group_by(["cohort", "status"]).len().sort(["cohort", "status"]).iter_rows()
         }
         manifest.counts.release_watch = scored.release_watch.height
+        manifest.counts.decisions = decision_counts(scored)
         manifest.counts.unknown_offence_codes = int(scored.unknown_codes.height)
         manifest.fairness = fairness_summary(fairness)
         step = time.perf_counter()

@@ -53,12 +53,14 @@ class RunCounts:
     movement: dict[str, int] | None = None  # "<cohort>_<status>" -> people
     release_watch: int | None = None
     unknown_offence_codes: int | None = None
+    decisions: dict[str, int] | None = None  # the panel's decisions applied: managed, included, ...
 
     def to_dict(self) -> dict:
         counts: dict = {"ingest": self.ingest, "link": self.link, "people": self.people}
         if self.assessed is not None:
             counts.update(assessed=self.assessed, stats=self.stats, movement=self.movement,
-                          release_watch=self.release_watch, unknown_offence_codes=self.unknown_offence_codes)
+                          release_watch=self.release_watch, unknown_offence_codes=self.unknown_offence_codes,
+                          decisions=self.decisions)
         return counts
 
 

@@ -9,6 +9,10 @@ Tables (grain in brackets):
 - `runs` [one run], `cohort_members` [one person in one cohort of one run], `movement` [one
   change of one person in one cohort since the previous run]; `run_scores_NNNNNN` [one assessed
   person of run NNNNNN], created by the run itself.
+- `run_release_watch`, `run_unknown_codes` [one row of a run's release watch / unknown codes].
+- `decision_imports` [one decisions file imported once]: who, when, which file, its sha256;
+  `decisions` [one decision row of one imported file]: the person, the decision, its dates and the
+  row as read (`pipeline.decisions`).
 
 Built by the code, not declared here: `cur_<extract>` [one current row per natural key] and the
 identity tables `person_ids`, `people`, `link_report` (`pipeline.link`); the facts tables
@@ -30,7 +34,9 @@ from pipeline.errors import WarehouseError
 
 # Version 1: meta, loads, rejects, rejected_rows and src_* (the run tables made by the first run).
 # Version 2: the run tables always present, and applied migrations recorded in schema_migrations.
-SCHEMA_VERSION = "4"
+# Version 3: a run's release watch, unknown codes and fairness. Version 4: the back-tests.
+# Version 5: the panel's decisions.
+SCHEMA_VERSION = "5"
 VERSION_KEY = "schema_version"
 
 
@@ -101,6 +107,20 @@ BACKTEST_DDL = [
         auc_low DOUBLE, auc_high DOUBLE, average_precision DOUBLE, auc_neighbourhood DOUBLE, auc_violence DOUBLE,
         cohort_size BIGINT, precision_at_cohort DOUBLE, capture_offences DOUBLE, capture_neighbourhood DOUBLE)""",
 ]
+# The panel's decisions (`pipeline.decisions`): one row per imported file, one per decision row of
+# a file. Never purged with a run: they are the audit trail of what the panel decided.
+DECISIONS_DDL = [
+    """CREATE TABLE IF NOT EXISTS decision_imports (
+        import_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, file_name VARCHAR NOT NULL, file_path VARCHAR NOT NULL,
+        sha256 VARCHAR NOT NULL, file_format VARCHAR NOT NULL, sheet VARCHAR, run_id VARCHAR,
+        imported_by VARCHAR NOT NULL, host VARCHAR, imported_at TIMESTAMP NOT NULL, rows_read BIGINT NOT NULL,
+        decisions BIGINT NOT NULL, blank_rows BIGINT NOT NULL, skipped_rows BIGINT NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS decisions (
+        import_id VARCHAR NOT NULL, row_number BIGINT NOT NULL, person_key VARCHAR NOT NULL, named_by VARCHAR NOT NULL,
+        decision VARCHAR NOT NULL, cohort_type VARCHAR, reason VARCHAR, decided_by VARCHAR,
+        meeting_date DATE NOT NULL, review_date DATE NOT NULL, management_end DATE, run_id VARCHAR,
+        raw VARCHAR NOT NULL)""",
+]
 PER_RUN_TABLES = (  # purged with the run
     "cohort_members", "movement", "run_release_watch", "run_unknown_codes", "run_fairness")
 
@@ -120,6 +140,7 @@ def table_ddl() -> list[tuple[str, str]]:
         *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_EXTRAS_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in BACKTEST_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in DECISIONS_DDL),
     ]
 
 
@@ -143,6 +164,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0002_run_tables_and_migration_log", "1", "2", (MIGRATIONS_DDL, *RUN_DDL)),
     Migration("0003_run_release_watch_unknown_codes_fairness", "2", "3", tuple(RUN_EXTRAS_DDL)),
     Migration("0004_backtests", "3", "4", tuple(BACKTEST_DDL)),
+    Migration("0005_panel_decisions", "4", "5", tuple(DECISIONS_DDL)),
 )
 
 

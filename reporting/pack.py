@@ -85,6 +85,7 @@ def _cards(data: ReportData) -> list[dict]:
     timelines = timeline_paths(data.events, start, as_of)
     moves = _grouped(data.movement.filter(pl.col("status") != "leaving")) if data.movement.height else {}
     history = _grouped(data.history)
+    decisions = _grouped(data.decisions) if data.decisions.height else {}
     recent = _grouped(data.events.sort(["person_key", "start", "kind"], descending=[False, True, False]))
     cards = []
     for row in data.members.iter_rows(named=True):
@@ -109,6 +110,7 @@ def _cards(data: ReportData) -> list[dict]:
             "timeline": timelines.get(key),
             "moves": moves.get(key, []),
             "history": history.get(key, []),
+            "decisions": decisions.get(key, []),
         })
     return cards
 
@@ -138,6 +140,9 @@ def render_pack(data: ReportData, pseudonymised: bool = False) -> str:
         "movement_counts": movement_counts,
         "release_watch": data.release_watch.iter_rows(named=True),
         "release_watch_n": data.release_watch.height,
+        "due": data.due_for_review.iter_rows(named=True) if data.due_for_review.height else [],
+        "due_n": data.due_for_review.height,
+        "decision_counts": data.manifest.get("counts", {}).get("decisions") or {},
         "rejects": data.rejects.iter_rows(named=True),
         "rejects_n": data.rejects.height,
         "unknown_codes": data.unknown_codes.iter_rows(named=True),

@@ -111,4 +111,4 @@ def for_config(config) -> Pseudonymiser | None:
 
 
 def lookup_path(config, run_id: str) -> Path:
-    return config.outputs_path / "pseudonyms" / f"{run_id}.csv"
+    return config.pseudonym_lookup_path(run_id)

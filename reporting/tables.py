@@ -2,7 +2,8 @@
 
 Every frame comes from what a run stored: its `runs` row and manifest, its scores table
 (`run_scores_NNNNNN`), `cohort_members`, `movement`, `run_release_watch`, `run_unknown_codes`,
-and the `rejects` and `loads` registers; names and dates of birth from `people`. So `iom report
+and the `rejects` and `loads` registers; names and dates of birth from `people`; the panel's
+decisions known when the run finished (`decisions`, `decision_imports`). So `iom report
 --run RUN` regenerates the pack and the workbook of an earlier run without its output folder.
 Each query is a named step with its grain in a comment; values are bound parameters.
 """
@@ -17,6 +18,7 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
+from pipeline.decisions import decision_history, due_for_review
 from pipeline.errors import NotFoundError
 from pipeline.warehouse import cur_table, q, run_sql, table_exists
 
@@ -65,6 +67,10 @@ class ReportData:
     validity: pl.DataFrame | None
     validity_source: str | None = None
     notes: list[str] = field(default_factory=list)
+    # The panel's decisions known to the run: each proposed person's history, newest first, and
+    # everyone whose decision in force was due for review at the as-of date.
+    decisions: pl.DataFrame = field(default_factory=pl.DataFrame)
+    due_for_review: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def run_row(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict:
@@ -93,7 +99,8 @@ def _members(con, table: str) -> tuple[pl.DataFrame, list[str], str | None]:
     wanted = ["rank", "area_rank", "person_key", "area", "score", "priority", "super_prolific", "cohort_type",
               "selection_note", "reasons", *IDENTIFIERS, "age", "offences_12m", "offences_36m",
               "days_since_last_offence", "in_custody", "under_supervision", "supervision_type", "rosh",
-              "ogrs3_2yr", "in_police", "in_probation", "in_prison",
+              "ogrs3_2yr", "in_police", "in_probation", "in_prison", "managed", "decision", "decision_note",
+              "due_for_review",
               *([probability] if probability else []), *[f"points_{c}" for c in components]]
     select = ", ".join(f"s.{q(c)}" for c in wanted if c in columns)
     frame = run_sql(con, "report: members",
@@ -273,6 +280,7 @@ def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> Repo
     members, components, probability = _members(con, table)
     keys = members.select("person_key")
     validity, validity_source = _validity(con)
+    known_by = run["finished_at"]
     return ReportData(
         run=run,
         manifest=manifest,
@@ -290,6 +298,8 @@ def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> Repo
         fairness=_fairness(con, run["run_id"]),
         validity=validity,
         validity_source=validity_source,
+        decisions=decision_history(con, keys, run["as_of"], known_by),
+        due_for_review=due_for_review(con, run["as_of"], known_by),
     )
 
 
@@ -302,4 +312,7 @@ def pseudonymised(data: ReportData, pseudonymiser) -> ReportData:
         **data.__dict__,
         "members": p(data.members), "movement": p(data.movement), "release_watch": p(data.release_watch),
         "events": p(data.events), "history": p(data.history),
+        # The panel's free text may name people: left out of a pseudonymised pack.
+        "decisions": p(data.decisions.drop("reason", "decided_by", strict=False)),
+        "due_for_review": p(data.due_for_review.drop("reason", "decided_by", strict=False)),
     })

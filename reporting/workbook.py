@@ -1,7 +1,8 @@
 """`pack.xlsx`: the panel's workbook (XlsxWriter).
 
 Sheets: `ranked` (the proposed, frozen header, autofilter, component columns and reasons),
-`movement`, `release watch`, `data quality`, `decisions` (prefilled with the proposed people,
+`movement`, `release watch`, `data quality`, `due for review`, `decisions` (prefilled with the
+proposed people and then those whose decision is due for review,
 drop-down validation for the panel's columns) and `about` (the run, and what each decisions
 column means). Every text cell goes through `reporting.safe_cells.neutralise` and is written
 with `write_string`, so no value from the data is ever a formula. The decisions columns are
@@ -17,10 +18,11 @@ import polars as pl
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
+from pipeline.decision_file import COHORT_TYPES, DECISION_VALUES, SHEET
 from reporting.safe_cells import neutralise
 from reporting.tables import IDENTIFIERS, ReportData
 
-DECISIONS_SHEET = "decisions"
+DECISIONS_SHEET = SHEET
 # (column, what it holds); the first ten are prefilled from the run, the rest are the panel's.
 DECISION_COLUMNS: list[tuple[str, str]] = [
     ("person_key", "the person key of the run (a pseudonym in a pseudonymised pack)"),
@@ -39,10 +41,11 @@ DECISION_COLUMNS: list[tuple[str, str]] = [
     ("decided_by", "who decided (name or role of the panel chair)"),
     ("meeting_date", "the date of the panel meeting"),
     ("review_date", "when the decision is due for review; on or after the meeting date"),
+    ("management_end", "for an accepted person whose management has ended: the day it ended (else empty)"),
 ]
-DECISIONS = ("accept", "reject", "defer")
-COHORT_TYPES = ("Fixed", "Flex", "Free")
+DECISIONS = DECISION_VALUES
 PREFILLED = 10
+DATE_INPUTS = ("meeting_date", "review_date", "management_end")
 
 
 class _Writer:
@@ -103,11 +106,21 @@ def _ranked(data: ReportData) -> pl.DataFrame:
 
 
 def _decisions_frame(data: ReportData) -> pl.DataFrame:
+    """The proposed, in rank order, then those due for review who are not proposed (to decide again)."""
     m = data.members
-    return m.select(
+    proposed = m.select(
         "person_key", *[pl.col(c) if c in m.columns else pl.lit(None, dtype=pl.Utf8).alias(c) for c in IDENTIFIERS],
         _name_expr(), "area", "rank", "score", pl.col("cohort_type").alias("proposed_cohort_type"),
     )
+    due = data.due_for_review
+    if not due.height:
+        return proposed
+    others = due.join(m.select("person_key"), on="person_key", how="anti").select(
+        "person_key", *[pl.col(c) if c in due.columns else pl.lit(None, dtype=pl.Utf8).alias(c) for c in IDENTIFIERS],
+        _name_expr(), "area", pl.lit(None, dtype=proposed.schema["rank"]).alias("rank"),
+        pl.lit(None, dtype=proposed.schema["score"]).alias("score"),
+        pl.lit(None, dtype=pl.Utf8).alias("proposed_cohort_type"))
+    return pl.concat([proposed, others.cast(proposed.schema)])
 
 
 def _data_quality(data: ReportData) -> pl.DataFrame:
@@ -117,6 +130,16 @@ def _data_quality(data: ReportData) -> pl.DataFrame:
              for r in data.unknown_codes.iter_rows(named=True)]
     return pl.DataFrame(rows, schema={"check": pl.Utf8, "source": pl.Utf8, "detail": pl.Utf8, "count": pl.Int64},
                         orient="row")
+
+
+def _due(data: ReportData) -> pl.DataFrame:
+    """The panel's decisions due for review at the run's as-of date (also prefilled in `decisions`)."""
+    due = data.due_for_review
+    columns = ["person_key", "name", "area", "decision", "cohort_type", "meeting_date", "review_date", "decided_by",
+               "reason"]
+    if not due.height:
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.Utf8))
+    return due.select("person_key", _name_expr(), *[c for c in columns[2:] if c in due.columns])
 
 
 def _decisions_sheet(w: _Writer, data: ReportData) -> None:
@@ -133,7 +156,7 @@ def _decisions_sheet(w: _Writer, data: ReportData) -> None:
         for c, value in enumerate(values):
             w.cell(sheet, r, c, value)
         for c in range(PREFILLED, len(DECISION_COLUMNS)):
-            fmt = w.input_date if DECISION_COLUMNS[c][0].endswith("_date") else w.input
+            fmt = w.input_date if DECISION_COLUMNS[c][0] in DATE_INPUTS else w.input
             sheet.write_blank(r, c, None, fmt)
     col = {name: i for i, (name, _) in enumerate(DECISION_COLUMNS)}
     sheet.data_validation(1, col["decision"], last, col["decision"], {
@@ -158,6 +181,10 @@ def _decisions_sheet(w: _Writer, data: ReportData) -> None:
         "validate": "date", "criteria": ">=", "value": f"={meeting}",
         "error_title": "review date", "error_message": "Enter a date on or after the meeting date (yyyy-mm-dd).",
         "input_title": "review date", "input_message": "a date on or after the meeting date"})
+    sheet.data_validation(1, col["management_end"], last, col["management_end"], {
+        "validate": "date", "criteria": ">=", "value": f"={meeting}",
+        "error_title": "management end", "error_message": "Enter a date on or after the meeting date (yyyy-mm-dd).",
+        "input_title": "management end", "input_message": "only when management of an accepted person ended"})
     sheet.freeze_panes(1, 1)
     sheet.autofilter(0, 0, last, len(DECISION_COLUMNS) - 1)
 
@@ -199,6 +226,7 @@ def write_workbook(data: ReportData, path: Path, pseudonymised: bool = False) ->
                                                                if c not in ("person_key", "surname", "forenames")])
         w.table("release watch", watch, widths={"reasons_if_released": 70}, wrap=("reasons_if_released",))
         w.table("data quality", _data_quality(data), widths={"detail": 40})
+        w.table("due for review", _due(data), widths={"name": 22, "reason": 50}, wrap=("reason",))
         _decisions_sheet(w, data)
         _about(w, data, pseudonymised)
     finally:

@@ -70,6 +70,9 @@ def commands(config) -> dict[str, list[str]]:
         "runs": ["runs", *c],
         "runs show": ["runs", "show", "R0001-2026-11-01", *c],
         "report": ["report", *c],
+        "decisions import": ["decisions", "import", str(config.path.parent / "decisions.csv"), *c],
+        "decisions list": ["decisions", "list", *c],
+        "backtest": ["backtest", *c],
     }
 
 
@@ -92,12 +95,13 @@ def test_every_command_started_during_a_run_exits_6_naming_the_run(done_workspac
 def test_readers_share_the_workspace_and_a_writer_is_told_it_is_being_read(done_workspace):
     holder = hold(done_workspace, shared=True)
     try:
-        for name in ("explain", "rejects", "runs", "runs show", "report"):
+        for name in ("explain", "rejects", "runs", "runs show", "report", "decisions list"):
             result = runner.invoke(app, commands(done_workspace)[name])
             assert result.exit_code == 0, (name, result.output)
-        result = runner.invoke(app, commands(done_workspace)["ingest"])
-        assert result.exit_code == 6
-        assert "being read" in result.output
+        for name in ("ingest", "decisions import"):
+            result = runner.invoke(app, commands(done_workspace)[name])
+            assert result.exit_code == 6, (name, result.output)
+            assert "being read" in result.output
     finally:
         holder.kill()
         holder.wait()

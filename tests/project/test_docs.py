@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import click
 import pytest
 import typer.main
 from typer.testing import CliRunner
@@ -21,9 +20,10 @@ def all_commands() -> list[tuple[str, ...]]:
     """Every leaf command as its words: ('run',), ('links', 'review'), ..."""
     found: list[tuple[str, ...]] = []
 
-    def walk(group: click.Group, prefix: tuple[str, ...]) -> None:
+    def walk(group, prefix: tuple[str, ...]) -> None:
         for name, command in group.commands.items():
-            if isinstance(command, click.Group):
+            # typer vendors its own click: a group is what has sub-commands, whichever click made it
+            if isinstance(getattr(command, "commands", None), dict):
                 walk(command, (*prefix, name))
             else:
                 found.append((*prefix, name))

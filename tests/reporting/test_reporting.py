@@ -24,6 +24,7 @@ runner = CliRunner()
 DECISION_HEADERS = [  # the contract of `iom decisions import`, as the issue and docs/panel-pack.md state it
     "person_key", "police_person_id", "pnc_id", "crn", "nomis_id", "name", "area", "rank", "score",
     "proposed_cohort_type", "decision", "cohort_type", "reason", "decided_by", "meeting_date", "review_date",
+    "management_end",
 ]
 
 
@@ -140,7 +141,8 @@ def test_report_of_an_unknown_run_exits_8(ws):
 def test_the_workbook_has_its_sheets_filters_and_validations(built):
     out = packkit.latest_output(built)
     book = openpyxl.load_workbook(out / "pack.xlsx")
-    assert book.sheetnames == ["ranked", "movement", "release watch", "data quality", "decisions", "about"]
+    assert book.sheetnames == ["ranked", "movement", "release watch", "data quality", "due for review", "decisions",
+                               "about"]
     ranked = book["ranked"]
     assert ranked.freeze_panes == "A2" and ranked.auto_filter.ref
     header = [c.value for c in ranked[1]]
@@ -162,6 +164,8 @@ def test_the_workbook_has_its_sheets_filters_and_validations(built):
     assert rules[column["review_date"]].operator == "greaterThanOrEqual"
     assert rules[column["review_date"]].formula1 == f"{column['meeting_date']}2"
     assert rules[column["reason"]].type == "textLength" and rules[column["decided_by"]].type == "textLength"
+    assert rules[column["management_end"]].type == "date"
+    assert rules[column["management_end"]].formula1 == f"{column['meeting_date']}2"
 
 
 def test_injected_formulas_are_inert_in_every_sheet(built):
