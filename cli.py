@@ -19,18 +19,54 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from pipeline.errors import IomError
 
 log = logging.getLogger("iom")
 T = TypeVar("T")
 
+# The global options, with whether each takes a value; `iom run --quiet` means `iom --quiet run`.
+GLOBAL_OPTIONS = {"--quiet": False, "-q": False, "--verbose": False, "-v": False, "--log-format": True,
+                  "--log-file": True}
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options written after the command to before it, so that they work in both
+    places (an analyst types `iom run --quiet`, cron writes `iom --quiet run`)."""
+    moved: list[str] = []
+    rest: list[str] = []
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":  # everything after is an argument
+            rest.append(token)
+            rest.extend(tokens)
+            break
+        name = token.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            moved.append(token)
+            if GLOBAL_OPTIONS[name] and "=" not in token:
+                value = next(tokens, None)
+                if value is not None:
+                    moved.append(value)
+        else:
+            rest.append(token)
+    return moved + rest
+
+
+class _Group(TyperGroup):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(list(args)))
+
+
 app = typer.Typer(
+    cls=_Group,
     help="IOM Cohort: transparent, auditable cohort selection for Integrated Offender Management.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -57,6 +93,8 @@ state = _State()
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Workspace config file (iom.toml).", show_default=True)
 ]
+WaitOption = Annotated[float, typer.Option(
+    "--wait", min=0, help="If another command holds the workspace, wait up to SECONDS for it (default: exit 6 at once).")]
 
 
 # --- logging -----------------------------------------------------------------------------------
@@ -136,6 +174,19 @@ def _call(fn: Callable[[], T]) -> T:
         else:
             err.print("  run again with --verbose for the traceback, and report it")
         raise typer.Exit(1) from None
+
+
+def _locked_call(cfg, command: str, fn: Callable[[], T], *, shared: bool = False, wait: float = 0.0) -> T:
+    """`_call` holding the workspace lock: exclusive for a command that writes, shared for one that
+    only reads. The lock comes first and the heavy imports inside `fn` after, so a busy workspace
+    is reported within a second."""
+    from pipeline.lock import workspace_lock
+
+    def locked() -> T:
+        with workspace_lock(cfg.warehouse_path, command, shared=shared, wait=wait):
+            return fn()
+
+    return _call(locked)
 
 
 @contextmanager
@@ -225,14 +276,18 @@ def generate(
 
 
 @app.command()
-def ingest(config: ConfigOption = Path("iom.toml")) -> None:
+def ingest(config: ConfigOption = Path("iom.toml"), wait: WaitOption = 0.0) -> None:
     """Load every new extract into the warehouse, quarantine bad rows, link identities."""
     from pipeline.config import load_config
-    from pipeline.workspace import ingest_workspace
+
+    def load(progress):
+        from pipeline.workspace import ingest_workspace
+
+        return ingest_workspace(cfg, progress)
 
     cfg = _call(lambda: load_config(config))
     with _progress() as progress:
-        report = _call(lambda: ingest_workspace(cfg, progress))
+        report = _locked_call(cfg, "ingest", lambda: load(progress), wait=wait)
     _print_ingest(report)
 
 
@@ -253,13 +308,13 @@ def demo(
     out.print(f"Injected faults (to show quarantine at work): {', '.join(f'{k} {v:,}' for k, v in sorted(data.faults.items()))}")
     cfg = _call(lambda: load_config(config_path))
     with _progress() as progress:
-        report = _call(lambda: ingest_workspace(cfg, progress))
+        report = _locked_call(cfg, "demo", lambda: ingest_workspace(cfg, progress))
     _print_ingest(report)
     # Two monthly runs, so the pack shows movement since "last month".
     last_month = (when - timedelta(days=1)).replace(day=1)
     for as_of in (last_month, when):
         with _progress() as progress:
-            result = _call(lambda as_of=as_of: run_period(cfg, as_of, force=False, progress=progress))
+            result = _locked_call(cfg, "demo", lambda as_of=as_of: run_period(cfg, as_of, force=False, progress=progress))
         out.print()
         _print_run(result)
     out.print(f"\nWarehouse: {cfg.warehouse_path}")
@@ -278,22 +333,25 @@ def _print_run(result) -> None:
     if result.status == "skipped":
         out.print(result.message)
         return
-    stats = result.counts.get("stats", {})
+    stats = result.stats  # a SelectionStats (rules.select)
     out.print(f"Run {result.run_id} (as of {result.as_of}): {result.counts.get('assessed', 0):,} people assessed")
-    for key, value in stats.items():
-        label = key.replace("_", " ")
-        if isinstance(value, float) and "share" in key:
-            out.print(f"  {label}: {value:.1%}")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            out.print(f"  {label}: {value:,}")
-        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            columns = list(next(iter(value.values())))
-            out.print(_table(f"  {label}", ["area", *[c.replace("_", " ") for c in columns]],
-                             [[k, *[v.get(c) for c in columns]] for k, v in value.items()]))
-        elif isinstance(value, dict):
-            out.print(f"  {label}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
-        elif value is not None:
-            out.print(f"  {label}: {value}")
+    out.print(f"  assessed: {stats.assessed:,}")
+    out.print(f"  eligible: {stats.eligible:,}")
+    out.print("  ineligible: " + ", ".join(f"{reason} {n}" for reason, n in stats.ineligible.items()))
+    out.print(f"  priority: {stats.priority:,}")
+    if stats.priority_by_area:
+        columns = ["selected", "capacity", "eligible", "reaching_min_score", "super_prolific"]
+        out.print(_table("  priority by area", ["area", *[c.replace("_", " ") for c in columns]],
+                         [[area, *[getattr(a, c) for c in columns]] for area, a in stats.priority_by_area.items()]))
+    else:
+        out.print("  priority by area: ")
+    out.print(f"  min score: {stats.min_score:,}")
+    out.print(f"  super prolific: {stats.super_prolific:,}")
+    out.print(f"  super prolific offences 12m: {stats.super_prolific_offences_12m:,}")
+    out.print(f"  offences 12m: {stats.offences_12m:,}")
+    if stats.super_prolific_offence_share is not None:
+        out.print(f"  super prolific offence share: {stats.super_prolific_offence_share:.1%}")
+    out.print(f"  release watch: {stats.release_watch:,}")
     moves = result.counts.get("movement", {})
     if moves:
         out.print("  movement: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in moves.items()))
@@ -308,23 +366,21 @@ def run(
     config: ConfigOption = Path("iom.toml"),
     as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD; default from [workspace].period.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run again even if this period has a completed run.")] = False,
+    wait: WaitOption = 0.0,
 ) -> None:
     """Ingest new extracts, compute features, score, select the cohorts, write the outputs."""
     from pipeline.config import load_config
-    from pipeline.lock import workspace_lock
 
     cfg = _call(lambda: load_config(config))
     when = _call(lambda: _parse_date(as_of, "--as-of")) if as_of else None
 
-    def locked_run(progress):
-        # The lock first, the heavy imports after: a second run is refused within a second.
-        with workspace_lock(cfg.warehouse_path):
-            from pipeline.run import run_period
+    def monthly_run(progress):
+        from pipeline.run import run_period
 
-            return run_period(cfg, when, force, progress, take_lock=False)
+        return run_period(cfg, when, force, progress)
 
     with _progress() as progress:
-        result = _call(lambda: locked_run(progress))
+        result = _locked_call(cfg, "run", lambda: monthly_run(progress), wait=wait)
     _print_run(result)
 
 
@@ -334,13 +390,14 @@ def explain(
     config: ConfigOption = Path("iom.toml"),
     run_id: Annotated[str | None, typer.Option("--run", help="Run id; default the latest completed run.")] = None,
     events: Annotated[int, typer.Option("--events", help="How many timeline events to show.")] = 15,
+    wait: WaitOption = 0.0,
 ) -> None:
     """Why is this person ranked here? Score breakdown, feature values and a short timeline."""
     from pipeline.config import load_config
     from pipeline.explain import explain_person, feature_lines
 
     cfg = _call(lambda: load_config(config))
-    e = _call(lambda: explain_person(cfg, identifier, run_id, events))
+    e = _locked_call(cfg, "explain", lambda: explain_person(cfg, identifier, run_id, events), shared=True, wait=wait)
     row, person = e.row, e.person
     name = f"{person.get('forenames') or ''} {person.get('surname') or ''}".strip()
     out.print(f"{name} ({person['person_key']}) in run {e.run_id}, as of {e.as_of}")
@@ -370,6 +427,7 @@ def runs(
     config: ConfigOption = Path("iom.toml"),
     show: Annotated[str | None, typer.Argument(help="'show' followed by a run id prints that run's manifest.")] = None,
     run_id: Annotated[str | None, typer.Argument(help="Run id for `iom runs show RUN`.")] = None,
+    wait: WaitOption = 0.0,
 ) -> None:
     """List the runs of this workspace, or `iom runs show RUN` for one run's manifest."""
     from pipeline.config import load_config
@@ -378,7 +436,7 @@ def runs(
 
     cfg = _call(lambda: load_config(config))
     if show is None:
-        rows = _call(lambda: list_runs(cfg))
+        rows = _locked_call(cfg, "runs", lambda: list_runs(cfg), shared=True, wait=wait)
         out.print(_table("Runs", ["run", "as of", "status", "started", "finished", "rules", "code"],
                          [[r["run_id"], r["as_of"], r["status"], r["started_at"], r["finished_at"],
                            f"{r['rules_name'] or ''} {r['rules_version'] or ''}".strip(), r["code_version"]] for r in rows]))
@@ -394,7 +452,7 @@ def runs(
         finally:
             con.close()
 
-    run_info = _call(fetch)
+    run_info = _locked_call(cfg, "runs", fetch, shared=True, wait=wait)
     out.print(json.dumps(run_info["manifest"], indent=2, default=str, sort_keys=True))
 
 
@@ -404,13 +462,14 @@ def rejects(
     source: Annotated[str | None, typer.Option("--source", help="Only this extract, e.g. police_offences.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="How many failures to show.")] = 20,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write every failure to this CSV file.")] = None,
+    wait: WaitOption = 0.0,
 ) -> None:
     """The quarantined rows: counts by reason, then each failure with file, line, column and value."""
     from pipeline.config import load_config
     from pipeline.quality import rejects as read_rejects
 
     cfg = _call(lambda: load_config(config))
-    report = _call(lambda: read_rejects(cfg, source, limit, out_file))
+    report = _locked_call(cfg, "rejects", lambda: read_rejects(cfg, source, limit, out_file), shared=True, wait=wait)
     out.print(_table("Rejected rows by reason", ["source", "file", "reason", "failures"],
                      [list(r) for r in report.by_reason]))
     out.print()
@@ -426,13 +485,14 @@ def purge(
     older_than: Annotated[str, typer.Option("--older-than", help="Retention period: 24m, 2y, 730d or 104w.")],
     config: ConfigOption = Path("iom.toml"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be removed; change nothing.")] = False,
+    wait: WaitOption = 0.0,
 ) -> None:
     """Remove extract rows, rejects and per-person run data past the retention period."""
     from pipeline.config import load_config
     from pipeline.retention import purge as purge_workspace
 
     cfg = _call(lambda: load_config(config))
-    report = _call(lambda: purge_workspace(cfg, older_than, dry_run))
+    report = _locked_call(cfg, "purge", lambda: purge_workspace(cfg, older_than, dry_run), wait=wait)
     verb = "Would remove" if dry_run else "Removed"
     out.print(f"{verb} data of {len(report.loads):,} loads and {len(report.runs):,} runs finished before "
               f"{report.cutoff:%Y-%m-%d %H:%M}:")

@@ -1,8 +1,8 @@
 """`iom backtest`: would the rules have picked the people who went on to offend?
 
 For each as-of date D (from `--from` to `--to`, every `--every`), each rule set scores and
-selects exactly as `iom run` does (`features.build.compute_features`, `rules.engine.score`,
-`rules.engine.select_cohorts`, all point in time at D), then `evaluation.outcomes` looks at
+selects exactly as `iom run` does (`features.build.compute_features`, `rules.score.score`,
+`rules.select.select_cohorts`, all point in time at D), then `evaluation.outcomes` looks at
 the window after D. The evaluated population at D is the eligible people with a complete
 window (`at_risk`); people in custody at D are evaluated from their release.
 
@@ -48,7 +48,9 @@ from pipeline.errors import DataRangeError, UsageError
 from pipeline.facts import HISTORY_WINDOW_MONTHS, months_before
 from pipeline.lock import workspace_lock
 from pipeline.warehouse import connect, transaction
-from rules.engine import RuleSet, load_rules, score, select_cohorts
+from rules.schema import RuleSet, load_rules
+from rules.score import score
+from rules.select import select_cohorts
 
 log = logging.getLogger(__name__)
 

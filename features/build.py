@@ -51,16 +51,14 @@ from features.ogrs3 import OFFENCE_TERMS
 from pipeline.contract import OUTCOMES
 from pipeline.errors import ConfigError
 from pipeline.facts import (
-    CODE_LIMIT,
-    DAY_ZERO,
     HISTORY_WINDOW_MONTHS,
     SANCTION_OUTCOMES,
     UNDECIDED_CLASS,
-    day_number_sql,
     months_before,
     sanction_key_sql,
     stored_history_cutoff,
 )
+from pipeline.keys import SANCTION_KEY, SERIOUS_KEY, code_in_key, code_tie, day_date_sql, day_number_sql
 from pipeline.warehouse import cursor, q
 
 log = logging.getLogger(__name__)
@@ -69,6 +67,8 @@ CODES_VIEW = "_iom_offence_codes"
 UNKNOWN_OFFENCE_KEYS = ("offence_group", "gravity", "neighbourhood_crime", "violence", "ogrs3_group")
 RELEASE_DUE_DAYS = 90
 GROUPS_PER_MASK = 63  # offence groups per BIGINT bit mask (`distinct_groups_36m`)
+# The offence windows (months before D): each is a `$d_<n>m` parameter of the offences query.
+OFFENCE_WINDOW_MONTHS = (3, 12, 24, 36)
 
 _I, _S, _B, _D = pl.Int64(), pl.Utf8(), pl.Boolean(), pl.Date()
 # The output of compute_features, in order: column -> dtype (the same for an empty result).
@@ -154,13 +154,7 @@ def _in_list(column: str, prefix: str, values: Sequence[str | int], params: dict
 
 
 def _parameters(as_of: date, counted_outcomes: Sequence[str]) -> tuple[dict, dict]:
-    params = {
-        "d": as_of,
-        "d_3m": months_before(as_of, 3),
-        "d_12m": months_before(as_of, 12),
-        "d_24m": months_before(as_of, 24),
-        "d_36m": months_before(as_of, 36),
-    }
+    params = {"d": as_of, **{f"d_{n}m": months_before(as_of, n) for n in OFFENCE_WINDOW_MONTHS}}
     # offence_facts holds outcomes as their index in OUTCOMES
     counted = [OUTCOMES.index(c) for c in counted_outcomes if c != "pending"]
     parts = {
@@ -209,7 +203,7 @@ SELECT person_number,
        {masks}
        CAST(sum(gravity) FILTER (recent) AS BIGINT) AS seriousness_sum_36m,
        -- most serious: highest gravity, then the most recent, then the lowest code
-       max(serious_base + offence_day * {CODE_LIMIT}) FILTER (recent) AS serious_key,
+       max(serious_base + {SERIOUS_KEY.sql(offence_day='offence_day')}) FILTER (recent) AS serious_key,
        count(*) FILTER (recent AND offence_date > $d_24m AND offence_date <= $d_12m) AS prev_12m,
        count(*) FILTER (recent AND unknown_code) AS unknown_offences_36m,
        count(*) FILTER (sanction) AS sanctions,
@@ -289,7 +283,7 @@ def _people_sql(history: Sequence[int] | None) -> str:
     else:
         counted = " + ".join(["0", *(f"coalesce(h.offences_class_{n}, 0)" for n in history)])
         last = f"greatest({', '.join(f'h.last_class_{n}' for n in history)})" if history else "NULL::DATE"
-        current = f"(DATE '{DAY_ZERO}' + CAST(h.sanction_key // {2 ** 41} AS INTEGER))"
+        current = day_date_sql(SANCTION_KEY.unpack_sql("h.sanction_key", "outcome_day"))
         columns = f""",
        coalesce(h.settled_offences, 0) AS settled_offences, {counted} AS settled_counted,
        {last} AS settled_last_offence_date, coalesce(h.sanctions, 0) AS settled_sanctions,
@@ -379,20 +373,10 @@ def _assemble(people: pl.DataFrame, offences: pl.DataFrame, custody: pl.DataFram
         (d - col("last_release_date")).dt.total_days().alias("days_since_release"),
         col("under_supervision").fill_null(False),
         col("in_probation").fill_null(False),
-        _code_in_key(col("serious_key")).alias("_serious_code_id"),
-        _code_in_key(col("_sanction_key")).alias("_sanction_code_id"),
+        code_in_key(col("serious_key")).alias("_serious_code_id"),
+        code_in_key(col("_sanction_key")).alias("_sanction_code_id"),
         col("sex").alias("_sex"),  # an OGRS3 input, dropped after the formula: used for nothing else
     )
-
-
-def _code_tie(code_number: pl.Expr) -> pl.Expr:
-    """The code's part of a packed key (`pipeline.facts.code_tie_sql`): larger for lower codes."""
-    return CODE_LIMIT - 1 - code_number
-
-
-def _code_in_key(key: pl.Expr) -> pl.Expr:
-    """The code number back out of a packed key (the tie is its own inverse)."""
-    return _code_tie(key % CODE_LIMIT)
 
 
 def _decode_codes(frame: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
@@ -436,9 +420,13 @@ def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unkno
         (pl.col("offence_group").rank("dense") - 1).cast(pl.Int64).alias("group_id"),
     )
     # Per-code parts of the packed keys and group bits, so the big pass does little arithmetic.
+    if codes.height:
+        SERIOUS_KEY.check("gravity", codes.get_column("gravity").min(), codes.get_column("gravity").max(),
+                          "offence gravities")
+        SERIOUS_KEY.check("code_tie", 0, codes.get_column("code_number").max(), "offence code numbers")
     masks = group_mask_count(codes)
     return codes.with_columns(
-        (pl.col("gravity") * 2**41 + _code_tie(pl.col("code_number"))).alias("serious_base"),
+        SERIOUS_KEY.pack(gravity=pl.col("gravity"), code_tie=code_tie(pl.col("code_number"))).alias("serious_base"),
         *[
             pl.col("group_id").replace_strict(
                 {g: (1 << (g % GROUPS_PER_MASK)) if g // GROUPS_PER_MASK == k else 0
@@ -449,10 +437,26 @@ def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unkno
     )
 
 
+def check_history_window(windows: Sequence[int] = OFFENCE_WINDOW_MONTHS,
+                         history_months: int = HISTORY_WINDOW_MONTHS) -> None:
+    """The settled summary is right only if no settled offence can fall in a window: the
+    summary's window (`pipeline.facts.HISTORY_WINDOW_MONTHS`) must cover the longest one."""
+    if max(windows) > history_months:
+        raise ValueError(
+            f"the longest offence window ({max(windows)} months) exceeds the settled summary's "
+            f"HISTORY_WINDOW_MONTHS ({history_months}); raise it in pipeline/facts.py"
+        )
+
+
 def _history_applies(con: duckdb.DuckDBPyConnection, as_of: date) -> bool:
     """Whether every settled offence is known at `as_of` and outside its windows."""
+    check_history_window()
     cutoff = stored_history_cutoff(con)
-    return cutoff is not None and months_before(as_of, HISTORY_WINDOW_MONTHS) >= cutoff
+    applies = cutoff is not None and months_before(as_of, HISTORY_WINDOW_MONTHS) >= cutoff
+    if applies:
+        log.info("features at %s: offences settled by %s read from their summary", as_of.isoformat(),
+                 cutoff.isoformat())
+    return applies
 
 
 def _counted_classes(counted_outcomes: Sequence[str]) -> list[int]:

@@ -78,7 +78,7 @@ EXIT_CODES: list[tuple[int, str, str]] = [
     (3, "config", "iom.toml or a rule file is missing or invalid; the message names file and key"),
     (4, "input file", "an extract file cannot be read (missing, unreadable, undecodable, missing a required column); nothing from it was loaded"),
     (5, "validation threshold", "a source's rejected share exceeded `max_rejected_percent`; the run is stored as failed"),
-    (6, "locked", "another run holds the workspace lock"),
+    (6, "locked", "another command holds the workspace lock (the message names it and since when); `--wait SECONDS` waits instead"),
     (7, "warehouse", "the warehouse cannot be opened: encryption key missing or wrong, or the file is damaged"),
     (8, "not found", "the run or person asked for does not exist"),
     (9, "not enough data", "a back-test window runs past the last date the data cover (the message names it), or the warehouse holds too little history before the first as-of date"),

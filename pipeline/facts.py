@@ -35,34 +35,30 @@ from datetime import date
 import duckdb
 
 from pipeline import contract
+from pipeline.keys import (
+    ASSESSMENT_ORDER,
+    PERIOD_ORDER,
+    SANCTION_KEY,
+    SPELL_ORDER,
+    check_days,
+    code_tie_sql,
+    day_number_sql,
+    hash_sql,
+)
 from pipeline.warehouse import cur_table, q
 
 log = logging.getLogger(__name__)
 
-# Packed keys hold days since DAY_ZERO in 19 bits (to the year 3235) and code numbers in 22.
-DAY_ZERO = "1800-01-01"
-DAY_LIMIT = 2**19
-CODE_LIMIT = 2**22
 SANCTION_OUTCOMES = ("convicted", "cautioned", "community_resolution")  # OGRS3 "sanctions"
 HISTORY_CUTOFF_KEY = "offence_history_cutoff"
-HISTORY_WINDOW_MONTHS = 36  # the longest feature window
-
-
-def day_number_sql(column: str) -> str:
-    """Days since DAY_ZERO in 0 .. DAY_LIMIT - 1 (0 for a missing date): a packed-key field."""
-    return f"coalesce(greatest(0, least({DAY_LIMIT - 1}, {column} - DATE '{DAY_ZERO}')), 0)"
-
-
-def code_tie_sql(code_number: str) -> str:
-    """Larger for lower codes, so that a max() breaks ties towards the lowest code."""
-    return f"({CODE_LIMIT - 1} - {code_number})"
+HISTORY_WINDOW_MONTHS = 36  # must cover the longest feature window (features.build checks it)
 
 
 def sanction_key_sql(outcome_date: str, offence_date: str, code_number: str) -> str:
     """The current sanction is the one with the greatest key: the latest outcome date, then the
-    latest offence date, then the lowest code."""
-    return (f"{day_number_sql(outcome_date)} * {2 ** 41} + {day_number_sql(offence_date)} * {CODE_LIMIT}"
-            f" + {code_tie_sql(code_number)}")
+    latest offence date, then the lowest code (`pipeline.keys.SANCTION_KEY`)."""
+    return SANCTION_KEY.sql(outcome_day=day_number_sql(outcome_date), offence_day=day_number_sql(offence_date),
+                            code_tie=code_tie_sql(code_number))
 
 
 def months_before(day: date, months: int) -> date:
@@ -135,18 +131,19 @@ def _steps() -> dict[str, str]:
             CREATE OR REPLACE TABLE custody_facts AS
             SELECT i.person_number, s.reception_date, s.release_date, s.expected_release_date, s.sentence_days,
                    s.custody_type, s.release_area,
-                   {day_number_sql('s.reception_date')} * {2 ** 32} + CAST(hash(s.spell_id) % {2 ** 32} AS BIGINT)
-                       AS spell_order
+                   {SPELL_ORDER.sql(reception_day=day_number_sql('s.reception_date'),
+                                    spell_hash=hash_sql('s.spell_id', 32))} AS spell_order
             FROM {custody} s JOIN person_ids i ON i.source = 'prison' AND i.source_id = s.nomis_id""",
         "case_facts": f"""
             CREATE OR REPLACE TABLE case_facts AS
             SELECT i.person_number, c.supervision_type, c.supervision_start, c.supervision_end,
                    {assessed_from} AS assessed_from, c.area, c.ogrs3_2yr, c.rosh, c.mappa_level,
                    c.previous_sanctions, c.first_sanction_date,
-                   {day_number_sql('c.supervision_start')} * {2 ** 32} + CAST(hash(c.crn) % {2 ** 32} AS BIGINT)
-                       AS period_order,
-                   {day_number_sql(assessed_from)} * {2 ** 41} + {day_number_sql('c.supervision_start')} * {2 ** 22}
-                       + CAST(hash(c.crn) % {2 ** 22} AS BIGINT) AS assessment_order
+                   {PERIOD_ORDER.sql(start_day=day_number_sql('c.supervision_start'),
+                                     crn_hash=hash_sql('c.crn', 32))} AS period_order,
+                   {ASSESSMENT_ORDER.sql(assessed_day=day_number_sql(assessed_from),
+                                         start_day=day_number_sql('c.supervision_start'),
+                                         crn_hash=hash_sql('c.crn', 22))} AS assessment_order
             FROM {cases} c JOIN person_ids i ON i.source = 'probation' AND i.source_id = c.crn""",
         "event_facts": f"""
             CREATE OR REPLACE TABLE event_facts AS
@@ -167,7 +164,29 @@ def build_facts(con: duckdb.DuckDBPyConnection) -> None:
         params = {"outcomes": list(contract.OUTCOMES), "cutoff": cutoff} if name == "offence_facts" else None
         con.execute(sql, params)
         log.debug("built %s", name)
+    check_key_budgets(con)
     con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [HISTORY_CUTOFF_KEY, cutoff.isoformat() if cutoff else None])
+
+
+# The dates packed into keys, by facts table: checked once the facts are built, inside the
+# link's transaction, so that a refused value leaves the warehouse as it was.
+_KEYED_DATES = {
+    "offence_facts": ("offence_date", "outcome_date"),
+    "custody_facts": ("reception_date",),
+    "case_facts": ("supervision_start", "assessed_from"),
+}
+
+
+def check_key_budgets(con: duckdb.DuckDBPyConnection) -> None:
+    """Raise KeyBudgetError if a packed field cannot hold the facts' dates or offence codes."""
+    codes = con.execute("SELECT count(*) FROM offence_codes").fetchone()[0]
+    if codes:
+        SANCTION_KEY.check("code_tie", 0, codes - 1, "offence code numbers")
+    for table, columns in _KEYED_DATES.items():
+        ranges = ", ".join(f"min({q(c)}), max({q(c)})" for c in columns)
+        row = con.execute(f"SELECT {ranges} FROM {q(table)}").fetchone()
+        for i, column in enumerate(columns):
+            check_days(f"{table}.{column}", row[2 * i], row[2 * i + 1])
 
 
 def stored_history_cutoff(con: duckdb.DuckDBPyConnection) -> date | None:

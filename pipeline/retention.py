@@ -52,7 +52,7 @@ class PurgeReport:
 def purge(config: Config, older_than: str, dry_run: bool = False, now: datetime | None = None) -> PurgeReport:
     cutoff = cutoff_before(older_than, now or datetime.now(UTC).replace(tzinfo=None))
     report = PurgeReport(cutoff, dry_run)
-    with workspace_lock(config.warehouse_path):
+    with workspace_lock(config.warehouse_path, "purge"):
         con = connect(config)
         try:
             report.loads = [r[0] for r in con.execute(

@@ -35,7 +35,9 @@ from pipeline.errors import NotFoundError, ValidationThresholdError
 from pipeline.lock import workspace_lock
 from pipeline.warehouse import connect, q, table_exists, transaction
 from pipeline.workspace import IngestReport, ingest_workspace
-from rules.engine import RuleSet, load_rules, score, select_cohorts
+from rules.schema import RuleSet, load_rules
+from rules.score import EligibilityReason, score
+from rules.select import SelectionStats, select_cohorts
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class RunResult:
     counts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     message: str = ""
+    stats: SelectionStats | None = None  # a completed run's selection (counts["stats"] is its to_dict())
 
 
 def ensure_run_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -104,12 +107,17 @@ def scores_table(run_seq: int) -> str:
 
 @dataclass
 class Scored:
-    ranked: pl.DataFrame
+    ranked: pl.DataFrame  # the output columns, in rank order
     release_watch: pl.DataFrame
-    stats: dict
+    stats: SelectionStats
     unknown_codes: pl.DataFrame
     rules: RuleSet
     timings: dict
+    ineligible_code: pl.Series  # EligibilityReason per row of `ranked`: kept out of the output files
+
+    def ranked_with_codes(self) -> pl.DataFrame:
+        """`ranked` with its `ineligible_code` column, as `movement` reads it."""
+        return self.ranked.with_columns(self.ineligible_code)
 
 
 def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Scored:
@@ -132,9 +140,11 @@ def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Sco
     timings["selection_s"] = round(time.perf_counter() - started, 3)
     unknown = unknown_offence_codes(con, as_of, reference)
     ranked = selection.ranked  # in rank order, the ineligible last by person_key
+    codes = ranked.get_column("ineligible_code")
+    ranked = ranked.drop("ineligible_code")
     ordered = [c for c in LEADING_COLUMNS + list(IDENTIFIER_COLUMNS) if c in ranked.columns]
     ranked = ranked.select(ordered + [c for c in ranked.columns if c not in ordered])
-    return Scored(ranked, selection.release_watch, selection.stats, unknown, rules, timings)
+    return Scored(ranked, selection.release_watch, selection.stats, unknown, rules, timings, codes)
 
 
 def score_period(config: Config, as_of: date) -> dict:
@@ -144,19 +154,27 @@ def score_period(config: Config, as_of: date) -> dict:
         scored = score_at(con, config, as_of)
     finally:
         con.close()
-    return {"people": scored.ranked.height, **{k: v for k, v in scored.stats.items() if isinstance(v, int)},
-            **scored.timings}
+    stats = scored.stats
+    counts = {"assessed": stats.assessed, "eligible": stats.eligible, "priority": stats.priority,
+              "min_score": stats.min_score, "super_prolific": stats.super_prolific,
+              "super_prolific_offences_12m": stats.super_prolific_offences_12m, "offences_12m": stats.offences_12m,
+              "release_watch": stats.release_watch}
+    return {"people": scored.ranked.height, **counts, **scored.timings}
 
 
 # --- movement ------------------------------------------------------------------------------
 
 COHORTS = {"priority": "priority", "super_prolific": "super_prolific"}
+# A leaver's reason when the eligibility code says it all, checked before a change of area;
+# any other exclusion reads "no longer eligible: <sentence>".
+LEAVING_REASONS = {EligibilityReason.DECEASED: "deceased", EligibilityReason.LONG_CUSTODY: "long custody"}
 
 
 def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_id: str | None) -> pl.DataFrame:
     """New, continuing and leaving members of each cohort, with a plain reason for leavers.
 
-    `current` is this run's ranked frame; `previous` is the previous run's cohort_members rows.
+    `current` is this run's ranked frame with its `ineligible_code` (`Scored.ranked_with_codes`);
+    `previous` is the previous run's cohort_members rows.
     """
     schema = {"cohort": pl.Utf8, "person_key": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8,
               "previous_run_id": pl.Utf8}
@@ -172,16 +190,15 @@ def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_
         continuing = now.join(before, on="person_key", how="semi").with_columns(
             pl.lit("continuing").alias("status"), pl.lit(None, dtype=pl.Utf8).alias("reason"))
         leavers = before.join(now, on="person_key", how="anti").join(
-            current.select("person_key", "area", "score", "eligible", "ineligible_reason", "selection_note"),
+            current.select("person_key", "area", "score", "eligible", "ineligible_reason", "ineligible_code",
+                           "selection_note"),
             on="person_key", how="left",
         )
+        reason = pl.when(pl.col("score").is_null()).then(pl.lit("no longer in the data at the as-of date"))
+        for code, text in LEAVING_REASONS.items():
+            reason = reason.when(pl.col("ineligible_code") == code.value).then(pl.lit(text))
         reason = (
-            pl.when(pl.col("score").is_null()).then(pl.lit("no longer in the data at the as-of date"))
-            .when(pl.col("ineligible_reason").is_not_null() & pl.col("ineligible_reason").str.contains("deceased"))
-            .then(pl.lit("deceased"))
-            .when(pl.col("ineligible_reason").is_not_null() & pl.col("ineligible_reason").str.contains("custody"))
-            .then(pl.lit("long custody"))
-            .when(pl.col("area").is_not_null() & (pl.col("area") != pl.col("previous_area")))
+            reason.when(pl.col("area").is_not_null() & (pl.col("area") != pl.col("previous_area")))
             .then(pl.lit("moved out of area (") + pl.col("previous_area") + pl.lit(" to ") + pl.col("area") + pl.lit(")"))
             .when(pl.col("ineligible_reason").is_not_null()).then(pl.lit("no longer eligible: ") + pl.col("ineligible_reason"))
             .when(pl.col("score") < pl.col("previous_score"))
@@ -257,15 +274,10 @@ def _threshold_breaches(report: IngestReport, limit: float | None) -> list[str]:
     return breaches
 
 
-def run_period(
-    config: Config, as_of: date | None = None, force: bool = False, progress=None, take_lock: bool = True
-) -> RunResult:
-    """One run. `take_lock=False` when the caller already holds the workspace lock (the CLI takes
-    it before importing the heavy modules, so a second run is refused at once)."""
+def run_period(config: Config, as_of: date | None = None, force: bool = False, progress=None) -> RunResult:
+    """One run, holding the workspace lock (a no-op when the caller, such as the CLI, holds it)."""
     as_of = as_of or period_as_of(config)
-    if not take_lock:
-        return _run_locked(config, as_of, force, progress)
-    with workspace_lock(config.warehouse_path):
+    with workspace_lock(config.warehouse_path, "run"):
         return _run_locked(config, as_of, force, progress)
 
 
@@ -335,7 +347,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             con.execute("SELECT cohort, person_key, area, score FROM cohort_members WHERE run_id = ?", [previous_id]).pl()
             if previous_id else None
         )
-        moves = movement(scored.ranked, previous_members, previous_id)
+        moves = movement(scored.ranked_with_codes(), previous_members, previous_id)
         fairness = run_fairness_at(con, scored.ranked)  # monitoring only: nothing above reads it
         stats = scored.stats
         output_dir = config.outputs_path / run_id
@@ -348,7 +360,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
         )
         manifest["counts"].update(
             assessed=scored.ranked.height,
-            stats=stats,
+            stats=stats.to_dict(),
             movement={f"{c}_{s}": n for c, s, n in moves.group_by(["cohort", "status"]).len().sort(["cohort", "status"]).iter_rows()},
             release_watch=scored.release_watch.height,
             unknown_offence_codes=int(scored.unknown_codes.height),
@@ -389,7 +401,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
     finally:
         con.close()
     log.info("run %s completed: %d assessed", run_id, scored.ranked.height)
-    return RunResult(run_id, as_of, "completed", output_dir, manifest["counts"], timings)
+    return RunResult(run_id, as_of, "completed", output_dir, manifest["counts"], timings, stats=stats)
 
 
 # --- reading runs back ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from evaluation.outcomes import window_outcomes
 from features.build import offence_codes
 from features.reference import load_offence_reference
 from pipeline.errors import UsageError
-from rules.engine import load_rules
+from rules.schema import load_rules
 
 runner = CliRunner()
 COUNTED = ["charged", "summonsed", "cautioned", "community_resolution", "convicted", "pending"]

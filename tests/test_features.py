@@ -3,6 +3,7 @@ rows never change features at D, unknown offence codes, and the offence referenc
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import date, timedelta
 from pathlib import Path
@@ -28,13 +29,16 @@ from polars.testing import assert_frame_equal
 from features.build import (
     FEATURE_COLUMNS,
     FEATURE_SCHEMA,
+    OFFENCE_WINDOW_MONTHS,
     _history_applies,
+    check_history_window,
     compute_features,
     months_before,
     unknown_offence_codes,
 )
 from features.reference import load_offence_reference
 from pipeline.errors import ConfigError
+from pipeline.facts import HISTORY_WINDOW_MONTHS
 
 D = date(2026, 6, 30)
 COUNTED = ["charged", "summonsed", "cautioned", "community_resolution", "convicted", "pending"]
@@ -422,6 +426,28 @@ def test_rows_dated_after_d_never_change_features_at_d(
 
 
 # --- the settled-offence summary gives the same features as reading every row -------------
+
+
+def test_the_settled_summary_covers_every_offence_window():
+    assert max(OFFENCE_WINDOW_MONTHS) <= HISTORY_WINDOW_MONTHS
+    check_history_window()  # the shipped windows pass
+    with pytest.raises(ValueError, match="longest offence window \\(48 months\\)"):
+        check_history_window((3, 12, 48), 36)
+
+
+def test_using_the_settled_summary_is_logged(tmp_path, caplog):
+    offences = [offence("S1", "N1", date(2015, 3, 1), outcome="convicted", outcome_date=date(2015, 6, 1)),
+                offence("S2", "N1", date(2027, 5, 1))]
+    con = build_warehouse(tmp_path, nominals=BASE_PEOPLE["nominals"], offences=offences)
+    try:
+        reference = load_offence_reference()
+        with caplog.at_level(logging.INFO, logger="features.build"):
+            compute_features(con, LAST_DAY, reference, COUNTED, UNKNOWN, settled_history=False)
+            assert "read from their summary" not in caplog.text
+            compute_features(con, LAST_DAY, reference, COUNTED, UNKNOWN)
+        assert "read from their summary" in caplog.text
+    finally:
+        con.close()
 
 
 @st.composite

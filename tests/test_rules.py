@@ -16,7 +16,10 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from pipeline.errors import ConfigError
-from rules.engine import DEFAULT_RULES, load_rules, score, select_cohorts
+from pipeline.run import movement
+from rules.schema import DEFAULT_RULES, load_rules
+from rules.score import EligibilityReason, score
+from rules.select import select_cohorts
 
 RAW = tomllib.loads(DEFAULT_RULES.read_text(encoding="utf-8"))
 COMPONENTS = RAW["components"]
@@ -224,6 +227,12 @@ def test_eligibility_reasons():
         "P09": None,
     }
     assert scored["eligible"].to_list() == [r is None for r in got.values()]
+    codes = dict(zip(scored["person_key"], scored["ineligible_code"], strict=True))
+    assert codes == {
+        "P01": "deceased", "P02": "under_min_age", "P03": "mappa_level", "P04": "mappa_level",
+        "P05": "long_custody", "P06": None, "P07": "long_custody", "P08": None, "P09": None,
+    }
+    assert set(codes.values()) - {None} <= {reason.value for reason in EligibilityReason}
 
 
 def test_areas_in_scope(tmp_path):
@@ -232,6 +241,34 @@ def test_areas_in_scope(tmp_path):
     scored = score(feature_frame([feature_row(person_key="P1"), feature_row(person_key="P2", area="Southmoor"),
                                   feature_row(person_key="P3", area=None)]), rules)
     assert scored["ineligible_reason"].to_list() == [None, "area not in scope", "area not in scope"]
+    assert scored["ineligible_code"].to_list() == [None, "out_of_area", "out_of_area"]
+
+
+def _leaving_reasons(current: pl.DataFrame, previous: pl.DataFrame) -> dict:
+    moves = movement(current, previous, "R0001-2026-05-01")
+    return dict(moves.filter(pl.col("status") == "leaving").select("person_key", "reason").iter_rows())
+
+
+def test_movement_follows_the_eligibility_code_whatever_the_sentence_says():
+    frame = feature_frame([
+        person("P1", "Northgate", 5, 10, deceased=True),
+        person("P2", "Northgate", 5, 10, in_custody=True, days_until_release=400),
+        person("P3", "Northgate", 5, 10, mappa_level=2),
+        person("P4", "Southmoor", 5, 10),  # eligible, in another area now
+    ])
+    ranked = select_cohorts(score(frame, RULES), RULES).ranked
+    previous = pl.DataFrame({"cohort": ["priority"] * 4, "person_key": ["P1", "P2", "P3", "P4"],
+                             "area": ["Northgate"] * 4, "score": [40] * 4})
+    expected = {"P1": "deceased", "P2": "long custody", "P3": "no longer eligible: MAPPA level 2",
+                "P4": "moved out of area (Northgate to Southmoor)"}
+    assert _leaving_reasons(ranked, previous) == expected
+    # The sentences reworded, one of them naming the words a substring match would have seen:
+    # the leavers' reasons follow the codes, and only the generic one quotes the new sentence.
+    reworded = ranked.with_columns(pl.col("ineligible_reason").replace_strict({
+        "deceased": "died", "in custody, release not due within 90 days": "serving a long sentence",
+        "MAPPA level 2": "MAPPA level 2 (deceased partner, custody history)"}, default=None))
+    expected["P3"] = "no longer eligible: MAPPA level 2 (deceased partner, custody history)"
+    assert _leaving_reasons(reworded, previous) == expected
 
 
 # --- selection ---------------------------------------------------------------------------
@@ -275,11 +312,11 @@ def test_capacity_min_score_ties_and_notes(tmp_path):
     assert rows["P12"]["selection_note"] == "not eligible: deceased"
     assert rows["P05"]["selection_note"] is None
     stats = select_cohorts(score(frame, rules), rules).stats
-    assert stats["priority_by_area"]["Northgate"]["selected"] == 2
-    assert stats["priority_by_area"]["Northgate"]["capacity"] == 2
-    assert stats["priority_by_area"]["Southmoor"] == {
+    assert stats.priority_by_area["Northgate"].selected == 2
+    assert stats.priority_by_area["Northgate"].capacity == 2
+    assert stats.to_dict()["priority_by_area"]["Southmoor"] == {
         "selected": 1, "capacity": 1, "eligible": 2, "reaching_min_score": 2, "super_prolific": 0}
-    assert stats["eligible"] == 7 and stats["ineligible"] == {"deceased": 1}
+    assert stats.eligible == 7 and stats.ineligible == {"deceased": 1}
 
 
 def test_ties_break_on_offences_then_recency_then_key():
@@ -324,10 +361,10 @@ def test_super_prolific_and_cohort_types():
     assert rows["P3"]["cohort_type"] == "Flex"  # a priority member without neighbourhood crime
     assert rows["P5"]["cohort_type"] is None and rows["P4"]["cohort_type"] is None
     # share of counted offences in 12 months among all assessed: (12 + 10) / (12 + 10 + 9 + 11 + 1)
-    assert result.stats["super_prolific"] == 2
-    assert result.stats["super_prolific_offences_12m"] == 22
-    assert result.stats["offences_12m"] == 43
-    assert result.stats["super_prolific_offence_share"] == pytest.approx(22 / 43)
+    assert result.stats.super_prolific == 2
+    assert result.stats.super_prolific_offences_12m == 22
+    assert result.stats.offences_12m == 43
+    assert result.stats.super_prolific_offence_share == pytest.approx(22 / 43)
 
 
 def test_super_prolific_regardless_of_capacity(tmp_path):
@@ -354,7 +391,7 @@ def test_release_watch_lists_those_reaching_min_score_on_release():
     assert [w["person_key"] for w in watch] == ["P1"]
     assert watch[0]["score_if_released"] == 14 + 10 + 10
     assert "released from custody 0 days ago: +10" in watch[0]["reasons_if_released"]
-    assert result.stats["release_watch"] == 1
+    assert result.stats.release_watch == 1
 
 
 def test_same_input_identical_output_and_row_order_does_not_matter():
@@ -451,7 +488,7 @@ def _write(tmp_path: Path, text: str, name: str = "rules.toml") -> Path:
 
 
 def _rules_from_text(text: str):
-    from rules.engine import parse_rules
+    from rules.schema import parse_rules
 
     return parse_rules(text.encode("utf-8"), Path("rules.toml"))
 
@@ -552,7 +589,7 @@ def test_a_rule_file_may_score_ogrs3_and_is_warned_about(tmp_path, caplog):
     head, tail = DEFAULT_TEXT.split("# --- cohorts")
     text = head + '[components.ogrs3]\nfeature = "ogrs3_2yr"\nbands = [{min = 75, points = 5}]\n' \
         'reason = "OGRS3 two-year {value}%"\n\n# --- cohorts' + tail
-    with caplog.at_level(logging.WARNING, logger="rules.engine"):
+    with caplog.at_level(logging.WARNING, logger="rules.schema"):
         rules = load_rules(str(_write(tmp_path, text)))
     assert "uses sex and age" in caplog.text
     row = score(feature_frame([feature_row(ogrs3_2yr=80.26)]), rules).to_dicts()[0]

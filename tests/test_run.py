@@ -68,12 +68,13 @@ def test_run_writes_every_output_and_the_cohort_respects_capacity(ws):
     scores = pl.read_parquet(out / "scores.parquet")
     assert scores["person_key"].is_unique().all()
     assert {"score", "reasons", "eligible", "priority", "super_prolific", "crn", "pnc_id"} <= set(scores.columns)
+    assert "ineligible_code" not in scores.columns  # internal: movement reads it, the outputs do not carry it
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["as_of"] == AS_OF.isoformat()
     assert len(manifest["rules"]["sha256"]) == 64
     assert all(len(i["sha256"]) == 64 for i in manifest["inputs"])
     assert manifest["counts"]["assessed"] == scores.height
-    from rules.engine import load_rules
+    from rules.schema import load_rules
 
     rules = load_rules("default")
     members = scores.filter(pl.col("priority"))
@@ -230,7 +231,7 @@ def test_settled_summary_gives_the_features_of_every_row_on_generated_data(ws):
     from features.reference import load_offence_reference
     from pipeline.warehouse import connect
     from pipeline.workspace import ingest_workspace
-    from rules.engine import load_rules
+    from rules.schema import load_rules
 
     config = load_config(ws / "iom.toml")
     ingest_workspace(config)
