@@ -47,7 +47,7 @@ def render(info: dict, metrics: pl.DataFrame, calibration: pl.DataFrame, fairnes
     lines = [
         f"# Model card: IOM Cohort advisory model ({kind})",
         "",
-        f"**ADVISORY ONLY.** {INTENDED_USE}",
+        "**ADVISORY ONLY: shown beside the rules score and its reasons, never instead of them.**",
         "",
         "## Data window",
         "",
@@ -58,7 +58,7 @@ def render(info: dict, metrics: pl.DataFrame, calibration: pl.DataFrame, fairnes
         f"- Training dates: {', '.join(window['train_dates'])}.",
         f"- Test dates: {', '.join(window['test_dates'])}.",
         f"- Split: {info['split']}.",
-        f"- Rows (person-snapshots) and positives: " + "; ".join(
+        "- Rows (person-snapshots) and positives: " + "; ".join(
             f"{part} {c['rows']:,} ({c['positives']:,} positive)" for part, c in info["counts"].items()) + ".",
         f"- Rules compared: {info['rules']['name']} {info['rules']['version']} (sha256 {info['rules']['sha256'][:12]}).",
         "",

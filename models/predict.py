@@ -12,9 +12,11 @@ Contributions (`contributions`), the features that pushed a probability up or do
 - logistic regression: coefficient x standardised value (missing-value flags added to their
   feature), in log-odds against the average fitted person; their sum plus the intercept is the
   uncalibrated log-odds, which calibration maps monotonically to the probability;
-- other models (gradient boosting): for each feature, the calibrated probability minus the
+- other models (gradient boosting): for each feature, the fitted model's probability minus its
   probability with that one feature set to its median on the fit people (the reference), in
   percentage points; a SHAP-free approximation that ignores interactions between features.
+  Measured before calibration: isotonic calibration is monotone, so the direction holds, but
+  it is flat over ranges and would hide most single-feature changes.
 
 `disagreement` lists where the two views part: high on the rules (top
 `[model] disagreement_top_percent` of the eligible by rank) but low on the model (below the
@@ -134,7 +136,7 @@ def contributions(artefact: dict, features: pl.DataFrame) -> np.ndarray:
         result = np.zeros((x.shape[0], len(names)))
         np.add.at(result.T, owners, per_column.T)
         return result
-    estimator = artefact["estimator"]
+    estimator = artefact["base"]  # before calibration, which is monotone but flat over ranges
     reference = np.array([np.nan if artefact["reference"][f] is None else artefact["reference"][f] for f in names])
     base = estimator.predict_proba(x)[:, 1]
     result = np.zeros((x.shape[0], len(names)))

@@ -104,7 +104,7 @@ def open_store(config: Config, create: bool = True) -> Store:
     except Exception as exc:  # any failure to reach or read the store: the URI is wrong or down
         raise RegistryError(f"the model tracking store {redacted(uri)} cannot be reached: "
                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
-                            hint="check [model] tracking_uri or MLFLOW_TRACKING_URI, and that the server is up")
+                            hint="check [model] tracking_uri or MLFLOW_TRACKING_URI, and that the server is up") from None
     return Store(client, uri, config.model.name, config.model.experiment)
 
 
