@@ -227,8 +227,9 @@ period = "month_start"
 # Encrypt the warehouse at rest: name an environment variable that holds the key.
 # encryption_key_env = "IOM_WAREHOUSE_KEY"
 
-[model]
 # The optional advisory model (`iom train`, docs/model.md): shown beside the rules, never instead.
+# Uncomment [model] and the keys you set.
+# [model]
 # Score with a registered model in every `iom run` (or pass `iom run --model champion`):
 # use = "champion"
 # MLflow tracking store; default an embedded one in this folder (mlflow/mlflow.db). A plain path is
