@@ -54,6 +54,7 @@ AGE_DERIVED: tuple[str, ...] = ("first_sanction_age", "career_years", "copas_rat
 SEX_DERIVED: tuple[str, ...] = ("ogrs3_2yr",)  # OGRS3's formula has terms for sex and age
 # Never inputs, whatever the config says: they are monitored, not modelled.
 NEVER_INPUTS = frozenset({"ethnicity", "sex", "age", "date_of_birth", "area", "person_key", "person_number"})
+GROUPS = ("fit", "calibration", "test")
 TARGETS = {"any": "any offence", "neighbourhood": "a neighbourhood crime", "violence": "a violent offence"}
 # What a snapshot keeps besides the inputs: who, when, the rules' view, and the outcomes.
 KEPT_COLUMNS = ("person_key", "person_number", "area", "age", "score", "priority", "rank")
@@ -157,9 +158,10 @@ def group_expr(plan: SplitPlan) -> pl.Expr:
 def snapshots(con: duckdb.DuckDBPyConnection, rules: RuleSet, reference: pl.DataFrame, plan: SplitPlan,
               horizon_days: int, last_covered: date, target: str, features: Sequence[str],
               max_people: int | None = None) -> pl.DataFrame:
-    """[one eligible person at risk at one snapshot date that the split uses]: group, as_of,
-    KEPT_COLUMNS, the inputs, the outcomes and `label`. Only the rows the split uses are kept
-    (test people at test dates, the others at training dates), so memory follows the split."""
+    """[one eligible person at risk at one snapshot date that the split uses]: as_of, group,
+    KEPT_COLUMNS, the inputs (float32), the outcomes and `label`, ordered by group (GROUPS) then
+    date. Only the rows the split uses are kept (test people at test dates, the others at
+    training dates), so memory follows the split."""
     people = con.execute("SELECT person_key, person_number FROM people").pl()
     keep = None
     if max_people is not None and people.height > max_people:  # a person-level subsample, fixed by the seed
@@ -167,7 +169,7 @@ def snapshots(con: duckdb.DuckDBPyConnection, rules: RuleSet, reference: pl.Data
         log.info("training data: a fixed subsample of about %d of %d people", max_people, people.height)
     codes = offence_codes(con, reference, rules.unknown_offence)
     test_dates = set(plan.test_dates)
-    parts = []
+    parts: dict[str, list[pl.DataFrame]] = {g: [] for g in GROUPS}
     needed = [c for c in dict.fromkeys((*features, "rosh", "supervision_type", "custody_type_at_d"))
               if c not in DERIVED_FEATURES]
     for as_of in sorted((*plan.train_dates, *plan.test_dates)):
@@ -182,12 +184,22 @@ def snapshots(con: duckdb.DuckDBPyConnection, rules: RuleSet, reference: pl.Data
                                    rules.counted_outcomes, codes).filter(pl.col("at_risk"))
         frame = (with_derived(frame).join(outcomes.select("person_number", *OUTCOME_KEPT), on="person_number",
                                           how="inner")
-                 .select(pl.lit(as_of).alias("as_of"), "group", *KEPT_COLUMNS, *features, *OUTCOME_KEPT,
+                 .select(pl.lit(as_of).alias("as_of"), "group", *KEPT_COLUMNS,
+                         *[pl.col(f).cast(pl.Float32) for f in features], *OUTCOME_KEPT,
                          label_expr(target).cast(pl.Int8).alias("label")))
-        parts.append(frame)
+        for group in GROUPS:
+            parts[group].append(frame.filter(pl.col("group") == group))
         log.info("snapshot %s: %d people at risk (%s)", as_of.isoformat(), frame.height,
                  "test" if as_of in test_dates else "training")
-    return pl.concat(parts, how="vertical_relaxed").rechunk()
+    # Ordered by group, so that `split_parts` takes each part as a slice, without a copy.
+    return pl.concat([p for g in GROUPS for p in parts[g]], how="vertical_relaxed", rechunk=False)
+
+
+def split_parts(data: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(fit, calibration, test) rows of `snapshots`' frame, as zero-copy slices."""
+    sizes = [data.select((pl.col("group") == g).sum()).item() for g in GROUPS]
+    starts = [0, sizes[0], sizes[0] + sizes[1]]
+    return tuple(data.slice(start, size) for start, size in zip(starts, sizes, strict=True))
 
 
 def check_positives(data: pl.DataFrame, minimum: int, target: str) -> dict[str, dict[str, int]]:
