@@ -151,9 +151,13 @@ def log_and_register(store: Store, blob: bytes, sha256: str, params: dict, metri
             client.log_artifacts(run_id, str(root))
         client.set_tag(run_id, HASH_TAG, sha256)
         client.set_terminated(run_id)
+        from mlflow.exceptions import MlflowException
+
         try:
             client.get_registered_model(store.name)
-        except Exception:  # not registered yet
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             client.create_registered_model(store.name, description="IOM Cohort advisory reoffending model: "
                                            "shown beside the rules score, never instead of it")
         version = client.create_model_version(
@@ -196,8 +200,8 @@ def _version(store: Store, reference: str):
             return store.client.get_model_version(store.name, reference)
         return store.client.get_model_version_by_alias(store.name, reference)
     except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower() \
-                or "does not exist" in str(exc).lower():
+        # a missing version or model is RESOURCE_DOES_NOT_EXIST; a missing alias, INVALID_PARAMETER_VALUE
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise NotFoundError(
                 f"no model {store.name!r} {'version' if reference.isdigit() else 'alias'} {reference!r} in "
                 f"{store.shown_uri}",
