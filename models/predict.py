@@ -42,10 +42,19 @@ DISAGREEMENT_COLUMNS = ("kind", "person_key", "area", "rank", "score", "priority
 
 
 def probabilities(artefact: dict, features: pl.DataFrame) -> np.ndarray:
-    """The calibrated probability per row of a features frame (`compute_features` columns)."""
+    """The calibrated probability per row of a features frame (`compute_features` columns).
+
+    For the logistic model the linear part is computed here in one pass (`_linear_terms`, the
+    same arithmetic as its scikit-learn pipeline, checked equal by a test) and handed to its
+    fitted calibrator: a third of the pipeline's time at 1M people, where the imputer dominates."""
     if features.height == 0:
         return np.zeros(0)
     x = model_matrix(with_derived(features), artefact["features"])
+    if artefact["kind"] == "logistic":
+        z, coef, _ = _linear_terms(artefact["base"], x)
+        log_odds = z @ coef + artefact["base"].named_steps["model"].intercept_[0]
+        (calibrated,) = artefact["estimator"].calibrated_classifiers_
+        return np.clip(calibrated.calibrators[0].predict(log_odds), 0.0, 1.0)
     return artefact["estimator"].predict_proba(x)[:, 1]
 
 
@@ -119,6 +128,19 @@ def _logistic_parts(pipeline, features: Sequence[str]) -> tuple[np.ndarray, np.n
     return coef, np.array(owners)
 
 
+def _linear_terms(pipeline, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(standardised inputs with their missing-value flags, coefficients, owning feature per
+    column) of the logistic pipeline: median imputation, flags, scaling, as its fitted steps say."""
+    imputer, scaler = pipeline.named_steps["impute"], pipeline.named_steps["scale"]
+    missing = np.isnan(x)
+    filled = np.where(missing, imputer.statistics_.astype(x.dtype), x)
+    if imputer.indicator_ is not None:
+        filled = np.hstack([filled, missing[:, imputer.indicator_.features_].astype(x.dtype)])
+    z = (filled - scaler.mean_) / scaler.scale_
+    coef, owners = _logistic_parts(pipeline, range(x.shape[1]))
+    return z, coef, owners
+
+
 def linear_weights(pipeline, features: Sequence[str]) -> list[tuple[str, float]]:
     """Each feature's coefficient per standard deviation (the model card's table)."""
     coef, owners = _logistic_parts(pipeline, features)
@@ -131,9 +153,7 @@ def contributions(artefact: dict, features: pl.DataFrame) -> np.ndarray:
     names = artefact["features"]
     x = model_matrix(with_derived(features), names).astype(np.float64)
     if artefact["kind"] == "logistic":
-        pipeline = artefact["base"]
-        coef, owners = _logistic_parts(pipeline, names)
-        z = pipeline[:-1].transform(x)
+        z, coef, owners = _linear_terms(artefact["base"], x)
         per_column = z * coef
         result = np.zeros((x.shape[0], len(names)))
         np.add.at(result.T, owners, per_column.T)

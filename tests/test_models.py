@@ -237,6 +237,10 @@ def test_logistic_contributions_add_up_to_its_log_odds(trained):
     log_odds = artefact["base"].decision_function(x)
     intercept = artefact["base"].named_steps["model"].intercept_[0]
     assert np.allclose(values.sum(axis=1) + intercept, log_odds)
+    # the fast linear path gives the pipeline's own calibrated probabilities
+    from models.predict import probabilities
+
+    assert np.allclose(probabilities(artefact, frame), artefact["estimator"].predict_proba(x)[:, 1], atol=1e-6)
 
 
 def test_calibration_table_by_hand():
