@@ -424,7 +424,9 @@ def explain(
     out.print("\nWhy (each component of the score):")
     for line in (row.get("reasons") or "no points awarded").splitlines():
         out.print(f"  {line}")
-    if e.model:
+    if e.model and e.model.get("error"):
+        out.print(f"\nAdvisory model ({e.model['name']} version {e.model['version']}): not shown, {e.model['error']}")
+    elif e.model:
         m = e.model
         out.print(f"\nAdvisory model ({m['name']} version {m['version']}, {m['kind']}; advisory only, the score "
                   "above decides):")

@@ -118,11 +118,12 @@ def disagreement(ranked: pl.DataFrame, top_percent: float) -> pl.DataFrame:
 # --- contributions --------------------------------------------------------------------------
 
 
-def _logistic_parts(pipeline, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(coefficient per column of the transformed inputs, feature index of each column)."""
+def _logistic_parts(pipeline, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """(coefficient per column of the transformed inputs, feature index of each column): the
+    inputs, then a missing-value flag for each input that had missing values when fitted."""
     imputer = pipeline.named_steps["impute"]
     coef = pipeline.named_steps["model"].coef_[0]
-    owners = list(range(len(features)))
+    owners = list(range(n_features))
     if imputer.indicator_ is not None:
         owners += list(imputer.indicator_.features_)
     return coef, np.array(owners)
@@ -134,7 +135,7 @@ _BLOCK_ROWS = 65_536  # rows per block: small buffers reused, not a fresh matrix
 def _log_odds(pipeline, x: np.ndarray) -> np.ndarray:
     """The logistic pipeline's log-odds, with the scaling folded into the weights, block by block."""
     imputer, scaler = pipeline.named_steps["impute"], pipeline.named_steps["scale"]
-    coef, _ = _logistic_parts(pipeline, range(x.shape[1]))
+    coef, _ = _logistic_parts(pipeline, x.shape[1])
     weights = coef / scaler.scale_
     offset = pipeline.named_steps["model"].intercept_[0] - float(scaler.mean_ @ weights)
     n = x.shape[1]
@@ -159,14 +160,14 @@ def _linear_terms(pipeline, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     if imputer.indicator_ is not None:
         filled = np.hstack([filled, missing[:, imputer.indicator_.features_].astype(x.dtype)])
     z = (filled - scaler.mean_) / scaler.scale_
-    coef, owners = _logistic_parts(pipeline, range(x.shape[1]))
+    coef, owners = _logistic_parts(pipeline, x.shape[1])
     return z, coef, owners
 
 
 def linear_weights(pipeline, features: Sequence[str]) -> list[tuple[str, float]]:
     """Each feature's coefficient per standard deviation (the model card's table)."""
-    coef, owners = _logistic_parts(pipeline, features)
-    return [(f, float(coef[: len(features)][i])) for i, f in enumerate(features)] if owners.size else []
+    coef, _ = _logistic_parts(pipeline, len(features))
+    return [(f, float(coef[i])) for i, f in enumerate(features)]
 
 
 def contributions(artefact: dict, features: pl.DataFrame) -> np.ndarray:

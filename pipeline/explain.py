@@ -8,7 +8,7 @@ from datetime import date
 import duckdb
 
 from pipeline.config import Config
-from pipeline.errors import NotFoundError
+from pipeline.errors import IomError, NotFoundError
 from pipeline.identifiers import pnc_normal_form
 from pipeline.run import get_run, scores_table
 from pipeline.warehouse import connect, cur_table, q, table_exists
@@ -115,8 +115,11 @@ def explain_person(config: Config, identifier: str, run_id: str | None = None, e
         from models.predict import explain_row
         from models.registry import load
 
-        loaded = load(config, str(used["version"]), expected_sha256=used["artefact_sha256"])
-        model = {**used, **explain_row(loaded.artefact, row)}
+        try:
+            loaded = load(config, str(used["version"]), expected_sha256=used["artefact_sha256"])
+            model = {**used, **explain_row(loaded.artefact, row)}
+        except IomError as exc:  # the rules' explanation stands without the model's
+            model = {**used, "error": f"{exc.label}: {exc.message}"}
     return Explanation(run["run_id"], run["as_of"], person, row, components, timeline, model)
 
 

@@ -370,12 +370,18 @@ def test_a_declared_blend_adds_the_model_points_to_the_score(second):
 def test_unreachable_tracking_uri_exits_10(second):
     body = second.read_text()
     store = load_config(second).model.tracking_uri
+    scored = runner.invoke(app, ["run", "--config", str(second), "--as-of", "2026-06-01", "--model", "champion"])
+    assert scored.exit_code == 0, scored.output
     try:
         second.write_text(body.replace(store, "http://127.0.0.1:9"))
         result = runner.invoke(app, ["run", "--config", str(second), "--as-of", "2026-07-01", "--model", "champion"])
         assert result.exit_code == 10 and "cannot be reached" in result.output, result.output
         result = runner.invoke(app, ["train", "--config", str(second)])
         assert result.exit_code == 10, result.output
+        # explain still gives the rules' reasons, and says why the model's are missing
+        person = pl.read_csv(next(load_config(second).outputs_path.glob("R*-2026-06-01/scores.csv")))["person_key"][0]
+        result = runner.invoke(app, ["explain", person, "--config", str(second)])
+        assert result.exit_code == 0 and "not shown, model registry error" in result.output, result.output
         second.write_text(body.replace(store, "/no/such/folder/mlflow.db"))
         result = runner.invoke(app, ["run", "--config", str(second), "--as-of", "2026-07-01", "--model", "champion"])
         assert result.exit_code == 10 and "does not exist" in result.output
