@@ -54,7 +54,7 @@ def probabilities(artefact: dict, features: pl.DataFrame) -> np.ndarray:
     if artefact["kind"] == "logistic":
         log_odds = _log_odds(artefact["base"], x)
         (calibrated,) = artefact["estimator"].calibrated_classifiers_
-        return np.clip(calibrated.calibrators[0].predict(log_odds), 0.0, 1.0)
+        return np.clip(calibrated.calibrators[0].predict(log_odds).astype(np.float64), 0.0, 1.0)
     return artefact["estimator"].predict_proba(x)[:, 1]
 
 
