@@ -380,8 +380,15 @@ def _print_run(result) -> None:
                   f"kept out by reject {panel['excluded']:,}, deferred {panel['deferred']:,}, "
                   f"due for review {panel['due_for_review']:,}")
     out.print(f"Outputs: {result.output_dir}")
-    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "due_for_review.csv", "fairness.csv",
-                 "manifest.json"):
+    model = result.model
+    if model:
+        split = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.counts.get("disagreement", {}).items())
+        out.print(f"  advisory model: {model['name']} version {model['version']} ({model['kind']}, sha256 "
+                  f"{model['artefact_sha256'][:12]}); disagreements: {split or 'none'}")
+    names = ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "due_for_review.csv", "fairness.csv",
+             "manifest.json") + (
+        ("disagreement.csv",) if model else ())
+    for name in names:
         out.print(f"  {result.output_dir / name}")
     out.print(f"Panel pack (open in a browser, works offline): {result.output_dir / 'pack.html'}")
     out.print(f"Panel workbook (decisions sheet): {result.output_dir / 'pack.xlsx'}")
@@ -392,6 +399,9 @@ def run(
     config: ConfigOption = Path("iom.toml"),
     as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD; default from [workspace].period.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run again even if this period has a completed run.")] = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Score with this registered model beside the rules: an alias (champion) or a version; "
+                        "default [model] use.")] = None,
     wait: WaitOption = 0.0,
 ) -> None:
     """Ingest new extracts, compute features, score, select the cohorts, write the outputs."""
@@ -403,7 +413,7 @@ def run(
     def monthly_run(progress):
         from pipeline.run import run_period
 
-        return run_period(cfg, when, force, progress)
+        return run_period(cfg, when, force, progress, model)
 
     with _progress() as progress:
         result = _locked_call(cfg, "run", lambda: monthly_run(progress), wait=wait)
@@ -468,6 +478,17 @@ def explain(
     out.print("\nWhy (each component of the score):")
     for line in (row.get("reasons") or "no points awarded").splitlines():
         out.print(f"  {line}")
+    if e.model and e.model.get("error"):
+        out.print(f"\nAdvisory model ({e.model['name']} version {e.model['version']}): not shown, {e.model['error']}")
+    elif e.model:
+        m = e.model
+        out.print(f"\nAdvisory model ({m['name']} version {m['version']}, {m['kind']}; advisory only, the score "
+                  "above decides):")
+        out.print(f"  probability {m['probability']:.0%} ({row.get('model_band')}), rank {row.get('model_rank') or 'n/a'} "
+                  f"among the eligible; contributions in {m['unit']}")
+        for label, items in (("pushed up by", m["up"]), ("pushed down by", m["down"])):
+            shown = "; ".join(f"{f} = {_show_value(v)} ({c:+.2f})" for f, v, c in items) or "nothing"
+            out.print(f"  {label}: {shown}")
     out.print("\nFeature values at the as-of date:")
     skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity", "managed", "decision",
             "decision_cohort_type", "decision_date", "review_date", "due_for_review", "decision_note"}
@@ -475,6 +496,61 @@ def explain(
     out.print("\nTimeline (newest first):")
     out.print(_table("", ["date", "agency", "event", "detail"],
                      [[t["day"], t["agency"], t["event"], t["detail"]] for t in e.timeline]))
+
+
+def _show_value(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "unknown"}[value]
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+@app.command()
+def train(
+    config: ConfigOption = Path("iom.toml"),
+    from_date: Annotated[str | None, typer.Option("--from", help="First snapshot date, YYYY-MM-DD; default 11 periods before --to.")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Last snapshot date, YYYY-MM-DD; default the latest whose window the data cover.")] = None,
+    horizon_days: Annotated[int | None, typer.Option("--horizon-days", help="Outcome window after each snapshot; default [model] horizon_days (365).")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="any (counted offence), neighbourhood or violence; default [model] target.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder; default OUTPUTS/train-ID.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """Train the advisory model on past snapshots, test it against the rules score, register it in MLflow."""
+    from pipeline.config import load_config
+
+    cfg = _call(lambda: load_config(config))
+    start = _call(lambda: _parse_date(from_date, "--from")) if from_date else None
+    end = _call(lambda: _parse_date(to_date, "--to")) if to_date else None
+
+    def work():
+        from models.train import train_model
+
+        return train_model(cfg, start, end, horizon_days, target, out_dir)
+
+    result = _locked_call(cfg, "train", work, wait=wait)  # it stores the training in the warehouse
+    s = result.summary
+    window = s["window"]
+    out.print(f"Training {result.train_id}: snapshots {window['from']} to {window['to']} (test from "
+              f"{window['test_dates'][0]}), target {window['target']} within {window['horizon_days']} days")
+    out.print("  rows: " + "; ".join(f"{p} {c['rows']:,} ({c['positives']:,} positive)" for p, c in s["counts"].items()))
+    rows = [[r["scorer"] + (" (chosen)" if r["chosen"] else ""), _fmt(r["auc"]),
+             f"{_fmt(r['auc_low'])}-{_fmt(r['auc_high'])}", _fmt(r["average_precision"]), _fmt(r["brier"], 4),
+             "" if r["precision_at_cohort"] is None else f"{r['precision_at_cohort']:.1%}",
+             "" if r["capture_offences"] is None else f"{r['capture_offences']:.1%}"]
+            for r in result.metrics.iter_rows(named=True)]
+    out.print(_table("Test period, test people (the same rows for every scorer)",
+                     ["scorer", "AUC", "95% CI", "AP", "Brier", "precision", "capture"], rows))
+    verdict = ("moved to this version" if result.champion else
+               f"not moved (the test AUC must beat the rules score's by {s['champion_margin']:+.3f})")
+    out.print(f"Registered {result.model_name} version {result.model_version} ({result.kind}) in {result.tracking_uri}; "
+              f"MLflow run {result.run_id}; alias champion {verdict}")
+    out.print(f"  artefact sha256 {result.sha256}")
+    out.print(f"Outputs: {result.output_dir}")
+    for name in ("model_card.md", "metrics.csv", "calibration.csv", "fairness.csv", "train.json"):
+        out.print(f"  {result.output_dir / name}")
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 @app.command()

@@ -204,17 +204,43 @@ def _selected_by(score: np.ndarray, area_code: np.ndarray, quota: np.ndarray) ->
     return chosen
 
 
-def _score_parts(frame: pl.DataFrame, scorers: dict[str, pl.Expr]) -> dict[str, tuple[pl.DataFrame, dict]]:
+def _area_quota(ordered: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each person's area code, and per area code how many the rules selected there."""
+    priority = ordered.get_column("priority").to_numpy().astype(bool)
+    area_code = ordered.select(pl.col("area").fill_null("(no area)").rank("dense") - 1).to_series().to_numpy()
+    return area_code, np.bincount(area_code, weights=priority, minlength=int(area_code.max(initial=0)) + 1)
+
+
+def selected_at_quota(frame: pl.DataFrame, score: str, tie: str = "person_number") -> pl.Series:
+    """Another score's selection, as a baseline's: in each area as many as the rules selected
+    there (`priority`), highest `score` first, ties to the lower `tie`; in the frame's row order."""
+    ordered = frame.with_row_index("_row").sort(tie)
+    area_code, quota = _area_quota(ordered)
+    chosen = _selected_by(ordered.get_column(score).fill_null(0.0).to_numpy().astype(np.float64), area_code, quota)
+    rows = ordered.get_column("_row").to_numpy()
+    back = np.empty(chosen.size, dtype=bool)
+    back[rows] = chosen
+    return pl.Series("selected", back)
+
+
+def evaluate_scores(frame: pl.DataFrame, scorers: dict[str, pl.Expr], bootstrap: bool = True,
+                    tie: str = "person_number") -> dict[str, dict]:
+    """Every metric of each scorer on one evaluated population (the back-test's own figures)."""
+    return {name: metrics_from_counts(counts, totals, bootstrap=bootstrap)
+            for name, (counts, totals) in _score_parts(frame, scorers, tie).items()}
+
+
+def _score_parts(frame: pl.DataFrame, scorers: dict[str, pl.Expr], tie: str = "person_number"
+                 ) -> dict[str, tuple[pl.DataFrame, dict]]:
     """Per scorer, on one date's evaluated people: the counts per distinct score value and the
     selection's totals (`evaluation.metrics`), which add up over the dates."""
-    ordered = frame.sort("person_number")  # ties in a baseline's selection go to the lower person key
+    ordered = frame.sort(tie)  # ties in a baseline's selection go to the lower person key
     offences = ordered.get_column("offences").to_numpy()
     neighbourhood = ordered.get_column("neighbourhood").to_numpy()
     y = ordered.get_column("any_offence").to_numpy().astype(np.int8)
     neighbourhood_any, violent_any = neighbourhood > 0, ordered.get_column("violent").to_numpy() > 0
     priority = ordered.get_column("priority").to_numpy().astype(bool)
-    area_code = ordered.select(pl.col("area").fill_null("(no area)").rank("dense") - 1).to_series().to_numpy()
-    quota = np.bincount(area_code, weights=priority, minlength=int(area_code.max(initial=0)) + 1)
+    area_code, quota = _area_quota(ordered)
     parts = {}
     for name, expr in scorers.items():
         values = ordered.select(expr.fill_null(0.0)).to_series().to_numpy().astype(np.float64)
@@ -358,7 +384,7 @@ def run_backtest(config: Config, start: date | None = None, end: date | None = N
     rule_sets = _unique_names([load_rules(n) for n in names])
     reference = load_offence_reference(
         config.resolve(config.workspace.offence_reference) if config.workspace.offence_reference else None)
-    with workspace_lock(config.warehouse_path):
+    with workspace_lock(config.warehouse_path, "backtest"):
         con = connect(config)
         try:
             dates, last_covered = plan_dates(con, start, end, period, horizon_days)
