@@ -344,7 +344,9 @@ def test_cli_backtest_compares_rule_sets_side_by_side(workspace, tmp_path):
     from rules.schema import DEFAULT_RULES
 
     text = DEFAULT_RULES.read_text().replace('name = "default"', 'name = "recent_only"')
-    text = text.replace("bands = [{max = 30, points = 15}", "bands = [{max = 30, points = 40}")
+    recency = "bands = [{max = 91, points = 12}"
+    assert recency in text
+    text = text.replace(recency, "bands = [{max = 91, points = 40}")
     other = tmp_path / "recent.toml"
     other.write_text(text)
     out = tmp_path / "two"
