@@ -141,8 +141,15 @@ def capture(counts: np.ndarray, selected: np.ndarray) -> float | None:
 def capture_curve(frame: pl.DataFrame, score: str, counts: str, tie: str = "person_key") -> pl.DataFrame:
     """Capture at each share of people in CURVE_POINTS, taking people by `score` (highest first;
     ties in `tie` order, the person): columns share_of_people, capture."""
-    ordered = frame.select(score, counts, tie).sort([score, tie], descending=[True, False], nulls_last=True)
-    values = ordered.get_column(counts).to_numpy().astype(np.float64)
+    ordered = frame.select(score, counts, tie).sort(tie)
+    values = ordered.get_column(score).cast(pl.Float64).fill_null(-np.inf).to_numpy()  # missing scores last
+    return capture_curve_of(values, ordered.get_column(counts).to_numpy())
+
+
+def capture_curve_of(score: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
+    """`capture_curve` of arrays already in tie order (the person): a stable sort on the score
+    keeps that order within ties."""
+    values = counts[np.argsort(-score, kind="stable")].astype(np.float64)
     total = values.sum()
     cumulative = np.r_[0.0, np.cumsum(values)]
     taken = [int(round(share * values.size)) for share in CURVE_POINTS]
@@ -190,11 +197,26 @@ TOTAL_KEYS = ("selected", "selected_reoffenders", "selected_offences", "selected
               "neighbourhood")
 
 
+# A score of whole numbers spanning at most this many values is counted with np.bincount (one
+# pass, no hashing); others (OGRS3, the Copas rate) with a group-by.
+_DENSE_SPAN = 1 << 16
+
+
 def score_counts(score: np.ndarray, y: np.ndarray, neighbourhood_any: np.ndarray, violent_any: np.ndarray
                  ) -> pl.DataFrame:
     """[one distinct score value]: people, and how many had each outcome. The counts of
     several as-of dates add up, so pooled metrics need no person-level rows."""
-    frame = pl.DataFrame({"value": score.astype(np.float64), "any": y.astype(np.int64),
+    score = score.astype(np.float64)
+    if score.size and np.isfinite(low := score.min()) and np.isfinite(high := score.max()) \
+            and high - low < _DENSE_SPAN and np.array_equal(score, np.floor(score)):
+        index = (score - low).astype(np.int64)
+        people = np.bincount(index)
+        present = np.flatnonzero(people)
+        columns = {"value": present + low, "people": people[present]}
+        for name, flags in (("any", y), ("neighbourhood_any", neighbourhood_any), ("violent_any", violent_any)):
+            columns[name] = np.bincount(index, weights=flags, minlength=people.size)[present].astype(np.int64)
+        return pl.DataFrame(columns, schema=COUNT_SCHEMA)
+    frame = pl.DataFrame({"value": score, "any": y.astype(np.int64),
                           "neighbourhood_any": neighbourhood_any.astype(np.int64),
                           "violent_any": violent_any.astype(np.int64)})
     return frame.group_by("value").agg(pl.len().cast(pl.Int64).alias("people"), pl.col("any").sum(),
