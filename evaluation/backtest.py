@@ -296,9 +296,7 @@ def collect(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet], refere
     """Score every date with every rule set, look at the outcomes, and add each date's counts
     to the rule set's pool. Features are computed once per date and feature settings; outcomes
     once per date."""
-    # read once for every date: the person number and the groups monitored never change with D
-    people = run_sql(con, "backtest: collect", "SELECT person_key, person_number FROM people").pl().join(
-        group_lookup(con, "person_number"), on="person_number", how="left")
+    groups = group_lookup(con, "person_number")  # read once: the groups monitored do not change with D
     primary = rule_sets[0]
     codes = offence_codes(con, reference, primary.unknown_offence)
     pools = {r.name: _Pooled() for r in rule_sets}
@@ -310,17 +308,17 @@ def collect(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet], refere
             key = _feature_key(rules)
             if key not in cache:
                 cache[key] = compute_features(con, as_of, reference, rules.counted_outcomes, rules.unknown_offence,
-                                              ordered=False)
-            ranked = score_rules_at(con, rules, reference, as_of, cache[key]).join(
-                people, on="person_key", how="left")
+                                              ordered=False, person_number=True)
+            ranked = score_rules_at(con, rules, reference, as_of, cache[key])
             if outcomes is None:
                 outcomes = window_outcomes(con, ranked.select("person_number"), as_of, horizon_days, last_covered,
                                            primary.counted_outcomes, codes)
             eligible = (ranked.filter(pl.col("eligible"))
                         .select("person_number", "age", "area", "priority", "score",
                                 *[f"points_{c}" for c in rules.component_names], "ogrs3_2yr", "offences_12m",
-                                "sanctions_total", "copas_rate", "sex", "ethnicity")
-                        .join(outcomes, on="person_number", how="inner"))
+                                "sanctions_total", "copas_rate")
+                        .join(outcomes, on="person_number", how="inner")
+                        .join(groups, on="person_number", how="left"))
             pools[rules.name].add(rules, as_of, add_groups(eligible))
         log.info("back-test at %s: %.1f s", as_of.isoformat(), time.perf_counter() - started)
     return pools

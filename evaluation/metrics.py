@@ -29,6 +29,9 @@ SCORE_BANDS: tuple[tuple[int, str], ...] = (
     (0, "0"), (1, "1-9"), (10, "10-19"), (20, "20-29"), (30, "30-39"), (40, "40-49"), (50, "50-59"), (60, "60+"),
 )
 CURVE_POINTS = tuple(round(i / 100, 2) for i in range(0, 101))
+# A score of whole numbers spanning fewer than this many values (the rules, counts) is counted
+# with np.bincount and sorted as 16-bit keys; others (OGRS3, the Copas rate) by group-by and sort.
+_DENSE_SPAN = 1 << 16
 
 
 def _two_classes(y: np.ndarray) -> bool:
@@ -146,10 +149,29 @@ def capture_curve(frame: pl.DataFrame, score: str, counts: str, tie: str = "pers
     return capture_curve_of(values, ordered.get_column(counts).to_numpy())
 
 
+def _whole_span(score: np.ndarray) -> tuple[float, float] | None:
+    """(lowest, highest) when `score` holds whole numbers spanning fewer than _DENSE_SPAN values."""
+    if not score.size:
+        return None
+    low, high = score.min(), score.max()
+    if np.isfinite(low) and np.isfinite(high) and high - low < _DENSE_SPAN and np.array_equal(score, np.floor(score)):
+        return float(low), float(high)
+    return None
+
+
+def _descending_stable(score: np.ndarray) -> np.ndarray:
+    """The order of `score`, highest first, ties in array order. Whole-number scores (the rules,
+    counts) sort as 16-bit keys, which numpy's stable sort takes by radix: one pass, no compares."""
+    span = _whole_span(score)
+    if span is not None:
+        return np.argsort((span[1] - score).astype(np.uint16), kind="stable")
+    return np.argsort(-score, kind="stable")
+
+
 def capture_curve_of(score: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
     """`capture_curve` of arrays already in tie order (the person): a stable sort on the score
     keeps that order within ties."""
-    values = counts[np.argsort(-score, kind="stable")].astype(np.float64)
+    values = counts[_descending_stable(score)].astype(np.float64)
     total = values.sum()
     cumulative = np.r_[0.0, np.cumsum(values)]
     taken = [int(round(share * values.size)) for share in CURVE_POINTS]
@@ -197,18 +219,14 @@ TOTAL_KEYS = ("selected", "selected_reoffenders", "selected_offences", "selected
               "neighbourhood")
 
 
-# A score of whole numbers spanning at most this many values is counted with np.bincount (one
-# pass, no hashing); others (OGRS3, the Copas rate) with a group-by.
-_DENSE_SPAN = 1 << 16
-
-
 def score_counts(score: np.ndarray, y: np.ndarray, neighbourhood_any: np.ndarray, violent_any: np.ndarray
                  ) -> pl.DataFrame:
     """[one distinct score value]: people, and how many had each outcome. The counts of
     several as-of dates add up, so pooled metrics need no person-level rows."""
     score = score.astype(np.float64)
-    if score.size and np.isfinite(low := score.min()) and np.isfinite(high := score.max()) \
-            and high - low < _DENSE_SPAN and np.array_equal(score, np.floor(score)):
+    span = _whole_span(score)
+    if span is not None:
+        low = span[0]
         index = (score - low).astype(np.int64)
         people = np.bincount(index)
         present = np.flatnonzero(people)
