@@ -488,35 +488,6 @@ def test_settled_summary_gives_the_features_of_every_row(tmp_path_factory, offen
         con.close()
 
 
-@settings(max_examples=8, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(offences=offence_history_rows(), first=st.dates(LAST_DAY - timedelta(days=1500), LAST_DAY),
-       months=st.integers(0, 11))
-@pytest.mark.slow
-def test_a_back_tests_snapshot_gives_the_features_of_every_row(tmp_path_factory, offences, first, months):
-    # the back-test settles the offences at 36 months before its first date, keeps those known
-    # by its last date, and reads the summary at every date in between
-    from features.build import FactsSource
-    from pipeline.facts import drop_snapshot, months_before, settled_snapshot
-
-    reference = load_offence_reference()
-    con = build_warehouse(tmp_path_factory.mktemp("snapshot"), nominals=BASE_PEOPLE["nominals"], offences=offences)
-    try:
-        last = months_before(first, -months)
-        cutoff = months_before(first, 36)
-        facts = FactsSource(*settled_snapshot(con, cutoff, last), cutoff=cutoff)
-        for as_of in {first, months_before(first, -(months // 2)), last}:
-            assert _history_applies(con, as_of, facts)
-            from_snapshot = compute_features(con, as_of, reference, COUNTED, UNKNOWN, facts=facts)
-            every_row = compute_features(con, as_of, reference, COUNTED, UNKNOWN, settled_history=False)
-            assert_frame_equal(from_snapshot, every_row)
-        drop_snapshot(con)
-        assert con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = 'iom_snapshot'"
-                           ).fetchone()[0] == 0
-    finally:
-        con.close()
-
-
 # --- offence reference -----------------------------------------------------------------
 
 
