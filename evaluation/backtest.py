@@ -58,11 +58,11 @@ from evaluation.metrics import (
     selection_totals,
 )
 from evaluation.outcomes import window_outcomes
-from features.build import FactsSource, compute_features, offence_codes
+from features.build import compute_features, offence_codes
 from features.reference import load_offence_reference
 from pipeline.config import Config
 from pipeline.errors import DataRangeError, UsageError
-from pipeline.facts import HISTORY_WINDOW_MONTHS, drop_snapshot, months_before, settled_snapshot
+from pipeline.facts import HISTORY_WINDOW_MONTHS, months_before
 from pipeline.lock import workspace_lock
 from pipeline.warehouse import connect, run_sql, transaction
 from rules.schema import RuleSet, load_rules
@@ -295,47 +295,33 @@ def collect(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet], refere
             dates: Sequence[date], horizon_days: int, last_covered: date) -> dict[str, _Pooled]:
     """Score every date with every rule set, look at the outcomes, and add each date's counts
     to the rule set's pool. Features are computed once per date and feature settings; outcomes
-    once per date. The offences the dates share are summarised once: settled at 36 months
-    before the first date (`pipeline.facts.settled_snapshot`), every date reads only the later
-    ones, as a run at the latest date does with the linked facts."""
+    once per date."""
     groups = group_lookup(con, "person_number")  # read once: the groups monitored do not change with D
     primary = rule_sets[0]
     codes = offence_codes(con, reference, primary.unknown_offence)
     pools = {r.name: _Pooled() for r in rule_sets}
-    cutoff = months_before(dates[0], HISTORY_WINDOW_MONTHS)
-    facts = FactsSource(*settled_snapshot(con, cutoff, dates[-1]), cutoff=cutoff)
-    try:
-        for as_of in dates:
-            started = time.perf_counter()
-            _collect_date(con, rule_sets, reference, as_of, horizon_days, last_covered, codes, groups, facts, pools)
-            log.info("back-test at %s: %.1f s", as_of.isoformat(), time.perf_counter() - started)
-    finally:
-        drop_snapshot(con)
+    for as_of in dates:
+        started = time.perf_counter()
+        cache: dict[tuple, pl.DataFrame] = {}
+        outcomes = None
+        for rules in rule_sets:
+            key = _feature_key(rules)
+            if key not in cache:
+                cache[key] = compute_features(con, as_of, reference, rules.counted_outcomes, rules.unknown_offence,
+                                              ordered=False, person_number=True)
+            ranked = score_rules_at(con, rules, reference, as_of, cache[key])
+            if outcomes is None:
+                outcomes = window_outcomes(con, ranked.select("person_number"), as_of, horizon_days, last_covered,
+                                           primary.counted_outcomes, codes)
+            eligible = (ranked.filter(pl.col("eligible"))
+                        .select("person_number", "age", "area", "priority", "score",
+                                *[f"points_{c}" for c in rules.component_names], "ogrs3_2yr", "offences_12m",
+                                "sanctions_total", "copas_rate")
+                        .join(outcomes, on="person_number", how="inner")
+                        .join(groups, on="person_number", how="left"))
+            pools[rules.name].add(rules, as_of, add_groups(eligible))
+        log.info("back-test at %s: %.1f s", as_of.isoformat(), time.perf_counter() - started)
     return pools
-
-
-def _collect_date(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet], reference: pl.DataFrame,
-                  as_of: date, horizon_days: int, last_covered: date, codes: pl.DataFrame, groups: pl.DataFrame,
-                  facts: FactsSource, pools: dict[str, _Pooled]) -> None:
-    primary = rule_sets[0]
-    cache: dict[tuple, pl.DataFrame] = {}
-    outcomes = None
-    for rules in rule_sets:
-        key = _feature_key(rules)
-        if key not in cache:
-            cache[key] = compute_features(con, as_of, reference, rules.counted_outcomes, rules.unknown_offence,
-                                          ordered=False, person_number=True, facts=facts)
-        ranked = score_rules_at(con, rules, reference, as_of, cache[key])
-        if outcomes is None:
-            outcomes = window_outcomes(con, ranked.select("person_number"), as_of, horizon_days, last_covered,
-                                       primary.counted_outcomes, codes)
-        eligible = (ranked.filter(pl.col("eligible"))
-                    .select("person_number", "age", "area", "priority", "score",
-                            *[f"points_{c}" for c in rules.component_names], "ogrs3_2yr", "offences_12m",
-                            "sanctions_total", "copas_rate")
-                    .join(outcomes, on="person_number", how="inner")
-                    .join(groups, on="person_number", how="left"))
-        pools[rules.name].add(rules, as_of, add_groups(eligible))
 
 
 def _unique_names(rule_sets: Sequence[RuleSet]) -> list[RuleSet]:

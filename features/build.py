@@ -41,7 +41,6 @@ import logging
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
@@ -65,20 +64,6 @@ from pipeline.warehouse import cursor, q, run_sql
 log = logging.getLogger(__name__)
 
 CODES_VIEW = "_iom_offence_codes"
-
-
-@dataclass(frozen=True)
-class FactsSource:
-    """Where the features read the offences and their settled summary: the facts the link
-    builds (the default, settled at the stored cutoff), or a back-test's snapshot settled at an
-    earlier cutoff (`pipeline.facts.settled_snapshot`); the features are the same either way."""
-
-    offences: str = "offence_facts"
-    summary: str = "offence_history"
-    cutoff: date | None = None  # None: the stored cutoff of `offence_history`
-
-
-LINKED_FACTS = FactsSource()
 UNKNOWN_OFFENCE_KEYS = ("offence_group", "gravity", "neighbourhood_crime", "violence", "ogrs3_group")
 RELEASE_DUE_DAYS = 90
 GROUPS_PER_MASK = 63  # offence groups per BIGINT bit mask (`distinct_groups_36m`)
@@ -181,7 +166,7 @@ def _parameters(as_of: date, counted_outcomes: Sequence[str]) -> tuple[dict, dic
 
 
 def _offences_sql(counted_in: str, sanction_in: str, pending_counted: bool, group_masks: int,
-                  unsettled_only: bool, table: str = "offence_facts") -> str:
+                  unsettled_only: bool) -> str:
     """[one person with an offence read]: every offence aggregate in one pass over offence_facts
     (all rows, or the unsettled ones when the settled summary is used); tie-breaks packed into
     BIGINTs, decoded later."""
@@ -201,7 +186,7 @@ offences_at_d AS (
                AS counted,
            coalesce(o.outcome_date <= $d AND {sanction_in}, false) AS sanction,
            {day_number_sql('o.offence_date')} AS offence_day
-    FROM {table} o JOIN {codes} k USING (code_number)
+    FROM offence_facts o JOIN {codes} k USING (code_number)
     WHERE {"NOT o.settled AND " if unsettled_only else ""}o.offence_date <= $d
           AND (o.recorded_date IS NULL OR o.recorded_date <= $d)),
 offences_flagged AS (
@@ -290,7 +275,7 @@ GROUP BY person_number
 """
 
 
-def _people_sql(history: Sequence[int] | None, summary: str = "offence_history") -> str:
+def _people_sql(history: Sequence[int] | None) -> str:
     """[one person]: who they are, their age at D and, with `history` (the counted outcome
     classes), what their settled offences add (`offence_history`), as `settled_*`."""
     if history is None:
@@ -304,7 +289,7 @@ def _people_sql(history: Sequence[int] | None, summary: str = "offence_history")
        {last} AS settled_last_offence_date, coalesce(h.sanctions, 0) AS settled_sanctions,
        h.sanction_key AS settled_sanction_key, {_yyyymmdd(current)} AS settled_current_sanction_ymd,
        {_yyyymmdd('h.first_sanction_date')} AS settled_first_sanction_ymd"""
-        source = f"people p LEFT JOIN {summary} h USING (person_number)"
+        source = "people p LEFT JOIN offence_history h USING (person_number)"
     return f"""
 SELECT p.person_number, p.person_key, p.police_person_id, p.pnc_id, p.crn, p.nomis_id, p.sex, p.area,
        coalesce(p.deceased_date <= $d, false) AS deceased, {_age_sql('p.date_of_birth', '$d')} AS age,
@@ -464,10 +449,10 @@ def check_history_window(windows: Sequence[int] = OFFENCE_WINDOW_MONTHS,
         )
 
 
-def _history_applies(con: duckdb.DuckDBPyConnection, as_of: date, facts: FactsSource = LINKED_FACTS) -> bool:
+def _history_applies(con: duckdb.DuckDBPyConnection, as_of: date) -> bool:
     """Whether every settled offence is known at `as_of` and outside its windows."""
     check_history_window()
-    cutoff = facts.cutoff or stored_history_cutoff(con)
+    cutoff = stored_history_cutoff(con)
     applies = cutoff is not None and months_before(as_of, HISTORY_WINDOW_MONTHS) >= cutoff
     if applies:
         log.info("features at %s: offences settled by %s read from their summary", as_of.isoformat(),
@@ -492,7 +477,6 @@ def compute_features(
     ordered: bool = True,
     settled_history: bool = True,
     person_number: bool = False,
-    facts: FactsSource = LINKED_FACTS,
 ) -> pl.DataFrame:
     """Features of every person assessed at `as_of`, one row each, sorted by person_key unless
     `ordered` is false (the run ranks them anyway, with person_key breaking every tie).
@@ -502,8 +486,7 @@ def compute_features(
     `reference` is `features.reference.load_offence_reference()`;
     `counted_outcomes` and `unknown_offence` come from the rule set. The settled offences are
     read from their summary when `as_of` allows it (`pipeline.facts`) unless `settled_history`
-    is false; the results are the same either way. `facts` says where the offences and their
-    summary are read (a back-test's snapshot, or the linked facts).
+    is false; the results are the same either way.
     """
     _check_inputs(reference, counted_outcomes, unknown_offence)
     params, parts = _parameters(as_of, counted_outcomes)
@@ -511,12 +494,10 @@ def compute_features(
     group_masks = group_mask_count(codes)
     con.register(CODES_VIEW, codes.to_arrow())
     try:
-        applies = settled_history and _history_applies(con, as_of, facts)
-        history = _counted_classes(counted_outcomes) if applies else None
+        history = _counted_classes(counted_outcomes) if settled_history and _history_applies(con, as_of) else None
         queries = {
-            "people": _people_sql(history, facts.summary),
-            "offences": _offences_sql(group_masks=group_masks, unsettled_only=history is not None,
-                                      table=facts.offences, **parts),
+            "people": _people_sql(history),
+            "offences": _offences_sql(group_masks=group_masks, unsettled_only=history is not None, **parts),
             "custody": _CUSTODY_SQL, "probation": _PROBATION_SQL, "events": _EVENTS_SQL,
             "pnc_history": pnc_history_sql(parts["sanction_in"]),
         }

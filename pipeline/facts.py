@@ -81,10 +81,9 @@ UNDECIDED_CLASS = 255  # outcome_class of an offence with no outcome or no outco
 OUTCOME_CLASSES = (*range(len(contract.OUTCOMES)), UNDECIDED_CLASS)
 
 
-def _history_sql(source: str = "offence_facts", target: str = "offence_history") -> str:
+def _history_sql() -> str:
     """[one person with a settled offence]: a count and a latest offence date per outcome class
-    (`offences_class_<n>`, `last_class_<n>`), and the settled sanctions; from `source`'s
-    settled rows into `target`."""
+    (`offences_class_<n>`, `last_class_<n>`), and the settled sanctions."""
     sanction = "outcome_class IN (" + ", ".join(str(contract.OUTCOMES.index(o)) for o in SANCTION_OUTCOMES) + ")"
     per_class = ",\n               ".join(
         f"count(*) FILTER (outcome_class = {n}) AS offences_class_{n}, "
@@ -92,11 +91,11 @@ def _history_sql(source: str = "offence_facts", target: str = "offence_history")
         for n in OUTCOME_CLASSES
     )
     return f"""
-        CREATE OR REPLACE TABLE {target} AS
+        CREATE OR REPLACE TABLE offence_history AS
         WITH settled AS (
             SELECT *, CASE WHEN outcome_date IS NULL OR outcome_number IS NULL THEN {UNDECIDED_CLASS}
                            ELSE outcome_number END AS outcome_class
-            FROM {source} WHERE settled)
+            FROM offence_facts WHERE settled)
         SELECT person_number, count(*) AS settled_offences,
                {per_class},
                count(*) FILTER ({sanction}) AS sanctions,
@@ -200,30 +199,3 @@ def stored_history_cutoff(con: duckdb.DuckDBPyConnection) -> date | None:
     """The settled cutoff of the current `offence_history` (None: no offences, nothing settled)."""
     row = run_sql(con, "facts: read cutoff", "SELECT value FROM meta WHERE key = ?", [HISTORY_CUTOFF_KEY]).fetchone()
     return date.fromisoformat(row[0]) if row and row[0] else None
-
-
-SNAPSHOT_DB = "iom_snapshot"  # an in-memory database attached for one back-test
-
-
-def settled_snapshot(con: duckdb.DuckDBPyConnection, cutoff: date, until: date) -> tuple[str, str]:
-    """For features at many as-of dates D with months_before(D, HISTORY_WINDOW_MONTHS) >= cutoff
-    and D <= until (a back-test's dates): the offences known by `until`, settled at `cutoff`
-    (unsettled first, in person order), and their settled summary, as `offence_facts` and
-    `offence_history` are at the stored cutoff. Kept in an attached in-memory database, which
-    every cursor of `con` sees and nothing writes to the warehouse; `drop_snapshot` detaches it.
-    Returns the two tables' qualified names (`features.build.FactsSource`)."""
-    run_sql(con, "facts: snapshot", f"ATTACH IF NOT EXISTS ':memory:' AS {SNAPSHOT_DB}")
-    offences, history = f"{SNAPSHOT_DB}.offence_facts", f"{SNAPSHOT_DB}.offence_history"
-    run_sql(con, "facts: snapshot", f"""
-        CREATE OR REPLACE TABLE {offences} AS
-        SELECT person_number, offence_date, recorded_date, outcome_date, code_number, outcome_number,
-               coalesce(offence_date <= $cutoff AND coalesce(recorded_date <= $cutoff, true)
-                        AND coalesce(outcome_date <= $cutoff, true), false) AS settled
-        FROM main.offence_facts WHERE offence_date <= $until  -- later offences are unknown at every D
-        ORDER BY settled, person_number""", {"cutoff": cutoff, "until": until})
-    run_sql(con, "facts: snapshot", _history_sql(offences, history))
-    return offences, history
-
-
-def drop_snapshot(con: duckdb.DuckDBPyConnection) -> None:
-    run_sql(con, "facts: snapshot", f"DETACH DATABASE IF EXISTS {SNAPSHOT_DB}")
