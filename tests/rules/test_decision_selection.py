@@ -14,7 +14,6 @@ from rules.schema import DEFAULT_RULES, parse_rules
 from rules.score import score
 from rules.select import select_cohorts
 
-
 # The hand-computed points below (45, 35, 32) are those of rule set 1.0.0, kept as an example.
 RULES_1_0_0 = DEFAULT_RULES.parent / "examples" / "default-1.0.0.toml"
 
