@@ -393,8 +393,7 @@ def train(
     from pipeline.config import load_config
 
     cfg = _call(lambda: load_config(config))
-    start = _call(lambda: _parse_date(from_date, "--from")) if from_date else None
-    end = _call(lambda: _parse_date(to_date, "--to")) if to_date else None
+    start, end = _dates(from_date, "--from"), _dates(to_date, "--to")
 
     def work():
         from models.train import train_model
@@ -498,8 +497,7 @@ def backtest(
     from pipeline.config import load_config
 
     cfg = _call(lambda: load_config(config))
-    start = _call(lambda: _parse_date(from_date, "--from")) if from_date else None
-    end = _call(lambda: _parse_date(to_date, "--to")) if to_date else None
+    start, end = _dates(from_date, "--from"), _dates(to_date, "--to")
 
     def work():
         from evaluation.backtest import run_backtest
@@ -569,6 +567,11 @@ def decisions_list(
              r["decided_by"], r["import_id"], r["earlier"]] for r in frame.iter_rows(named=True)]
     out.print(table(title, ["person", "name", "area", "decision", "type", "meeting", "review", "management ended",
                              "status", "decided by", "import", "earlier decisions"], rows))
+
+
+def _dates(value: str | None, option: str) -> date | None:
+    """An optional date option: None when not given, else parsed (a bad one exits 2)."""
+    return _call(lambda: _parse_date(value, option)) if value else None
 
 
 def _parse_date(value: str, option: str) -> date:
