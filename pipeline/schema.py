@@ -7,11 +7,14 @@ Tables (grain in brackets):
 - `rejects` [one failed check of one row]; `rejected_rows` [one quarantined row, raw text as JSON].
 - `src_<extract>` [one loaded row of one load]: typed contract columns plus `_load_id`, `_line`.
 - `runs` [one run], `cohort_members` [one person in one cohort of one run], `movement` [one
-  change of one person in one cohort since the previous run]; `run_scores_NNNNNN` [one assessed
+  change of one person in one cohort since the previous run]
+- `link_models` [one estimated linkage model], `link_decisions` [one reviewer's decision on a
+  pair], `person_key_registry` [one record and its person key], `person_key_events` [one merge
+  or split of person keys] (`pipeline.link`).; `run_scores_NNNNNN` [one assessed
   person of run NNNNNN], created by the run itself.
 
 Built by the code, not declared here: `cur_<extract>` [one current row per natural key] and the
-identity tables `person_ids`, `people`, `link_report` (`pipeline.link`); the facts tables
+identity tables `person_ids`, `people`, `link_report`, `link_pairs`, `link_conflicts` (`pipeline.link`); the facts tables
 `offence_codes`, `offence_facts`, `offence_history`, `custody_facts`, `case_facts`, `event_facts`
 (`pipeline.facts`). They are rebuilt from the tables above with every link.
 
@@ -30,7 +33,8 @@ from pipeline.errors import WarehouseError
 
 # Version 1: meta, loads, rejects, rejected_rows and src_* (the run tables made by the first run).
 # Version 2: the run tables always present, and applied migrations recorded in schema_migrations.
-SCHEMA_VERSION = "2"
+# Version 3: probabilistic linking: link_models, link_decisions, person_key_registry, person_key_events.
+SCHEMA_VERSION = "3"
 VERSION_KEY = "schema_version"
 
 
@@ -78,6 +82,26 @@ RUN_DDL = [
 ]
 
 
+LINKING_DDL = [
+    # [one estimated linkage model]: the Splink model as JSON, its sha256, why it was estimated
+    """CREATE TABLE IF NOT EXISTS link_models (
+        version INTEGER PRIMARY KEY, sha256 VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, reason VARCHAR NOT NULL,
+        records BIGINT, labelled_pairs BIGINT, m_from VARCHAR, splink_version VARCHAR, model VARCHAR NOT NULL)""",
+    # [one reviewer's decision on one pair of records]: the audit trail; the latest per pair applies
+    """CREATE TABLE IF NOT EXISTS link_decisions (
+        decision_id BIGINT PRIMARY KEY, decided_at TIMESTAMP NOT NULL, record_id_l VARCHAR NOT NULL,
+        record_id_r VARCHAR NOT NULL, decision VARCHAR NOT NULL, decided_by VARCHAR NOT NULL, reason VARCHAR,
+        match_probability DOUBLE, source_file VARCHAR, file_sha256 VARCHAR, file_line BIGINT)""",
+    # [one source record]: the person key it was last given, so that a person keeps their key
+    """CREATE TABLE IF NOT EXISTS person_key_registry (
+        record_id VARCHAR PRIMARY KEY, person_key VARCHAR NOT NULL, assigned_at TIMESTAMP NOT NULL)""",
+    # [one merge or split of person keys at one link]
+    """CREATE TABLE IF NOT EXISTS person_key_events (
+        event_at TIMESTAMP NOT NULL, event VARCHAR NOT NULL, person_key VARCHAR NOT NULL, other_key VARCHAR NOT NULL,
+        records BIGINT)""",
+]
+
+
 def src_ddl(extract: Extract) -> str:
     cols = ", ".join(f"{q(c.name)} {c.kind.sql_type}" for c in extract.columns)
     return f"CREATE TABLE IF NOT EXISTS {q(src_table(extract))} (_load_id VARCHAR NOT NULL, _line BIGINT, {cols})"
@@ -91,6 +115,7 @@ def table_ddl() -> list[tuple[str, str]]:
         *((f"table {ddl.split()[5]}", ddl) for ddl in LOAD_DDL),
         *((f"table {src_table(e)}", src_ddl(e)) for e in EXTRACTS.values()),
         *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in LINKING_DDL),
     ]
 
 
@@ -112,6 +137,8 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     # Version 1 made the run tables at the first run; a warehouse that never ran had none.
     Migration("0002_run_tables_and_migration_log", "1", "2", (MIGRATIONS_DDL, *RUN_DDL)),
+    # Probabilistic linking: the model, the reviewers' decisions and the person-key registry.
+    Migration("0003_probabilistic_linking", "2", "3", tuple(LINKING_DDL)),
 )
 
 

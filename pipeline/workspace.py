@@ -84,7 +84,7 @@ def ingest_workspace(config: Config, progress: Progress | None = None) -> Ingest
         loads = ingest(config, progress=progress, con=con)
         con.execute("CHECKPOINT")  # settle the batch commits of the ingest before the link rewrites tables
         with transaction(con):
-            summary, relinked = ensure_linked(con)
+            summary, relinked = ensure_linked(con, config.linking)
         rows = con.execute(
             "SELECT source, count(*) AS files, sum(rows_read) AS rows_read, sum(rows_loaded) AS rows_loaded, "
             "sum(rows_rejected) AS rows_rejected FROM loads GROUP BY source ORDER BY source"
