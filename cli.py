@@ -235,15 +235,38 @@ def _print_ingest(report) -> None:
                       "read = loaded + rejected" if ok else "MISMATCH"])
     out.print(_table("Reconciliation (all loads)", ["source", "files", "read", "loaded", "rejected", "check"], recon))
     out.print()
+    _print_link(report.link, report.relinked)
+    if report.evaluation is not None:
+        _print_evaluation(report.evaluation)
+
+
+def _print_link(link, relinked: bool = True) -> None:
     link_rows = [[s["source"], s["records"], s["linked"], s["unlinked"], s["by_pnc"], s["by_nomis"], s["by_name_dob"],
-                  s["ambiguous"]] for s in report.link.per_source]
-    unchanged = "" if report.relinked else " (unchanged: no new extract since the last link)"
-    out.print(_table(f"Identity linking: {report.link.people:,} people{unchanged}",
+                  s.get("by_probabilistic", 0), s.get("by_review", 0), s["ambiguous"]] for s in link.per_source]
+    unchanged = "" if relinked else " (unchanged: nothing that decides the links changed since the last link)"
+    out.print(_table(f"Identity linking: {link.people:,} people{unchanged}",
                      ["source", "records", "linked across agencies", "unlinked", "by PNC", "by NOMIS",
-                      "by name+DOB", "ambiguous"], link_rows))
-    if report.link.orphan_offences or report.link.orphan_events:
-        out.print(f"  offences whose police id has no nominal: {report.link.orphan_offences:,}; "
-                  f"probation events whose CRN has no case: {report.link.orphan_events:,} (kept, not scored)")
+                      "by name+DOB", "probabilistic", "by reviewer", "ambiguous"], link_rows))
+    if link.model_version is not None:
+        model = (f"model version {link.model_version}, estimated now ({link.model_estimated})" if link.model_estimated
+                 else f"model version {link.model_version}")
+        out.print(f"  probabilistic linking ({model}): {link.pairs_scored:,} pairs scored at or above the lower "
+                  f"threshold, {link.auto_linked:,} at or above the upper (linked)")
+        out.print(f"  review queue: {link.review_queue:,} pairs waiting for a decision (`iom links review`)")
+        if link.conflicts:
+            out.print(f"  not applied: {link.conflicts:,} accepted links that would join two PNC ids or a pair a "
+                      "reviewer rejected (clusters split)")
+        if link.keys_merged or link.keys_split:
+            out.print(f"  person keys: {link.keys_merged:,} merged into another person, {link.keys_split:,} split")
+    if link.orphan_offences or link.orphan_events:
+        out.print(f"  offences whose police id has no nominal: {link.orphan_offences:,}; "
+                  f"probation events whose CRN has no case: {link.orphan_events:,} (kept, not scored)")
+
+
+def _print_evaluation(e) -> None:
+    out.print(f"  against the synthetic truth ({e.records:,} records): precision {e.precision:.4f}, recall "
+              f"{e.recall:.4f} ({e.true_predicted:,} of {e.true_pairs:,} true pairs linked, {e.false_pairs:,} "
+              f"false; {e.missed_two_pnc_ids:,} missed pairs hold two different PNC ids)")
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -422,9 +445,96 @@ def explain(
     out.print("\nFeature values at the as-of date:")
     skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity"}
     out.print(_table("", ["feature", "value"], [list(x) for x in feature_lines(row, skip)]))
+    if e.links is not None:
+        from pipeline.link.review import evidence_lines
+
+        out.print("\nHow the records were linked:")
+        for line in evidence_lines(e.links):
+            out.print(f"  {line}")
     out.print("\nTimeline (newest first):")
     out.print(_table("", ["date", "agency", "event", "detail"],
                      [[t["day"], t["agency"], t["event"], t["detail"]] for t in e.timeline]))
+
+
+links_app = typer.Typer(help="Probabilistic identity linking: the review queue, decisions, evaluation, the model.",
+                        no_args_is_help=True)
+app.add_typer(links_app, name="links")
+
+
+@links_app.command("review")
+def links_review(
+    config: ConfigOption = Path("iom.toml"),
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the whole queue to this CSV file, to decide in.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many pairs to show.")] = 20,
+    wait: WaitOption = 0.0,
+) -> None:
+    """The clerical review queue: pairs between the thresholds, side by side, with the weight of each field."""
+    from pipeline.config import load_config
+    from pipeline.link.review import review_queue, write_queue
+
+    cfg = _call(lambda: load_config(config))
+    queue = _locked_call(cfg, "links review", lambda: review_queue(cfg), shared=True, wait=wait)
+    rows = [[r["record_id_l"], f"{r['forenames_l'] or ''} {r['surname_l'] or ''} {r['date_of_birth_l'] or ''}",
+             r["record_id_r"], f"{r['forenames_r'] or ''} {r['surname_r'] or ''} {r['date_of_birth_r'] or ''}",
+             f"{r['match_probability']:.3f}", r["suggested"]] for r in queue.head(limit).iter_rows(named=True)]
+    out.print(_table(f"Review queue: {queue.height:,} pairs", ["record", "as held", "record", "as held",
+                                                               "probability", "suggested"], rows))
+    if out_file is not None:
+        written = _call(lambda: write_queue(queue, out_file))
+        out.print(f"Written to {written}: fill `decision` with match or no_match, then `iom links decide {written}`")
+
+
+@links_app.command("decide")
+def links_decide(
+    file: Annotated[Path, typer.Argument(help="A review file with decision filled (match / no_match) per pair.")],
+    config: ConfigOption = Path("iom.toml"),
+    wait: WaitOption = 0.0,
+) -> None:
+    """Import reviewers' decisions (match / no_match) with an audit trail, and relink."""
+    from pipeline.config import load_config
+    from pipeline.link.review import import_decisions
+
+    cfg = _call(lambda: load_config(config))
+    result = _locked_call(cfg, "links decide", lambda: import_decisions(cfg, file), wait=wait)
+    if result.already_imported:
+        out.print(f"{result.file} (sha256 {result.sha256[:12]}) was imported before: nothing changed")
+        return
+    out.print(f"Recorded {result.recorded:,} decisions from {result.file}: {result.matches:,} match, "
+              f"{result.no_matches:,} no match; {result.blank:,} rows without a decision skipped")
+    if result.link is not None:
+        _print_link(result.link)
+
+
+@links_app.command("evaluate")
+def links_evaluate(
+    config: ConfigOption = Path("iom.toml"),
+    truth: Annotated[Path | None, typer.Option("--truth", help="Truth file; default truth/identities.parquet beside iom.toml.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """Precision and recall of the links against the synthetic world's truth file."""
+    from pipeline.config import load_config
+    from pipeline.link.evaluate import evaluate
+
+    cfg = _call(lambda: load_config(config))
+    e = _locked_call(cfg, "links evaluate", lambda: evaluate(cfg, truth), shared=True, wait=wait)
+    out.print(_table(f"Links against {e.truth_file}", ["measure", "value"], [
+        ["records scored", e.records], ["precision", f"{e.precision:.4f}"], ["recall", f"{e.recall:.4f}"],
+        ["true pairs", e.true_pairs], ["linked pairs", e.predicted_pairs], ["false pairs", e.false_pairs],
+        ["missed pairs", e.missed_pairs], ["  of which across two PNC ids (never merged)", e.missed_two_pnc_ids],
+        ["probabilistic pairs linked", e.probabilistic_pairs_linked],
+        ["  of which correct", e.probabilistic_pairs_correct],
+        ["review queue pairs", e.queue_pairs], ["  of which true matches", e.queue_true_matches]]))
+
+
+@links_app.command("estimate")
+def links_estimate(config: ConfigOption = Path("iom.toml"), wait: WaitOption = 0.0) -> None:
+    """Estimate the linkage model again (u by sampling, m from PNC-linked pairs) and relink."""
+    from pipeline.config import load_config
+    from pipeline.workspace import relink_workspace
+
+    cfg = _call(lambda: load_config(config))
+    summary = _locked_call(cfg, "links estimate", lambda: relink_workspace(cfg, reestimate=True), wait=wait)
+    _print_link(summary)
 
 
 @app.command()

@@ -10,6 +10,7 @@ import duckdb
 from pipeline.config import Config
 from pipeline.errors import NotFoundError
 from pipeline.identifiers import pnc_normal_form
+from pipeline.link.review import LinkEvidence, link_evidence
 from pipeline.runs import get_run, scores_table
 from pipeline.warehouse import connect, cur_table, q, run_sql, table_exists
 
@@ -22,6 +23,7 @@ class Explanation:
     row: dict  # the person's scored row in the run (every feature and component)
     components: list[tuple[str, int]]  # (component, points) with points != 0
     timeline: list[dict]  # date, agency, event, detail; newest first
+    links: LinkEvidence | None = None  # how each record of the person was linked
 
 
 def find_person_key(con: duckdb.DuckDBPyConnection, identifier: str) -> str:
@@ -107,9 +109,10 @@ def explain_person(config: Config, identifier: str, run_id: str | None = None, e
         components = [(c.removeprefix("points_"), int(row[c])) for c in frame.columns
                       if c.startswith("points_") and row[c]]
         timeline = _timeline(con, person_key, run["as_of"], events)
+        links = link_evidence(con, person_key) if table_exists(con, "link_pairs") else None
     finally:
         con.close()
-    return Explanation(run["run_id"], run["as_of"], person, row, components, timeline)
+    return Explanation(run["run_id"], run["as_of"], person, row, components, timeline, links)
 
 
 def feature_lines(row: dict, skip: set[str]) -> list[tuple[str, str]]:

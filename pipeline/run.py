@@ -30,6 +30,7 @@ from features.build import IDENTIFIER_COLUMNS, compute_features, unknown_offence
 from features.reference import load_offence_reference
 from pipeline.config import Config
 from pipeline.errors import ValidationThresholdError
+from pipeline.link.persons import merged_into
 from pipeline.lock import workspace_lock
 from pipeline.runs import RulesUsed, RunCounts, RunInput, RunManifest, get_run, list_runs
 from pipeline.schema import scores_table
@@ -150,25 +151,43 @@ COHORTS = {"priority": "priority", "super_prolific": "super_prolific"}
 LEAVING_REASONS = {EligibilityReason.DECEASED: "deceased", EligibilityReason.LONG_CUSTODY: "long custody"}
 
 
-def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_id: str | None) -> pl.DataFrame:
+def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_id: str | None,
+             merged: dict[str, str] | None = None) -> pl.DataFrame:
     """New, continuing and leaving members of each cohort, with a plain reason for leavers.
 
     `current` is this run's ranked frame with its `ineligible_code` (`Scored.ranked_with_codes`);
-    `previous` is the previous run's cohort_members rows.
+    `previous` is the previous run's cohort_members rows; `merged` maps a person key whose
+    records were merged into another person since to that person's key: such a member continues
+    under the new key with the reason "records merged", not as a leaver and a new person.
     """
     schema = {"cohort": pl.Utf8, "person_key": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8,
               "previous_run_id": pl.Utf8}
+    merged_reason = pl.lit(None, dtype=pl.Utf8)
+    if previous is not None and merged:
+        old = pl.col("person_key")
+        previous = previous.with_columns(
+            merged_from=pl.when(old.is_in(list(merged))).then(old).otherwise(pl.lit(None, dtype=pl.Utf8)),
+            person_key=old.replace(merged),
+        ).sort(["cohort", "person_key", pl.col("merged_from").is_not_null(), "score"], descending=[False, False, False, True])
+        previous = previous.group_by(["cohort", "person_key"], maintain_order=True).agg(
+            pl.col("area").first(), pl.col("score").first(),
+            pl.col("merged_from").drop_nulls().sort().str.join(", ").alias("merged_from"))
+        previous = previous.with_columns(pl.when(pl.col("merged_from") != "").then(pl.col("merged_from")))
+        merged_reason = pl.when(pl.col("merged_from").is_not_null()).then(
+            pl.lit("records merged (") + pl.col("merged_from") + pl.lit(" now part of this person)"))
     frames = []
     for cohort, flag in COHORTS.items():
         now = current.filter(pl.col(flag)).select("person_key")
-        before = (previous.filter(pl.col("cohort") == cohort).select("person_key", pl.col("area").alias("previous_area"),
-                                                                     pl.col("score").alias("previous_score"))
-                  if previous is not None else pl.DataFrame(schema={"person_key": pl.Utf8, "previous_area": pl.Utf8,
-                                                                     "previous_score": pl.Int64}))
+        empty = {"person_key": pl.Utf8, "previous_area": pl.Utf8, "previous_score": pl.Int64, "merged_from": pl.Utf8}
+        before = (previous.filter(pl.col("cohort") == cohort).select(
+                      "person_key", pl.col("area").alias("previous_area"), pl.col("score").alias("previous_score"),
+                      pl.col("merged_from") if "merged_from" in previous.columns
+                      else pl.lit(None, dtype=pl.Utf8).alias("merged_from"))
+                  if previous is not None else pl.DataFrame(schema=empty))
         new = now.join(before, on="person_key", how="anti").with_columns(
             pl.lit("new").alias("status"), pl.lit(None, dtype=pl.Utf8).alias("reason"))
-        continuing = now.join(before, on="person_key", how="semi").with_columns(
-            pl.lit("continuing").alias("status"), pl.lit(None, dtype=pl.Utf8).alias("reason"))
+        continuing = now.join(before.select("person_key", "merged_from"), on="person_key", how="inner").with_columns(
+            pl.lit("continuing").alias("status"), merged_reason.alias("reason"))
         leavers = before.join(now, on="person_key", how="anti").join(
             current.select("person_key", "area", "score", "eligible", "ineligible_reason", "ineligible_code",
                            "selection_note"),
@@ -188,7 +207,8 @@ def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_
                   .otherwise(pl.lit("")))
             .otherwise(pl.lit("not selected: ") + pl.col("selection_note").fill_null("below the cohort definition"))
         )
-        leaving = leavers.with_columns(pl.lit("leaving").alias("status"), reason.alias("reason"))
+        leaving = leavers.with_columns(pl.lit("leaving").alias("status"),
+                                       pl.coalesce(merged_reason, reason).alias("reason"))
         for frame in (new, continuing, leaving):
             frames.append(frame.select(pl.lit(cohort).alias("cohort"), "person_key", "status", "reason",
                                        pl.lit(previous_run_id, dtype=pl.Utf8).alias("previous_run_id")))
@@ -326,7 +346,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
                     [previous_id]).pl()
             if previous_id else None
         )
-        moves = movement(scored.ranked_with_codes(), previous_members, previous_id)
+        moves = movement(scored.ranked_with_codes(), previous_members, previous_id, merged_into(con))
         stats = scored.stats
         output_dir = config.outputs_path / run_id
         manifest.status = "completed"
