@@ -23,7 +23,8 @@ def all_commands() -> list[tuple[str, ...]]:
 
     def walk(group: click.Group, prefix: tuple[str, ...]) -> None:
         for name, command in group.commands.items():
-            if isinstance(command, click.Group):
+            # a group by its sub-commands: typer's own groups are not click.Group instances
+            if isinstance(getattr(command, "commands", None), dict):
                 walk(command, (*prefix, name))
             else:
                 found.append((*prefix, name))
