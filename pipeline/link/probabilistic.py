@@ -35,9 +35,9 @@ from pipeline.warehouse import run_sql
 log = logging.getLogger(__name__)
 
 # The fields compared, in the order evidence is shown.
-FIELDS = ("surname", "forename", "dob", "sex", "area")
+FIELDS = ("surname", "forename", "dob", "sex", "area", "agency")
 FIELD_LABELS = {"surname": "surname", "forename": "first forename", "dob": "date of birth", "sex": "sex",
-                "area": "area"}
+                "area": "area", "agency": "agency"}
 MIN_LABELLED_PAIRS = 50  # fewer PNC-linked pairs than this: m by expectation maximisation instead
 
 _RECORDS = """
@@ -46,12 +46,13 @@ WITH comp AS (SELECT final_label, bool_or(pnc_norm IS NOT NULL) AS has_pnc FROM 
 SELECT r.rid AS unique_id, r.record_id, r.source, l.final_label AS comp, NOT c.has_pnc AS open,
        r.pnc_norm, r.nomis, r.surname_n, r.forename_n, r.date_of_birth AS dob,
        strftime(r.date_of_birth, '%Y-%m-%d') AS dob_s, year(r.date_of_birth) AS birth_year,
+       strftime(r.date_of_birth, '%m-%d') AS birth_md,
        left(r.surname_n, 1) AS s1, left(r.forename_n, 1) AS f1,
        CASE WHEN r.sex IN ('M', 'F') THEN r.sex END AS sex, nullif(upper(trim(r.area)), '') AS area
 FROM id_records r JOIN linked l USING (record_id) JOIN comp c USING (final_label)
 """
 _RECORD_COLUMNS = ("unique_id", "source", "comp", "open", "pnc_norm", "nomis", "surname_n", "forename_n", "dob",
-                   "dob_s", "birth_year", "s1", "f1", "sex", "area")
+                   "dob_s", "birth_year", "birth_md", "s1", "f1", "sex", "area")
 
 
 def _level(sql: str, label: str, m: float, u: float, *, null: bool = False, tf: str | None = None) -> dict:
@@ -111,6 +112,15 @@ def _comparisons() -> list[dict]:
              _level('"area_l" = "area_r"', "area the same", 0.8, 0.2),
              _level("ELSE", "area different", 0.2, 0.8),
          ]},
+        # Two records of one agency are the same person less often than two of different agencies
+        # (an agency rarely opens a second record for someone it knows): the labelled pairs say by
+        # how much, so a duplicate within an agency needs stronger evidence than a cross-agency link.
+        {"output_column_name": "agency", "comparison_description": "agency",
+         "comparison_levels": [
+             _level('"source_l" IS NULL OR "source_r" IS NULL', "agency unknown", 0, 0, null=True),
+             _level('"source_l" = "source_r"', "same agency", 0.01, 0.6),
+             _level("ELSE", "different agencies", 0.99, 0.4),
+         ]},
     ]
 
 
@@ -122,18 +132,26 @@ _BLOCKS = (
     "l.dob = r.dob AND l.f1 = r.f1",
     "l.dob = r.dob AND l.s1 = r.f1",
     "l.dob = r.dob AND l.f1 = r.s1",
-    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n",
-    "l.surname_n = r.surname_n AND l.birth_year = r.birth_year",
-    "l.forename_n = r.forename_n AND l.birth_year = r.birth_year AND l.s1 = r.s1",
+    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND l.birth_year = r.birth_year",
+    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND l.birth_md = r.birth_md",
+    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND (l.dob IS NULL OR r.dob IS NULL)",
+    "l.surname_n = r.surname_n AND l.f1 = r.f1 AND l.birth_year = r.birth_year",
+    "l.forename_n = r.forename_n AND l.s1 = r.s1 AND l.birth_year = r.birth_year",
 )
+
+
+# Two records of one agency are compared only when both initials and the year of birth agree as
+# well: duplicates within an agency are rare, and most blocked pairs at a million people would
+# otherwise be pairs of police nominals of different people.
+_SAME_AGENCY = "l.s1 = r.s1 AND l.f1 = r.f1 AND l.birth_year = r.birth_year"
 
 
 def blocking_rules(within_source: bool) -> list[str]:
     """The prediction blocks, restricted to pairs that could change who is linked: different
-    components, at least one without a PNC id (and different agencies unless configured)."""
+    components, at least one without a PNC id; two records of one agency only if configured
+    (and then only with `_SAME_AGENCY`)."""
     candidate = " AND (l.open OR r.open) AND l.comp <> r.comp"
-    if not within_source:
-        candidate += " AND l.source <> r.source"
+    candidate += f" AND (l.source <> r.source OR ({_SAME_AGENCY}))" if within_source else " AND l.source <> r.source"
     return [block + candidate for block in _BLOCKS]
 
 
