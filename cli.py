@@ -311,7 +311,7 @@ def ingest(config: ConfigOption = Path("iom.toml"), wait: WaitOption = 0.0) -> N
     def load(progress):
         from pipeline.workspace import ingest_workspace
 
-        return ingest_workspace(cfg, progress)
+        return ingest_workspace(cfg, progress, evaluate=True)
 
     cfg = _call(lambda: load_config(config))
     with _progress() as progress:
@@ -336,8 +336,19 @@ def demo(
     out.print(f"Injected faults (to show quarantine at work): {', '.join(f'{k} {v:,}' for k, v in sorted(data.faults.items()))}")
     cfg = _call(lambda: load_config(config_path))
     with _progress() as progress:
-        report = _locked_call(cfg, "demo", lambda: ingest_workspace(cfg, progress))
+        report = _locked_call(cfg, "demo", lambda: ingest_workspace(cfg, progress, evaluate=True))
     _print_ingest(report)
+    from pipeline.link.review import example_link
+
+    example = _locked_call(cfg, "demo", lambda: example_link(cfg))
+    if example is not None:
+        key, lines = example
+        out.print(f"\nA person linked probabilistically ({key}; `iom explain {key}` shows it with the score):")
+        for line in lines:
+            out.print(f"  {line}")
+    if report.link.review_queue:
+        out.print(f"{report.link.review_queue:,} uncertain pairs wait for a reviewer: "
+                  f"uv run iom links review --config {config_path} --out review.csv")
     # Two monthly runs, so the pack shows movement since "last month".
     last_month = (when - timedelta(days=1)).replace(day=1)
     for as_of in (last_month, when):

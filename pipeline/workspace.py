@@ -78,9 +78,10 @@ class IngestReport:
     evaluation: object = None  # precision and recall against a synthetic truth file, when there is one
 
 
-def ingest_workspace(config: Config, progress: Progress | None = None) -> IngestReport:
+def ingest_workspace(config: Config, progress: Progress | None = None, evaluate: bool = False) -> IngestReport:
     """Ingest every new extract file, then link identities if the loads (or the linking code)
-    changed since the last link; one warehouse transaction each."""
+    changed since the last link; one warehouse transaction each. With `evaluate`, the links are
+    also scored against a synthetic truth file beside iom.toml, when there is one."""
     con = connect(config)
     try:
         loads = ingest(config, progress=progress, con=con)
@@ -91,7 +92,7 @@ def ingest_workspace(config: Config, progress: Progress | None = None) -> Ingest
             "SELECT source, count(*) AS files, sum(rows_read) AS rows_read, sum(rows_loaded) AS rows_loaded, "
             "sum(rows_rejected) AS rows_rejected FROM loads GROUP BY source ORDER BY source"
         ).fetchall()
-        truth = truth_path(config)
+        truth = truth_path(config) if evaluate else None
         evaluation = evaluate_links(con, truth) if truth is not None else None
     finally:
         con.close()

@@ -59,8 +59,9 @@ WHERE d.decision = 'no_match'
 """
 _CANNOT_WITHIN = "DELETE FROM link_cannot WHERE label_l = label_r"
 
-_COMPONENT_PNC = """SELECT det_label, list(DISTINCT pnc_norm) FILTER (WHERE pnc_norm IS NOT NULL) AS pncs
-                    FROM linked GROUP BY det_label"""
+_COMPONENT_PNC = """SELECT det_label, list(DISTINCT pnc_norm) AS pncs FROM linked
+                    WHERE pnc_norm IS NOT NULL AND det_label IN (SELECT label_l FROM link_edges UNION SELECT label_r FROM link_edges)
+                    GROUP BY det_label"""
 
 _CONFLICTS_DDL = """CREATE OR REPLACE TABLE link_conflicts (  -- [one accepted pair not applied]
     record_id_l VARCHAR, record_id_r VARCHAR, strength DOUBLE, kind VARCHAR, reason VARCHAR)"""

@@ -212,7 +212,7 @@ relabel AS (
            CASE WHEN NOT ambiguous AND targets = 1 AND has_match THEN target ELSE label END AS final_label,
            ambiguous
     FROM candidates)
-SELECT r.record_id, r.source, r.source_id, r.pnc_norm, r.nomis, l.label AS pnc_label,
+SELECT r.rid, r.record_id, r.source, r.source_id, r.pnc_norm, r.nomis, l.label AS pnc_label,
        coalesce(x.final_label, l.label) AS det_label, coalesce(x.final_label, l.label) AS final_label,
        coalesce(x.ambiguous, false) AS ambiguous
 FROM id_records r JOIN labels l USING (rid) LEFT JOIN relabel x ON x.label = l.label

@@ -49,7 +49,7 @@ SELECT r.rid AS unique_id, r.record_id, r.source, l.final_label AS comp, NOT c.h
        strftime(r.date_of_birth, '%m-%d') AS birth_md,
        left(r.surname_n, 1) AS s1, left(r.forename_n, 1) AS f1,
        CASE WHEN r.sex IN ('M', 'F') THEN r.sex END AS sex, nullif(upper(trim(r.area)), '') AS area
-FROM id_records r JOIN linked l USING (record_id) JOIN comp c USING (final_label)
+FROM id_records r JOIN linked l USING (rid) JOIN comp c USING (final_label)
 """
 _RECORD_COLUMNS = ("unique_id", "source", "comp", "open", "pnc_norm", "nomis", "surname_n", "forename_n", "dob",
                    "dob_s", "birth_year", "birth_md", "s1", "f1", "sex", "area")

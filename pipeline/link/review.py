@@ -297,3 +297,21 @@ def evidence_lines(evidence: LinkEvidence) -> list[str]:
             for f in FIELDS:
                 lines.append(f"    {FIELD_LABELS[f]:<15} {pair[f'w_{f}']:+6.1f}  {pair[f'level_{f}']}")
     return lines
+
+
+def example_link(config: Config) -> tuple[str, list[str]] | None:
+    """A person linked by the model whose evidence is least clear-cut (the auto-linked pair of
+    lowest probability), with the lines `iom explain` shows: what the demo prints."""
+    con = connect(config, read_only=True)
+    try:
+        row = run_sql(con, "demo: example link",
+                      """SELECT i.person_key FROM link_pairs p
+                         JOIN person_ids i ON i.source || ':' || i.source_id = p.record_id_l
+                         JOIN person_ids j ON j.source || ':' || j.source_id = p.record_id_r
+                         WHERE p.zone = 'auto_link' AND i.person_key = j.person_key
+                         ORDER BY p.match_probability, p.record_id_l, p.record_id_r LIMIT 1""").fetchone()
+        if row is None:
+            return None
+        return row[0], evidence_lines(link_evidence(con, row[0]))
+    finally:
+        con.close()
