@@ -291,15 +291,23 @@ def generate(
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed and date give the same files.")] = 42,
     extract_date: Annotated[str | None, typer.Option("--extract-date", help="YYYY-MM-DD; default the first day of this month.")] = None,
     fault_rate: Annotated[float, typer.Option("--fault-rate", help="Share of rows with injected faults.")] = 0.002,
+    past_decisions: Annotated[bool, typer.Option("--past-decisions/--no-past-decisions", help="Simulate an IOM scheme's past monthly panels and write their decisions.")] = True,
+    treatment_effect: Annotated[float, typer.Option("--treatment-effect", help="True effect of management: the share of a managed person's offending it prevents (0 = none).")] = 0.0,
+    identity_noise: Annotated[float, typer.Option("--identity-noise", help="Scale of the identity corruption in probation and prison records (0 = clean copies, 1 = documented rates).")] = 1.0,
 ) -> None:
-    """Generate realistic synthetic extracts (all five) and a matching iom.toml."""
+    """Generate a synthetic world: the five extracts, a matching iom.toml, the truth and past decisions."""
     from pipeline.workspace import generate_workspace
 
     when = _call(lambda: _parse_date(extract_date, "--extract-date")) if extract_date else date.today().replace(day=1)
-    data, config_path = _call(lambda: generate_workspace(out_dir, people, seed, when, fault_rate))
+    data, config_path = _call(lambda: generate_workspace(
+        out_dir, people, seed, when, fault_rate, past_decisions=past_decisions, treatment_effect=treatment_effect,
+        identity_noise=identity_noise))
     rows = [[e.name, e.path.name, e.format, e.rows] for e in data.extracts]
     out.print(_table(f"Generated {people:,} people (seed {seed}, extract date {when})", ["extract", "file", "format", "rows"], rows))
     out.print(f"Injected faults: {', '.join(f'{k} {v:,}' for k, v in sorted(data.faults.items())) or 'none'}")
+    out.print(f"Truth (never read by the pipeline): {data.truth_dir}")
+    if data.decisions_path is not None:
+        out.print(f"Past panel decisions: {data.decisions_path}")
     out.print(f"Config: {config_path}")
 
 
@@ -358,6 +366,11 @@ def demo(
         _print_run(result)
     out.print(f"\nWarehouse: {cfg.warehouse_path}")
     out.print(f"Try: uv run iom explain {_first_priority(result)} --config {config_path}")
+    if result.output_dir is not None:
+        next_month = (when + timedelta(days=32)).replace(day=1)
+        out.print(f"Then fill the decisions sheet of {result.output_dir / 'pack.xlsx'} and: "
+                  f"uv run iom decisions import FILLED.xlsx --config {config_path} && "
+                  f"uv run iom run --as-of {next_month} --config {config_path}")
 
 
 def _first_priority(result) -> str:
@@ -395,9 +408,17 @@ def _print_run(result) -> None:
     if moves:
         out.print("  movement: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in moves.items()))
     out.print(f"  release watch (in custody, release due within 90 days, would qualify): {result.counts.get('release_watch', 0):,}")
+    panel = result.counts.get("decisions") or {}
+    if any(panel.values()):
+        out.print(f"  panel decisions: managed {panel['managed']:,} (in the cohort by accept {panel['included']:,}), "
+                  f"kept out by reject {panel['excluded']:,}, deferred {panel['deferred']:,}, "
+                  f"due for review {panel['due_for_review']:,}")
     out.print(f"Outputs: {result.output_dir}")
-    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "manifest.json"):
+    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "due_for_review.csv", "fairness.csv",
+                 "manifest.json"):
         out.print(f"  {result.output_dir / name}")
+    out.print(f"Panel pack (open in a browser, works offline): {result.output_dir / 'pack.html'}")
+    out.print(f"Panel workbook (decisions sheet): {result.output_dir / 'pack.xlsx'}")
 
 
 @app.command()
@@ -421,6 +442,32 @@ def run(
     with _progress() as progress:
         result = _locked_call(cfg, "run", lambda: monthly_run(progress), wait=wait)
     _print_run(result)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str | None, typer.Option("--run", help="Run id; default the latest completed run.")] = None,
+    config: ConfigOption = Path("iom.toml"),
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder to write into; default the run's output folder.")] = None,
+    pseudonymise: Annotated[bool | None, typer.Option("--pseudonymise/--no-pseudonymise",
+                                                      help="Override [workspace].pseudonymise for this pack.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """Regenerate a run's panel pack (pack.html) and workbook (pack.xlsx) from the warehouse alone."""
+    from pipeline.config import load_config
+
+    def regenerate():
+        from reporting.report import report_run
+
+        return report_run(cfg, run_id, out_dir, pseudonymise)
+
+    cfg = _call(lambda: load_config(config))
+    paths = _locked_call(cfg, "report", regenerate, shared=True, wait=wait)
+    out.print(f"Run {paths.run_id}: {paths.members:,} proposed people")
+    out.print(f"Panel pack (open in a browser, works offline): {paths.pack}")
+    out.print(f"Panel workbook (decisions sheet): {paths.workbook}")
+    if paths.lookup:
+        out.print(f"Pseudonym lookup (keep it; do not send it): {paths.lookup}")
 
 
 @app.command()
@@ -450,11 +497,14 @@ def explain(
     out.print(f"  score {row.get('score')}: {status}; " + (
         f"proposed for the {' and '.join(cohorts)} ({row.get('cohort_type') or 'n/a'})" if cohorts
         else f"not proposed ({row.get('selection_note') or 'below the cohort definition'})"))
+    if row.get("decision_note"):
+        out.print(f"  panel decision: {row['decision_note']}" + (" (managed)" if row.get("managed") else ""))
     out.print("\nWhy (each component of the score):")
     for line in (row.get("reasons") or "no points awarded").splitlines():
         out.print(f"  {line}")
     out.print("\nFeature values at the as-of date:")
-    skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity"}
+    skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity", "managed", "decision",
+            "decision_cohort_type", "decision_date", "review_date", "due_for_review", "decision_note"}
     out.print(_table("", ["feature", "value"], [list(x) for x in feature_lines(row, skip)]))
     if e.links is not None:
         from pipeline.link.review import evidence_lines
@@ -625,6 +675,120 @@ def purge(
     for table, count in report.rows_deleted.items():
         out.print(f"  {table}: {count:,} rows")
     out.print("Kept: the loads and runs registers (file names, sha256, counts, manifests).")
+
+
+@app.command()
+def backtest(
+    config: ConfigOption = Path("iom.toml"),
+    from_date: Annotated[str | None, typer.Option("--from", help="First as-of date, YYYY-MM-DD; default 11 periods before --to.")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Last as-of date, YYYY-MM-DD; default the latest whose window the data cover.")] = None,
+    every: Annotated[str, typer.Option("--every", help="Period between as-of dates: 1m, 3m, 2w, 30d.")] = "1m",
+    horizon_days: Annotated[int, typer.Option("--horizon-days", help="Length of the outcome window after each as-of date.")] = 365,
+    rules: Annotated[list[str] | None, typer.Option("--rules", help="A rule file to test (repeat to compare); default the workspace's.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder; default OUTPUTS/backtest-ID.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """Back-test the ranking: score at past as-of dates, then see who offended in the window after."""
+    from pipeline.config import load_config
+
+    cfg = _call(lambda: load_config(config))
+    start = _call(lambda: _parse_date(from_date, "--from")) if from_date else None
+    end = _call(lambda: _parse_date(to_date, "--to")) if to_date else None
+
+    def work():
+        from evaluation.backtest import run_backtest
+
+        return run_backtest(cfg, start, end, every, horizon_days, rules or (), out_dir)
+
+    result = _locked_call(cfg, "backtest", work, wait=wait)  # it stores its results in the warehouse
+    out.print(f"Back-test {result.backtest_id}: {len(result.dates)} as-of dates from {result.dates[0]} to "
+              f"{result.dates[-1]}, window {horizon_days} days, data to {result.last_covered}")
+    for name, summary in result.summary["rule_sets"].items():
+        p = summary["population"]
+        out.print(f"  {name}: {p['evaluated']:,} eligible person-dates evaluated ({p['evaluated_from_release']:,} "
+                  f"followed from their release; {p['left_out_no_complete_window']:,} left out, no complete window)")
+    pooled = result.metrics.filter(result.metrics["as_of"].is_null())
+
+    def pct(value):
+        return "" if value is None else f"{value:.1%}"
+
+    rows = [[r["rule_set"], r["scorer"], f"{r['auc']:.3f}" if r["auc"] is not None else "",
+             f"{r['auc_low']:.3f}-{r['auc_high']:.3f}" if r["auc_low"] is not None else "",
+             f"{r['average_precision']:.3f}" if r["average_precision"] is not None else "",
+             r["cohort_size"], pct(r["precision_at_cohort"]), pct(r["capture_offences"]),
+             pct(r["capture_neighbourhood"])] for r in pooled.iter_rows(named=True)]
+    out.print(_table("Pooled over the as-of dates (eligible people with a complete window)",
+                     ["rule set", "score", "AUC", "95% CI", "AP", "selected", "precision", "capture", "capture NC"],
+                     rows))
+    for name, summary in result.summary["rule_sets"].items():
+        flagged = summary["fairness"]["flagged"]
+        out.print(f"Fairness ({name}): {summary['fairness']['checked']:,} ratios checked, {len(flagged):,} outside "
+                  f"{summary['fairness']['ratio_range'][0]}-{summary['fairness']['ratio_range'][1]} (fairness.csv)")
+    out.print(f"Outputs: {result.output_dir}")
+    for name in ("metrics.csv", "bands.csv", "curves.csv", "fairness.csv", "backtest.json", "backtest.svg"):
+        out.print(f"  {result.output_dir / name}")
+
+
+decisions_app = typer.Typer(
+    help="The panel's decisions: import the completed workbook (or a CSV), list them.", no_args_is_help=True)
+app.add_typer(decisions_app, name="decisions")
+
+
+@decisions_app.command("import")
+def decisions_import(
+    file: Annotated[Path, typer.Argument(help="The completed pack.xlsx, or a CSV in the decisions sheet's columns.")],
+    config: ConfigOption = Path("iom.toml"),
+    sheet: Annotated[str, typer.Option("--sheet", help="The workbook's sheet to read.")] = "decisions",
+    wait: WaitOption = 0.0,
+) -> None:
+    """Import the panel's decisions (accept, reject, defer) from a workbook or CSV, all rows or none."""
+    from pipeline.config import load_config
+
+    def load():
+        from pipeline.decisions import import_decisions
+
+        return import_decisions(cfg, file, sheet)
+
+    cfg = _call(lambda: load_config(config))
+    r = _locked_call(cfg, "decisions import", load, wait=wait)
+    if r.status == "already imported":
+        out.print(f"{r.file_name} was already imported as {r.import_id} ({r.imported_at:%Y-%m-%d %H:%M} UTC, by "
+                  f"{r.imported_by}): nothing changed.")
+        return
+    where = f", sheet {r.sheet}" if r.sheet else ""
+    out.print(f"Imported {r.decisions:,} decisions from {r.file_name}{where} as {r.import_id}"
+              + (f" (run {r.run_id})" if r.run_id else "") + ": "
+              + ", ".join(f"{k} {v:,}" for k, v in r.by_decision.items()))
+    out.print(f"  rows read {r.rows_read:,}; without a decision {r.blank_rows:,}; people with an earlier decision "
+              f"(kept as history, superseded from their new meeting on) {r.superseding:,}")
+    out.print(f"  sha256 {r.sha256}; imported by {r.imported_by} at {r.imported_at:%Y-%m-%d %H:%M:%S} UTC")
+    out.print("The next `iom run` applies them: see `iom decisions list`.")
+
+
+@decisions_app.command("list")
+def decisions_list(
+    config: ConfigOption = Path("iom.toml"),
+    due: Annotated[bool, typer.Option("--due-for-review", help="Only decisions due for review at the date.")] = False,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD; default today.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """The panel's decision in force for each person at a date, with its review date and status."""
+    from pipeline.config import load_config
+
+    def read():
+        from pipeline.decisions import list_decisions
+
+        return list_decisions(cfg, when, due)
+
+    cfg = _call(lambda: load_config(config))
+    when = _call(lambda: _parse_date(as_of, "--as-of")) if as_of else date.today()
+    frame = _locked_call(cfg, "decisions list", read, shared=True, wait=wait)
+    title = f"{'Due for review' if due else 'Decisions in force'} at {when}: {frame.height:,} people"
+    rows = [[r["person_key"], f"{r.get('forenames') or ''} {r.get('surname') or ''}".strip(), r.get("area"),
+             r["decision"], r["cohort_type"], r["meeting_date"], r["review_date"], r["management_end"], r["status"],
+             r["decided_by"], r["import_id"], r["earlier"]] for r in frame.iter_rows(named=True)]
+    out.print(_table(title, ["person", "name", "area", "decision", "type", "meeting", "review", "management ended",
+                             "status", "decided by", "import", "earlier decisions"], rows))
 
 
 def _parse_date(value: str, option: str) -> date:

@@ -11,6 +11,13 @@ resident set size, from wait4) are its own. Steps:
 - `floor-features`: DuckDB alone computes per-person 3/12/36-month offence counts and the last
                  offence date from the warehouse tables.
 - `run`:         features + rule scoring + cohort selection (no ingest) at the as-of date.
+- `report`:      the panel pack and workbook of a cohort of about 2,000 (the default rules with
+                 capacity 400 per area and minimum score 20), as `iom report` makes them from the
+                 warehouse: seconds for the tables, the HTML and the workbook, and their sizes.
+                 The run it reports on is made first and is not timed.
+- `backtest`:    `iom backtest` with its defaults: 12 monthly as-of dates ending a year before
+                 the extract date, each scored as `run` does, outcomes, metrics, fairness, outputs.
+                 Compared with twelve `run`s (the target: at most 1.5x).
 
 The results are printed as a Markdown table to paste into docs/performance.md.
 """
@@ -109,6 +116,36 @@ def step_run(workdir: Path, as_of: date) -> dict:
     return {"compute_s": round(time.perf_counter() - started, 2), **result}
 
 
+def step_report(workdir: Path, as_of: date) -> dict:
+    from pipeline.config import load_config
+    from pipeline.run import run_period
+    from reporting.report import report_run
+    rules = workdir / "bench-report-rules.toml"
+    text = (ROOT / "rules" / "default.toml").read_text(encoding="utf-8")
+    text = text.replace("min_score = 30 ", "min_score = 20 ").replace("default_capacity = 40 ", "default_capacity = 400 ")
+    rules.write_text(text, encoding="utf-8")
+    config = load_config(workdir / "iom.toml").with_overrides(rules=str(rules))
+    result = run_period(config, as_of, force=True)
+    started = time.perf_counter()
+    paths = report_run(config, result.run_id, workdir / "bench-report")
+    seconds = round(time.perf_counter() - started, 2)
+    return {"report_s": seconds, "proposed": paths.members, "eligible": result.counts["stats"]["eligible"],
+            "html_mb": round(paths.pack.stat().st_size / 1e6, 2), "xlsx_mb": round(paths.workbook.stat().st_size / 1e6, 2),
+            **paths.timings}
+
+
+def step_backtest(workdir: Path, as_of: date) -> dict:
+    from evaluation.backtest import run_backtest
+    from pipeline.config import load_config
+
+    config = load_config(workdir / "iom.toml")
+    started = time.perf_counter()
+    result = run_backtest(config)
+    pooled = result.metrics.filter(result.metrics["as_of"].is_null() & (result.metrics["scorer"] == "rules"))
+    return {"compute_s": round(time.perf_counter() - started, 2), "dates": len(result.dates),
+            "evaluated": int(pooled["people"][0]), "auc": round(float(pooled["auc"][0] or 0), 3)}
+
+
 def step_generate(workdir: Path, as_of: date, people: int, seed: int) -> dict:
     from pipeline.workspace import generate_workspace
 
@@ -117,7 +154,7 @@ def step_generate(workdir: Path, as_of: date, people: int, seed: int) -> dict:
 
 
 STEPS = {"floor-load": step_floor_load, "ingest": step_ingest, "floor-features": step_floor_features,
-         "run": step_run, "generate": step_generate}
+         "run": step_run, "report": step_report, "backtest": step_backtest, "generate": step_generate}
 
 
 def run_child(step: str, workdir: Path, as_of: date, extra: list[str] | None = None) -> dict:
@@ -148,7 +185,7 @@ def main() -> None:
     if args.child:
         if args.child == "generate":
             result = step_generate(args.dir, args.as_of, args.people, args.seed)
-        elif args.child in ("floor-features", "run"):
+        elif args.child in ("floor-features", "run", "report", "backtest"):
             result = STEPS[args.child](args.dir, args.as_of)
         else:
             result = STEPS[args.child](args.dir)
@@ -179,6 +216,10 @@ def main() -> None:
         print(f"| {r['step']} | {r['seconds']} | {r['peak_mib']:,} | {detail} |")
     if "floor-load" in by_step and "ingest" in by_step:
         print(f"\ningest / floor-load = {by_step['ingest']['seconds'] / by_step['floor-load']['seconds']:.2f}x")
+    if "backtest" in by_step and "run" in by_step:
+        twelve = 12 * median(r["seconds"] for r in steps_of["run"])
+        print(f"backtest / (12 x run) = {by_step['backtest']['seconds'] / twelve:.2f}x (whole processes; target 1.5x); "
+              f"compute only: {by_step['backtest']['compute_s'] / (12 * median(r['compute_s'] for r in steps_of['run'])):.2f}x")
     if "floor-features" in by_step and "run" in by_step:
         # Steps repeated back to back (floor, run, floor, run, floor): medians, and every run
         # against the floors measured just before and just after it, as the VM's timings vary.

@@ -23,8 +23,10 @@ Definitions worth knowing (windows are `(D - n months, D]`, months clamped to mo
   `release_due_90d`: in custody with an expected release date no later than D + 90 days;
 - `under_supervision`: a period started by D, not ended before D, of a type other than
   'none' (a case without a supervising order); `supervision_type` is the latest such period's;
-- `ogrs3_2yr`: the latest probation OGRS3 assessed by D, else computed from police history
-  at D (`ogrs3_source` 'probation' or 'computed'), see `features.ogrs3`.
+- `sanctions_total`, `first_sanction_age`, `career_years`, `copas_rate`, `history_source`: the
+  criminal history at D from the PNC (via probation) and the force's sanctions, `features.history`;
+- `ogrs3_2yr`: the latest probation OGRS3 assessed by D, else computed from that history
+  (`ogrs3_source` 'probation' or 'computed'), see `features.ogrs3` and `features.history`.
 
 The work is set-based: one DuckDB query per source (named steps as CTEs, grain in a comment,
 dates as bound parameters) over the facts tables the link builds (`pipeline.facts`: person
@@ -44,7 +46,8 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
-from features.ogrs3 import OFFENCE_TERMS, ogrs3_percent_expr
+from features.history import HISTORY_SCHEMA, pnc_history_sql, with_criminal_history
+from features.ogrs3 import OFFENCE_TERMS
 from pipeline.contract import OUTCOMES
 from pipeline.errors import ConfigError
 from pipeline.facts import (
@@ -56,7 +59,7 @@ from pipeline.facts import (
     stored_history_cutoff,
 )
 from pipeline.keys import SANCTION_KEY, SERIOUS_KEY, code_in_key, code_tie, day_date_sql, day_number_sql
-from pipeline.warehouse import cursor, q
+from pipeline.warehouse import cursor, q, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,7 @@ FEATURE_SCHEMA: dict[str, pl.DataType] = {
     "short_sentences_36m": _I,
     "under_supervision": _B,
     "supervision_type": _S,
+    **HISTORY_SCHEMA,  # criminal history: features.history
     "ogrs3_2yr": pl.Float64(),
     "ogrs3_source": _S,
     "rosh": _S,
@@ -301,7 +305,8 @@ def _fetch(con: duckdb.DuckDBPyConnection, queries: dict[str, str], params: dict
     def run(names: list[str]) -> dict[str, pl.DataFrame]:
         second = cursor(con)
         try:
-            return {name: second.execute(queries[name], _bound(queries[name], params)).pl() for name in names}
+            return {name: run_sql(second, f"features: {name}", queries[name], _bound(queries[name], params)).pl()
+                    for name in names}
         finally:
             second.close()
 
@@ -309,7 +314,7 @@ def _fetch(con: duckdb.DuckDBPyConnection, queries: dict[str, str], params: dict
     others = [name for name in queries if name not in (on_con, "people")]
     with ThreadPoolExecutor(max_workers=2) as pool:
         fetching = [pool.submit(run, ["people"]), pool.submit(run, others)]
-        frames = {on_con: con.execute(queries[on_con], _bound(queries[on_con], params)).pl()}
+        frames = {on_con: run_sql(con, f"features: {on_con}", queries[on_con], _bound(queries[on_con], params)).pl()}
         for future in fetching:
             frames.update(future.result())
     return frames
@@ -318,13 +323,6 @@ def _fetch(con: duckdb.DuckDBPyConnection, queries: dict[str, str], params: dict
 def _bound(sql: str, params: dict) -> dict:
     """The parameters `sql` names (DuckDB refuses any others)."""
     return {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
-
-
-def _whole_years(start_ymd: pl.Expr, end_ymd: pl.Expr) -> pl.Expr:
-    """Whole years between two yyyymmdd numbers (birthday reached or not), null if either is
-    null; as `_age_sql`, truncated towards zero."""
-    difference = end_ymd - start_ymd
-    return (difference.abs() // 10000) * difference.sign()
 
 
 def _assemble(people: pl.DataFrame, offences: pl.DataFrame, custody: pl.DataFrame, probation: pl.DataFrame,
@@ -354,8 +352,7 @@ def _assemble(people: pl.DataFrame, offences: pl.DataFrame, custody: pl.DataFram
         first_ymd = pl.min_horizontal(first_ymd, col("settled_first_sanction_ymd"))
     frame = frame.with_columns(
         last.alias("last_offence_date"), sanction_key.alias("_sanction_key"), sanctions.alias("_sanctions"),
-        _whole_years(col("birth_ymd"), current_ymd).alias("_age_at_current"),
-        _whole_years(col("birth_ymd"), first_ymd).alias("_age_at_first"),
+        current_ymd.alias("_current_ymd"), first_ymd.alias("_first_ymd"),
     )
     counts = ["offences_3m", "offences_12m", "offences_36m", "neighbourhood_12m", "violence_12m", "prev_12m",
               "unknown_offences_36m", "seriousness_sum_36m", "short_sentences_36m", "breaches_12m", "recalls_12m",
@@ -397,29 +394,6 @@ def _decode_codes(frame: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _with_ogrs3(frame: pl.DataFrame) -> pl.DataFrame:
-    computed = ogrs3_percent_expr(
-        age=pl.col("age"),
-        sex=pl.col("_sex"),
-        total_sanctions=pl.col("_sanctions"),
-        age_at_current=pl.col("_age_at_current"),
-        age_at_first=pl.col("_age_at_first"),
-        offence_group=pl.col("_current_ogrs3_group"),
-    )
-    frame = frame.with_columns(computed.alias("_computed_ogrs3"))
-    return frame.with_columns(
-        pl.coalesce("probation_ogrs3", "_computed_ogrs3").alias("ogrs3_2yr"),
-        pl.when(pl.col("probation_ogrs3").is_not_null())
-        .then(pl.lit("probation"))
-        .when(pl.col("_computed_ogrs3").is_not_null())
-        .then(pl.lit("computed"))
-        .otherwise(None)
-        .alias("ogrs3_source"),
-    )
-
-
-
-
 def group_mask_count(codes: pl.DataFrame) -> int:
     """How many 63-bit masks hold the distinct offence groups of `codes` (at least one)."""
     return max(1, -(-int(codes.get_column("group_id").max() + 1) // GROUPS_PER_MASK)) if codes.height else 1
@@ -428,7 +402,7 @@ def group_mask_count(codes: pl.DataFrame) -> int:
 def offence_codes(con: duckdb.DuckDBPyConnection, reference: pl.DataFrame, unknown_offence: dict) -> pl.DataFrame:
     """[one offence code seen in the offences]: reference values or the unknown defaults, by the
     code's number in `offence_codes` (dense, in code order), which `offence_facts` carries."""
-    seen = con.execute("SELECT ho_offence_code, code_number FROM offence_codes").pl()
+    seen = run_sql(con, "features: offence codes", "SELECT ho_offence_code, code_number FROM offence_codes").pl()
     columns = ["ho_offence_code", "description", "offence_group", "gravity", "neighbourhood_crime", "violence",
                "ogrs3_group"]
     codes = seen.join(reference.select(columns), on="ho_offence_code", how="left")
@@ -523,12 +497,14 @@ def compute_features(
             "people": _people_sql(history),
             "offences": _offences_sql(group_masks=group_masks, unsettled_only=history is not None, **parts),
             "custody": _CUSTODY_SQL, "probation": _PROBATION_SQL, "events": _EVENTS_SQL,
+            "pnc_history": pnc_history_sql(parts["sanction_in"]),
         }
         parts_at_d = _fetch(con, queries, params)
+        pnc = parts_at_d.pop("pnc_history")
         frame = _assemble(**parts_at_d, as_of=as_of, history=history, group_masks=group_masks)
     finally:
         con.unregister(CODES_VIEW)
-    frame = _with_ogrs3(_decode_codes(frame, codes))
+    frame = with_criminal_history(_decode_codes(frame, codes), pnc, unknown_offence["ogrs3_group"])
     # One chunk: DuckDB hands over record batches, and gathers on chunked frames are slow.
     columns = {**FEATURE_SCHEMA, **(dict.fromkeys(IDENTIFIER_COLUMNS, _S) if identifiers else {})}
     frame = frame.select(pl.col(name).cast(dtype) for name, dtype in columns.items()).rechunk()
@@ -547,13 +523,13 @@ def unknown_offence_codes(con: duckdb.DuckDBPyConnection, as_of: date, reference
     the link instead. Sorted by count (descending), then code.
     """
     empty = pl.DataFrame(schema={"code": pl.Utf8, "count": pl.Int64})
-    seen = con.execute("SELECT ho_offence_code, code_number FROM offence_codes").pl()
+    seen = run_sql(con, "features: unknown offence codes", "SELECT ho_offence_code, code_number FROM offence_codes").pl()
     unknown = seen.join(reference.select("ho_offence_code"), on="ho_offence_code", how="anti")
     if unknown.height == 0:
         return empty  # the usual case: no second pass over the offences
     params: dict = {"d": as_of}
     in_list = _in_list("o.code_number", "code", unknown.get_column("code_number").to_list(), params)
-    frame = con.execute(
+    frame = run_sql(con, "features: unknown offence codes",
         f"""-- [one unknown code known at D]
         SELECT k.ho_offence_code AS code, count(*) AS count
         FROM offence_facts o JOIN offence_codes k USING (code_number)

@@ -73,6 +73,9 @@ class WorkspaceConfig(_Strict):
     period: Literal["month_start", "today"] = "month_start"
     max_rejected_percent: float | None = Field(default=None, ge=0, le=100)
     encryption_key_env: str | None = None
+    # Packs sent by email: names and identifiers replaced by keyed pseudonyms in every output.
+    pseudonymise: bool = False
+    pseudonym_key_env: str = "IOM_PSEUDONYM_KEY"
 
 
 class LinkingConfig(_Strict):
@@ -142,6 +145,10 @@ class Config(_Strict):
     @property
     def outputs_path(self) -> Path:
         return self.resolve(self.workspace.outputs)
+
+    def pseudonym_lookup_path(self, run_id: str) -> Path:
+        """The analyst's lookup of a pseudonymised run (outside its folder, which may be sent on)."""
+        return self.outputs_path / "pseudonyms" / f"{run_id}.csv"
 
     def with_overrides(self, **workspace_overrides) -> Config:
         changes = {k: v for k, v in workspace_overrides.items() if v is not None}
@@ -216,6 +223,11 @@ period = "month_start"
 # max_rejected_percent = 5.0
 # Encrypt the warehouse at rest: name an environment variable that holds the key.
 # encryption_key_env = "IOM_WAREHOUSE_KEY"
+# Pseudonymised outputs (packs sent by email): names and identifiers replaced by keyed HMAC
+# pseudonyms in every output; the key is read from the named environment variable and the
+# analyst's lookup is written to OUTPUTS/pseudonyms/RUN_ID.csv (owner-only).
+# pseudonymise = true
+# pseudonym_key_env = "IOM_PSEUDONYM_KEY"
 
 [linking]
 # After the PNC and NOMIS links, records without a shared identifier are compared with Splink

@@ -10,6 +10,7 @@ of the contract too: analysts filter `iom rejects` on them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 
 
@@ -44,6 +45,7 @@ class RejectReason(StrEnum):
     BAD_CHECK_LETTER = "bad_check_letter", "{column} value '{value}' has the wrong PNC check letter"
     UNPARSEABLE_DATE = "unparseable_date", "{column} value '{value}' is not a date in the configured formats"
     FUTURE_DATE = "future_date", "{column} value '{value}' is after the extract date"
+    DATE_TOO_EARLY = "date_too_early", "{column} value '{value}' is before 1900-01-01, the earliest date accepted"
     AGE_OUT_OF_RANGE = (
         "age_out_of_range", "{column} value '{value}' gives an age outside 10 to 100 on the extract date"
     )
@@ -63,6 +65,10 @@ CRN_PATTERN = r"^[A-Z][0-9]{6}$"
 LOCAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$"
 HO_CODE_PATTERN = r"^[0-9]{3}[A-Z]?/[0-9]{2}$"
 AREA_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 &'\-]{0,59}$"
+
+# No date in a criminal-justice extract precedes this: an earlier one is a keying error (0221 for
+# 2021), and the packed keys (pipeline/keys.py) count days from 1800, so it must be quarantined.
+EARLIEST_DATE = date(1900, 1, 1)
 
 SEX_CODES = ("M", "F", "X", "U")
 OUTCOMES = (

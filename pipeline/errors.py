@@ -33,7 +33,7 @@ class ConfigError(IomError):
 
 
 class InputFileError(IomError):
-    """An extract file cannot be read as a whole: nothing from it is loaded."""
+    """An extract (or decisions) file cannot be read as a whole: nothing from it is loaded."""
 
     exit_code = 4
     label = "input file error"
@@ -63,16 +63,25 @@ class NotFoundError(IomError):
     label = "not found"
 
 
+class DataRangeError(IomError):
+    """The data do not cover what was asked: a back-test window past the last date covered, or
+    too little history before the first as-of date."""
+
+    exit_code = 9
+    label = "not enough data"
+
+
 EXIT_CODES: list[tuple[int, str, str]] = [
     (0, "ok", "the command completed (including a no-op re-run of a completed period)"),
     (1, "internal", "an unexpected error; the log names the step, please report it"),
     (2, "usage", "bad command-line options or arguments"),
     (3, "config", "iom.toml or a rule file is missing or invalid; the message names file and key"),
-    (4, "input file", "an extract file cannot be read (missing, unreadable, undecodable, missing a required column); nothing from it was loaded; or a review decisions file has errors (each named by row and column); nothing was recorded"),
+    (4, "input file", "an extract file cannot be read (missing, unreadable, undecodable, missing a required column), or a decisions file (the panel's, or reviewers' link decisions) has a problem in any row; nothing from it was loaded"),
     (5, "validation threshold", "a source's rejected share exceeded `max_rejected_percent`; the run is stored as failed"),
     (6, "locked", "another command holds the workspace lock (the message names it and since when); `--wait SECONDS` waits instead"),
-    (7, "warehouse", "the warehouse cannot be opened: encryption key missing or wrong, or the file is damaged"),
+    (7, "warehouse", "the warehouse cannot be opened: encryption key missing or wrong, the file is damaged, or its schema is newer than this code"),
     (8, "not found", "the run or person asked for does not exist"),
+    (9, "not enough data", "a back-test window runs past the last date the data cover (the message names it), or the warehouse holds too little history before the first as-of date"),
 ]
 
 

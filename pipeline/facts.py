@@ -138,6 +138,7 @@ def _steps() -> dict[str, str]:
             CREATE OR REPLACE TABLE case_facts AS
             SELECT i.person_number, c.supervision_type, c.supervision_start, c.supervision_end,
                    {assessed_from} AS assessed_from, c.area, c.ogrs3_2yr, c.rosh, c.mappa_level,
+                   c.previous_sanctions, c.first_sanction_date,
                    {PERIOD_ORDER.sql(start_day=day_number_sql('c.supervision_start'),
                                      crn_hash=hash_sql('c.crn', 32))} AS period_order,
                    {ASSESSMENT_ORDER.sql(assessed_day=day_number_sql(assessed_from),

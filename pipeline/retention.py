@@ -21,7 +21,7 @@ from pipeline.contract import EXTRACTS
 from pipeline.errors import UsageError
 from pipeline.link import link_identities
 from pipeline.lock import workspace_lock
-from pipeline.schema import scores_table
+from pipeline.schema import PER_RUN_TABLES, scores_table
 from pipeline.warehouse import connect, q, run_sql, src_table, table_exists, transaction
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def purge(config: Config, older_than: str, dry_run: bool = False, now: datetime 
                                        [cutoff]).fetchall()
                     for run_id, seq in old_runs:
                         run_sql(con, "purge: drop run scores", f"DROP TABLE IF EXISTS {q(scores_table(seq))}")
-                        for table in ("cohort_members", "movement"):
+                        for table in PER_RUN_TABLES:
                             if table_exists(con, table):
                                 run_sql(con, f"purge: delete {table}", f"DELETE FROM {table} WHERE run_id = ?", [run_id])
                     run_sql(con, "purge: mark runs", "UPDATE runs SET purged_at = ? WHERE finished_at < ?",

@@ -29,6 +29,7 @@ import polars as pl
 from features.build import IDENTIFIER_COLUMNS, compute_features, unknown_offence_codes
 from features.reference import load_offence_reference
 from pipeline.config import Config
+from pipeline.decisions import DECISION_COLUMNS, due_for_review, panel_at
 from pipeline.errors import ValidationThresholdError
 from pipeline.link.persons import merged_into
 from pipeline.lock import workspace_lock
@@ -36,6 +37,10 @@ from pipeline.runs import RulesUsed, RunCounts, RunInput, RunManifest, get_run, 
 from pipeline.schema import scores_table
 from pipeline.warehouse import connect, q, run_sql, transaction
 from pipeline.workspace import IngestReport, ingest_workspace
+from reporting.pseudonyms import for_config
+from reporting.report import PACK, WORKBOOK, build_report
+from reporting.safe_cells import write_safe_csv
+from reporting.tables import store_run_extras
 from rules.schema import RuleSet, load_rules
 from rules.score import EligibilityReason, score
 from rules.select import SelectionStats, select_cohorts
@@ -47,8 +52,9 @@ __all__ = ["RunResult", "Scored", "get_run", "list_runs", "run_period", "score_a
 # The columns a panel reads first, then every feature and component column.
 LEADING_COLUMNS = [
     "rank", "area_rank", "person_key", "area", "score", "eligible", "ineligible_reason", "priority",
-    "super_prolific", "cohort_type", "selection_note", "reasons",
+    "super_prolific", "cohort_type", "selection_note", "reasons", *DECISION_COLUMNS,
 ]
+DUE_FOR_REVIEW = "due_for_review.csv"
 
 
 @dataclass
@@ -95,6 +101,7 @@ class Scored:
     rules: RuleSet
     timings: dict
     ineligible_code: pl.Series  # EligibilityReason per row of `ranked`: kept out of the output files
+    due_for_review: pl.DataFrame | None = None  # the panel's decisions due for review at the as-of date
 
     def ranked_with_codes(self) -> pl.DataFrame:
         """`ranked` with its `ineligible_code` column, as `movement` reads it."""
@@ -102,7 +109,8 @@ class Scored:
 
 
 def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Scored:
-    """Features at the as-of date, rule scores and cohort selection; nothing is written."""
+    """Features at the as-of date, rule scores and cohort selection with the panel's decisions in
+    force at that date (`pipeline.decisions`); nothing is written."""
     timings = {}
     rules = load_rules(config.workspace.rules if config.workspace.rules == "default"
                        else str(config.resolve(config.workspace.rules)))
@@ -117,15 +125,18 @@ def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Sco
     scored = score(features, rules)
     timings["scoring_s"] = round(time.perf_counter() - started, 3)
     started = time.perf_counter()
-    selection = select_cohorts(scored, rules)
+    panel = panel_at(con, as_of)
+    selection = select_cohorts(scored, rules, panel)
     timings["selection_s"] = round(time.perf_counter() - started, 3)
     unknown = unknown_offence_codes(con, as_of, reference)
-    ranked = selection.ranked  # in rank order, the ineligible last by person_key
+    ranked = selection.ranked.with_columns(  # in rank order, the ineligible last by person_key
+        pl.col("managed").fill_null(False), pl.col("due_for_review").fill_null(False))
     codes = ranked.get_column("ineligible_code")
     ranked = ranked.drop("ineligible_code")
     ordered = [c for c in LEADING_COLUMNS + list(IDENTIFIER_COLUMNS) if c in ranked.columns]
     ranked = ranked.select(ordered + [c for c in ranked.columns if c not in ordered])
-    return Scored(ranked, selection.release_watch, selection.stats, unknown, rules, timings, codes)
+    return Scored(ranked, selection.release_watch, selection.stats, unknown, rules, timings, codes,
+                  due_for_review(con, as_of))
 
 
 def score_period(config: Config, as_of: date) -> dict:
@@ -156,44 +167,40 @@ def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_
     """New, continuing and leaving members of each cohort, with a plain reason for leavers.
 
     `current` is this run's ranked frame with its `ineligible_code` (`Scored.ranked_with_codes`);
-    `previous` is the previous run's cohort_members rows; `merged` maps a person key whose
-    records were merged into another person since to that person's key: such a member continues
-    under the new key with the reason "records merged", not as a leaver and a new person.
+    `previous` is the previous run's cohort_members rows. A panel decision is the reason of a
+    member who has one ("accepted as Fixed on 2026-11-03 (review 2027-02-03)") and of a person
+    the panel's reject keeps out; a leaver's other reason is followed by their decision's note.
+    `merged` maps a person key whose records were merged into another person since to that
+    person's key (`pipeline.link.persons.merged_into`): such a member continues under the new key
+    with the reason "records merged", not as a leaver and a new person.
     """
+    if "decision_note" not in current.columns:
+        current = current.with_columns(pl.lit(None, dtype=pl.Utf8).alias("decision_note"),
+                                       pl.lit(None, dtype=pl.Utf8).alias("decision"),
+                                       pl.lit(False).alias("due_for_review"))
+    decision_note = pl.col("decision_note")
+    rejected = (pl.col("decision") == "reject") & ~pl.col("due_for_review").fill_null(False)
     schema = {"cohort": pl.Utf8, "person_key": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8,
               "previous_run_id": pl.Utf8}
-    merged_reason = pl.lit(None, dtype=pl.Utf8)
-    if previous is not None and merged:
-        old = pl.col("person_key")
-        previous = previous.with_columns(
-            merged_from=pl.when(old.is_in(list(merged))).then(old).otherwise(pl.lit(None, dtype=pl.Utf8)),
-            person_key=old.replace(merged),
-        ).sort(["cohort", "person_key", pl.col("merged_from").is_not_null(), "score"], descending=[False, False, False, True])
-        previous = previous.group_by(["cohort", "person_key"], maintain_order=True).agg(
-            pl.col("area").first(), pl.col("score").first(),
-            pl.col("merged_from").drop_nulls().sort().str.join(", ").alias("merged_from"))
-        previous = previous.with_columns(pl.when(pl.col("merged_from") != "").then(pl.col("merged_from")))
-        merged_reason = pl.when(pl.col("merged_from").is_not_null()).then(
-            pl.lit("records merged (") + pl.col("merged_from") + pl.lit(" now part of this person)"))
+    previous, merged_reason = _merge_previous(previous, merged or {})
     frames = []
     for cohort, flag in COHORTS.items():
-        now = current.filter(pl.col(flag)).select("person_key")
-        empty = {"person_key": pl.Utf8, "previous_area": pl.Utf8, "previous_score": pl.Int64, "merged_from": pl.Utf8}
-        before = (previous.filter(pl.col("cohort") == cohort).select(
-                      "person_key", pl.col("area").alias("previous_area"), pl.col("score").alias("previous_score"),
-                      pl.col("merged_from") if "merged_from" in previous.columns
-                      else pl.lit(None, dtype=pl.Utf8).alias("merged_from"))
-                  if previous is not None else pl.DataFrame(schema=empty))
-        new = now.join(before, on="person_key", how="anti").with_columns(
-            pl.lit("new").alias("status"), pl.lit(None, dtype=pl.Utf8).alias("reason"))
+        before = (previous.filter(pl.col("cohort") == cohort).select("person_key", pl.col("area").alias("previous_area"),
+                                                                     pl.col("score").alias("previous_score"),
+                                                                     "merged_from")
+                  if previous is not None else pl.DataFrame(schema={"person_key": pl.Utf8, "previous_area": pl.Utf8,
+                                                                     "previous_score": pl.Int64, "merged_from": pl.Utf8}))
+        now = current.filter(pl.col(flag)).select("person_key", pl.col("decision_note").alias("reason"))
+        new = now.join(before, on="person_key", how="anti").with_columns(pl.lit("new").alias("status"))
         continuing = now.join(before.select("person_key", "merged_from"), on="person_key", how="inner").with_columns(
-            pl.lit("continuing").alias("status"), merged_reason.alias("reason"))
+            pl.lit("continuing").alias("status"), pl.coalesce(merged_reason, pl.col("reason")).alias("reason"))
         leavers = before.join(now, on="person_key", how="anti").join(
             current.select("person_key", "area", "score", "eligible", "ineligible_reason", "ineligible_code",
-                           "selection_note"),
+                           "selection_note", "decision", "decision_note", "due_for_review"),
             on="person_key", how="left",
         )
         reason = pl.when(pl.col("score").is_null()).then(pl.lit("no longer in the data at the as-of date"))
+        reason = reason.when(rejected).then(decision_note)
         for code, text in LEAVING_REASONS.items():
             reason = reason.when(pl.col("ineligible_code") == code.value).then(pl.lit(text))
         reason = (
@@ -207,14 +214,47 @@ def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_
                   .otherwise(pl.lit("")))
             .otherwise(pl.lit("not selected: ") + pl.col("selection_note").fill_null("below the cohort definition"))
         )
-        leaving = leavers.with_columns(pl.lit("leaving").alias("status"),
-                                       pl.coalesce(merged_reason, reason).alias("reason"))
+        reason = pl.when(decision_note.is_not_null() & ~rejected.fill_null(False)) \
+            .then(reason + pl.lit("; ") + decision_note).otherwise(reason)
+        leaving = leavers.with_columns(pl.lit("leaving").alias("status"), pl.coalesce(merged_reason, reason).alias("reason"))
         for frame in (new, continuing, leaving):
             frames.append(frame.select(pl.lit(cohort).alias("cohort"), "person_key", "status", "reason",
                                        pl.lit(previous_run_id, dtype=pl.Utf8).alias("previous_run_id")))
     result = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     order = pl.col("status").replace_strict({"new": 0, "continuing": 1, "leaving": 2}, return_dtype=pl.Int8)
     return result.sort(["cohort", order, "person_key"]).select(list(schema))
+
+
+def _merge_previous(previous: pl.DataFrame | None, merged: dict[str, str]) -> tuple[pl.DataFrame | None, pl.Expr]:
+    """The previous members under their keys of today (a merged key mapped to the one now holding
+    its records, one row per key and cohort), with `merged_from`, and the reason a merge gives."""
+    if previous is None:
+        return None, pl.lit(None, dtype=pl.Utf8)
+    old = pl.col("person_key")
+    previous = previous.with_columns(
+        merged_from=pl.when(old.is_in(list(merged))).then(old).otherwise(pl.lit(None, dtype=pl.Utf8)),
+        person_key=old.replace(merged) if merged else old,
+    ).sort(["cohort", "person_key", pl.col("merged_from").is_not_null(), "score"], descending=[False, False, False, True])
+    previous = previous.group_by(["cohort", "person_key"], maintain_order=True).agg(
+        pl.col("area").first(), pl.col("score").first(),
+        pl.col("merged_from").drop_nulls().sort().str.join(", ").alias("merged_from"))
+    previous = previous.with_columns(pl.when(pl.col("merged_from") != "").then(pl.col("merged_from")).alias("merged_from"))
+    reason = pl.when(pl.col("merged_from").is_not_null()).then(
+        pl.lit("records merged (") + pl.col("merged_from") + pl.lit(" now part of this person)"))
+    return previous, reason
+
+
+def decision_counts(scored: Scored) -> dict[str, int]:
+    """The manifest's `counts.decisions`: the panel's decisions the run applied and listed."""
+    ranked = scored.ranked
+    decided = ranked.filter(pl.col("decision").is_not_null())
+    return {
+        "managed": int(ranked.get_column("managed").sum()),
+        "included": scored.stats.panel_included,
+        "excluded": scored.stats.panel_excluded,
+        "deferred": int(decided.filter((pl.col("decision") == "defer") & ~pl.col("due_for_review")).height),
+        "due_for_review": scored.due_for_review.height if scored.due_for_review is not None else 0,
+    }
 
 
 # --- outputs -----------------------------------------------------------------------------------
@@ -228,26 +268,61 @@ def _csv_frame(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: RunManifest) -> None:
-    """Write into a temporary sibling folder, then rename: a killed run leaves no half folder."""
+def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: RunManifest, report=None,
+                  fairness: pl.DataFrame | None = None) -> None:
+    """Write into a temporary sibling folder, then rename: a killed run leaves no half folder.
+
+    Every CSV goes through the one formula-injection rule (`reporting.safe_cells`); with
+    `pseudonymise` on, identifiers are replaced in every file. `report(staging, pseudonymiser)`
+    writes the pack and the workbook into the same folder before the rename; `fairness.csv` is
+    written before it, since the pack shows it."""
+    pseudonymiser = for_config(report.config) if report is not None else None
+    hide = pseudonymiser.frame if pseudonymiser is not None else (lambda frame: frame)
     staging = target.parent / f".tmp-{target.name}-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True, mode=0o700)
-    ranked = scored.ranked
-    _csv_frame(ranked).write_csv(staging / "scores.csv")
+    ranked = hide(scored.ranked)
+    write_safe_csv(_csv_frame(ranked), staging / "scores.csv")
     ranked.write_parquet(staging / "scores.parquet", statistics=False)
     cohort = ranked.filter(pl.col("priority") | pl.col("super_prolific"))
-    _csv_frame(cohort).write_csv(staging / "cohort.csv")
-    moves.write_csv(staging / "movement.csv")
-    _csv_frame(scored.release_watch).write_csv(staging / "release_watch.csv")
-    scored.unknown_codes.write_csv(staging / "unknown_offence_codes.csv")
+    write_safe_csv(_csv_frame(cohort), staging / "cohort.csv")
+    write_safe_csv(hide(moves), staging / "movement.csv")
+    write_safe_csv(_csv_frame(hide(scored.release_watch)), staging / "release_watch.csv")
+    write_safe_csv(scored.unknown_codes, staging / "unknown_offence_codes.csv")
+    if scored.due_for_review is not None:
+        due = due_csv_frame(scored.due_for_review)
+        if pseudonymiser is not None:  # free text the panel wrote may name people
+            due = due.drop("reason", "decided_by")
+        write_safe_csv(_csv_frame(hide(due)), staging / DUE_FOR_REVIEW)
+    if fairness is not None:
+        write_safe_csv(_csv_frame(fairness), staging / "fairness.csv")
     (staging / "manifest.json").write_text(manifest.to_json(indent=2) + "\n")
+    if report is not None:
+        report(staging, pseudonymiser)
     for path in staging.iterdir():
         path.chmod(0o600)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
+
+
+def due_csv_frame(due: pl.DataFrame) -> pl.DataFrame:
+    """`due_for_review.csv`: one row per person whose decision in force is due for review."""
+    return due.select("person_key", "surname", "forenames", "area", "police_person_id", "pnc_id", "crn", "nomis_id",
+                      "decision", "cohort_type", "meeting_date", "review_date", "decided_by", "reason", "note")
+
+
+@dataclass
+class _PackHook:
+    """Writes pack.html and pack.xlsx into the staging folder from the run's own transaction."""
+
+    con: duckdb.DuckDBPyConnection
+    run_id: str
+    config: Config
+
+    def __call__(self, staging: Path, pseudonymiser) -> None:
+        build_report(self.con, self.run_id, staging, self.config, pseudonymiser)
 
 
 def _clean_stale_staging(outputs: Path) -> None:
@@ -281,6 +356,7 @@ def run_period(config: Config, as_of: date | None = None, force: bool = False, p
 def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult:
     started_at = datetime.now(UTC).replace(tzinfo=None)
     timings: dict[str, float] = {}
+    for_config(config)  # a pseudonymised run without its key fails here, before any work
     con = connect(config)
     try:
         done = run_sql(
@@ -347,6 +423,11 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             if previous_id else None
         )
         moves = movement(scored.ranked_with_codes(), previous_members, previous_id, merged_into(con))
+        # monitoring only: nothing above reads it (imported here: fairlearn loads scikit-learn,
+        # which `iom explain` and `iom runs` need not wait for)
+        from evaluation.fairness import fairness_summary, run_fairness_at
+
+        fairness = run_fairness_at(con, scored.ranked)
         stats = scored.stats
         output_dir = config.outputs_path / run_id
         manifest.status = "completed"
@@ -358,7 +439,9 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             f"{c}_{s}": n for c, s, n in moves.group_by(["cohort", "status"]).len().sort(["cohort", "status"]).iter_rows()
         }
         manifest.counts.release_watch = scored.release_watch.height
+        manifest.counts.decisions = decision_counts(scored)
         manifest.counts.unknown_offence_codes = int(scored.unknown_codes.height)
+        manifest.fairness = fairness_summary(fairness)
         step = time.perf_counter()
         with transaction(con):
             table = q(scores_table(seq))
@@ -381,11 +464,12 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
                     "INSERT INTO movement SELECT ?, cohort, person_key, status, reason, previous_run_id FROM moves_frame",
                     [run_id])
             con.unregister("moves_frame")
+            store_run_extras(con, run_id, scored.release_watch, scored.unknown_codes, fairness)
             timings["store_s"] = round(time.perf_counter() - step, 3)
             manifest.timings = timings
             manifest.finished_at = datetime.now(UTC).replace(tzinfo=None)
-            _clean_stale_staging(config.outputs_path)
-            write_outputs(output_dir, scored, moves, manifest)
+            manifest.report = {"pack": PACK, "workbook": WORKBOOK, "pseudonymised": config.workspace.pseudonymise}
+            # The run's row first: the pack is built from the warehouse (this transaction) alone.
             run_sql(
                 con, "run: record completed run",
                 "INSERT INTO runs (run_id, seq, as_of, status, started_at, finished_at, rules_name, rules_version, "
@@ -394,6 +478,8 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
                  scored.rules.version, scored.rules.sha256, manifest.code_version, str(output_dir),
                  manifest.to_json()],
             )
+            _clean_stale_staging(config.outputs_path)
+            write_outputs(output_dir, scored, moves, manifest, _PackHook(con, run_id, config), fairness)
     finally:
         con.close()
     log.info("run %s completed: %d assessed", run_id, scored.ranked.height)

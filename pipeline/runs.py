@@ -53,12 +53,14 @@ class RunCounts:
     movement: dict[str, int] | None = None  # "<cohort>_<status>" -> people
     release_watch: int | None = None
     unknown_offence_codes: int | None = None
+    decisions: dict[str, int] | None = None  # the panel's decisions applied: managed, included, ...
 
     def to_dict(self) -> dict:
         counts: dict = {"ingest": self.ingest, "link": self.link, "people": self.people}
         if self.assessed is not None:
             counts.update(assessed=self.assessed, stats=self.stats, movement=self.movement,
-                          release_watch=self.release_watch, unknown_offence_codes=self.unknown_offence_codes)
+                          release_watch=self.release_watch, unknown_offence_codes=self.unknown_offence_codes,
+                          decisions=self.decisions)
         return counts
 
 
@@ -85,6 +87,8 @@ class RunManifest:
     output_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     finished_at: datetime | None = None
+    report: dict | None = None  # the pack's and workbook's file names, and whether pseudonymised
+    fairness: dict | None = None  # the run's fairness summary (evaluation.fairness.fairness_summary)
 
     def to_dict(self) -> dict:
         """The manifest as JSON-ready values; a failed run has `failure` and none of the outputs' fields."""
@@ -105,6 +109,10 @@ class RunManifest:
         )
         if self.finished_at is not None:
             manifest.update(timings=self.timings, finished_at=self.finished_at.isoformat(timespec="seconds"))
+        if self.report is not None:
+            manifest["report"] = self.report
+        if self.fairness is not None:
+            manifest["fairness"] = self.fairness
         return manifest
 
     def to_json(self, indent: int | None = None, sort_keys: bool = True) -> str:

@@ -7,11 +7,15 @@ Tables (grain in brackets):
 - `rejects` [one failed check of one row]; `rejected_rows` [one quarantined row, raw text as JSON].
 - `src_<extract>` [one loaded row of one load]: typed contract columns plus `_load_id`, `_line`.
 - `runs` [one run], `cohort_members` [one person in one cohort of one run], `movement` [one
-  change of one person in one cohort since the previous run]
-- `link_models` [one estimated linkage model], `link_decisions` [one reviewer's decision on a
-  pair], `person_key_registry` [one record and its person key], `person_key_events` [one merge
-  or split of person keys] (`pipeline.link`).; `run_scores_NNNNNN` [one assessed
+  change of one person in one cohort since the previous run]; `run_scores_NNNNNN` [one assessed
   person of run NNNNNN], created by the run itself.
+- `link_models` [one estimated linkage model], `link_decisions` [one reviewer's decision on a
+  pair of records], `person_key_registry` [one record and its person key], `person_key_events`
+  [one merge or split of person keys] (`pipeline.link`).
+- `run_release_watch`, `run_unknown_codes` [one row of a run's release watch / unknown codes].
+- `decision_imports` [one decisions file imported once]: who, when, which file, its sha256;
+  `decisions` [one decision row of one imported file]: the person, the decision, its dates and the
+  row as read (`pipeline.decisions`).
 
 Built by the code, not declared here: `cur_<extract>` [one current row per natural key] and the
 identity tables `person_ids`, `people`, `link_report`, `link_pairs`, `link_conflicts` (`pipeline.link`); the facts tables
@@ -33,8 +37,10 @@ from pipeline.errors import WarehouseError
 
 # Version 1: meta, loads, rejects, rejected_rows and src_* (the run tables made by the first run).
 # Version 2: the run tables always present, and applied migrations recorded in schema_migrations.
-# Version 3: probabilistic linking: link_models, link_decisions, person_key_registry, person_key_events.
-SCHEMA_VERSION = "3"
+# Version 3: a run's release watch, unknown codes and fairness. Version 4: the back-tests.
+# Version 5: the panel's decisions. Version 6: probabilistic linking (link_models, link_decisions,
+# person_key_registry, person_key_events).
+SCHEMA_VERSION = "6"
 VERSION_KEY = "schema_version"
 
 
@@ -82,6 +88,46 @@ RUN_DDL = [
 ]
 
 
+# What a run showed besides its scores, kept so that `iom report` rebuilds the pack from the warehouse.
+RUN_EXTRAS_DDL = [
+    """CREATE TABLE IF NOT EXISTS run_release_watch (
+        run_id VARCHAR NOT NULL, person_key VARCHAR NOT NULL, area VARCHAR, custody_type_at_d VARCHAR,
+        expected_release_date DATE, days_until_release BIGINT, score BIGINT, score_if_released BIGINT,
+        reasons_if_released VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS run_unknown_codes (run_id VARCHAR NOT NULL, code VARCHAR, count BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS run_fairness (
+        run_id VARCHAR NOT NULL, dimension VARCHAR, "group" VARCHAR, metric VARCHAR, people BIGINT, value DOUBLE,
+        reference_group VARCHAR, reference_value DOUBLE, ratio DOUBLE, flagged BOOLEAN)""",
+]
+# The back-tests: one row per `iom backtest`, and its metrics per rule set, scorer and as-of date.
+BACKTEST_DDL = [
+    """CREATE TABLE IF NOT EXISTS backtests (
+        backtest_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, created_at TIMESTAMP, from_date DATE,
+        to_date DATE, every VARCHAR, horizon_days INTEGER, last_covered DATE, rule_sets VARCHAR,
+        output_dir VARCHAR, summary VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS backtest_metrics (
+        backtest_id VARCHAR NOT NULL, rule_set VARCHAR NOT NULL, rules_version VARCHAR, rules_sha256 VARCHAR,
+        as_of DATE, scorer VARCHAR NOT NULL, people BIGINT, reoffenders BIGINT, base_rate DOUBLE, auc DOUBLE,
+        auc_low DOUBLE, auc_high DOUBLE, average_precision DOUBLE, auc_neighbourhood DOUBLE, auc_violence DOUBLE,
+        cohort_size BIGINT, precision_at_cohort DOUBLE, capture_offences DOUBLE, capture_neighbourhood DOUBLE)""",
+]
+# The panel's decisions (`pipeline.decisions`): one row per imported file, one per decision row of
+# a file. Never purged with a run: they are the audit trail of what the panel decided.
+DECISIONS_DDL = [
+    """CREATE TABLE IF NOT EXISTS decision_imports (
+        import_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, file_name VARCHAR NOT NULL, file_path VARCHAR NOT NULL,
+        sha256 VARCHAR NOT NULL, file_format VARCHAR NOT NULL, sheet VARCHAR, run_id VARCHAR,
+        imported_by VARCHAR NOT NULL, host VARCHAR, imported_at TIMESTAMP NOT NULL, rows_read BIGINT NOT NULL,
+        decisions BIGINT NOT NULL, blank_rows BIGINT NOT NULL, skipped_rows BIGINT NOT NULL DEFAULT 0)""",
+    """CREATE TABLE IF NOT EXISTS decisions (
+        import_id VARCHAR NOT NULL, row_number BIGINT NOT NULL, person_key VARCHAR NOT NULL, named_by VARCHAR NOT NULL,
+        decision VARCHAR NOT NULL, cohort_type VARCHAR, reason VARCHAR, decided_by VARCHAR,
+        meeting_date DATE NOT NULL, review_date DATE NOT NULL, management_end DATE, run_id VARCHAR,
+        raw VARCHAR NOT NULL)""",
+]
+PER_RUN_TABLES = (  # purged with the run
+    "cohort_members", "movement", "run_release_watch", "run_unknown_codes", "run_fairness")
+
 LINKING_DDL = [
     # [one estimated linkage model]: the Splink model as JSON, its sha256, why it was estimated
     """CREATE TABLE IF NOT EXISTS link_models (
@@ -115,6 +161,9 @@ def table_ddl() -> list[tuple[str, str]]:
         *((f"table {ddl.split()[5]}", ddl) for ddl in LOAD_DDL),
         *((f"table {src_table(e)}", src_ddl(e)) for e in EXTRACTS.values()),
         *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_EXTRAS_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in BACKTEST_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in DECISIONS_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in LINKING_DDL),
     ]
 
@@ -137,8 +186,11 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     # Version 1 made the run tables at the first run; a warehouse that never ran had none.
     Migration("0002_run_tables_and_migration_log", "1", "2", (MIGRATIONS_DDL, *RUN_DDL)),
-    # Probabilistic linking: the model, the reviewers' decisions and the person-key registry.
-    Migration("0003_probabilistic_linking", "2", "3", tuple(LINKING_DDL)),
+    Migration("0003_run_release_watch_unknown_codes_fairness", "2", "3", tuple(RUN_EXTRAS_DDL)),
+    Migration("0004_backtests", "3", "4", tuple(BACKTEST_DDL)),
+    Migration("0005_panel_decisions", "4", "5", tuple(DECISIONS_DDL)),
+    # Probabilistic linking: the model, the reviewers' link decisions and the person-key registry.
+    Migration("0006_probabilistic_linking", "5", "6", tuple(LINKING_DDL)),
 )
 
 

@@ -18,7 +18,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from pipeline.contract import Column, Extract, Kind, RejectReason
+from pipeline.contract import EARLIEST_DATE, Column, Extract, Kind, RejectReason
 from pipeline.errors import InputFileError
 from pipeline.identifiers import pnc_check_ok_expr
 
@@ -92,6 +92,9 @@ def _column_checks(column: Column, extract: Extract, options: ParseOptions) -> l
     if column.kind is Kind.DATE:
         parsed = parsed_date
         checks.append(_check(RejectReason.UNPARSEABLE_DATE, lambda c: parsed(c).is_not_null()))
+        checks.append(
+            _check(RejectReason.DATE_TOO_EARLY, lambda c: parsed(c).is_null() | (parsed(c) >= EARLIEST_DATE))
+        )
         if not column.may_be_future:
             checks.append(
                 _check(RejectReason.FUTURE_DATE, lambda c: parsed(c).is_null() | (parsed(c) <= options.extract_date))

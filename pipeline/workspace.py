@@ -38,18 +38,34 @@ def generate_workspace(
     extract_date: date,
     fault_rate: float,
     progress=None,
+    *,
+    past_decisions: bool = True,
+    treatment_effect: float = 0.0,
+    identity_noise: float = 1.0,
 ):
-    """Write synthetic extracts and a matching iom.toml into DIR; return (GeneratedData, config path)."""
-    from pipeline.generate import generate_extracts  # numpy-heavy: import only when generating
+    """Write synthetic extracts and a matching iom.toml into DIR; return (GeneratedData, config path).
+
+    The truth (`truth/`) and the simulated panel's past decisions (`decisions/`) go beside the
+    extracts; the config does not name them, so the pipeline never reads them."""
+    from synthetic import PastDecisions, generate_extracts  # numpy-heavy: import only when generating
 
     if people < 1:
         raise UsageError("--people must be at least 1")
-    if not 0 <= fault_rate <= 0.5:
-        raise UsageError("--fault-rate must be between 0 and 0.5")
+    if not 0 <= fault_rate < 0.5:
+        raise UsageError("--fault-rate must be at least 0 and below 0.5")
+    if not 0 <= treatment_effect < 1:
+        raise UsageError("--treatment-effect must be at least 0 and below 1")
+    if not 0 <= identity_noise <= 5:
+        raise UsageError("--identity-noise must be between 0 and 5")
     directory = Path(directory).absolute()
     extracts_dir = directory / "extracts"
-    data = generate_extracts(extracts_dir, people=people, seed=seed, extract_date=extract_date,
-                             fault_rate=fault_rate, progress=progress)
+    decisions = PastDecisions(treatment_effect=treatment_effect) if past_decisions else None
+    try:
+        data = generate_extracts(extracts_dir, people=people, seed=seed, extract_date=extract_date,
+                                 fault_rate=fault_rate, progress=progress, past_decisions=decisions,
+                                 identity_noise=identity_noise)
+    except ValueError as exc:  # the generator's own argument checks (e.g. too many people)
+        raise UsageError(str(exc)) from exc
     specs = [
         {
             "name": e.name,

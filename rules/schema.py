@@ -39,6 +39,7 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "seriousness_max_36m", "trend_12m", "prev_12m", "days_until_release", "days_since_release",
     "short_sentences_36m", "ogrs3_2yr", "mappa_level", "breaches_12m", "recalls_12m",
     "missed_appointments_12m", "positive_drug_tests_12m", "unknown_offences_36m",
+    "sanctions_total", "career_years", "copas_rate",  # criminal history (features.history)
 )
 BOOLEAN_FEATURES: tuple[str, ...] = (
     "in_custody", "release_due_90d", "under_supervision", "in_police", "in_probation", "in_prison",

@@ -2,6 +2,13 @@
 super-prolific, type members Fixed or Flex, list custody leavers worth preparing for, and count
 what was done (`SelectionStats`).
 
+The panel's decisions in force (`panel`, made by `pipeline.decisions.panel_at`) change only
+who is in: an accepted, eligible person is in the priority cohort whatever their rank, typed as
+the panel said; a rejected person is in neither cohort. Manual includes take places of their
+area's capacity first, and the ranked fill the places left, in rank order, skipping the rejected;
+an area whose includes exceed its capacity takes nobody by rank (docs/decisions.md). Ranks are
+the rules' ranks, unchanged. Without a panel the selection is exactly the rules' own.
+
 `select_cohorts(scored, rules)` takes the frame `rules.score.score` returns; the back-test calls
 the two apart. Vectorised Polars expressions: no Python loop runs per person.
 """
@@ -47,6 +54,8 @@ class SelectionStats:
     offences_12m: int
     super_prolific_offence_share: float | None  # None when nobody has an offence in 12 months
     release_watch: int
+    panel_included: int = 0  # priority members by the panel's accept (in force)
+    panel_excluded: int = 0  # people the panel's reject (in force) kept out of both cohorts
 
     def to_dict(self) -> dict:
         """The manifest's `counts.stats`: every field by name, in field order."""
@@ -123,7 +132,10 @@ def _rank_sort_keys(keys: pl.DataFrame) -> list[pl.Expr]:
     return [packed, pl.col("_person_ordinal")]
 
 
-def _rank(scored: pl.DataFrame, rules: RuleSet) -> pl.DataFrame:
+PANEL_EFFECTS = ("panel_include", "panel_exclude", "panel_cohort_type", "panel_note")
+
+
+def _rank(scored: pl.DataFrame, rules: RuleSet, panel: pl.DataFrame | None = None) -> pl.DataFrame:
     cohorts = rules.cohorts
     # Order and selection are worked out on the few columns they need, then the wide frame is
     # gathered once in rank order.
@@ -131,6 +143,9 @@ def _rank(scored: pl.DataFrame, rules: RuleSet) -> pl.DataFrame:
         "_row"
     )
     keys = keys.with_columns(_person_ordinal(keys)).sort(_rank_sort_keys(keys), descending=False)
+    if panel is not None:
+        keys = keys.join(panel, on="person_key", how="left", maintain_order="left").with_columns(
+            pl.col("panel_include").fill_null(False) & pl.col("eligible"), pl.col("panel_exclude").fill_null(False))
     area_key = pl.col("area").fill_null(NO_AREA)
     eligible = pl.col("eligible")
     keys = keys.with_columns(
@@ -138,28 +153,42 @@ def _rank(scored: pl.DataFrame, rules: RuleSet) -> pl.DataFrame:
         pl.when(eligible).then(eligible.cast(pl.Int64).cum_sum().over(area_key)).otherwise(None).alias("area_rank"),
         _capacity_expr(rules).alias("_capacity"),
     )
-    priority = eligible & (pl.col("score") >= cohorts.min_score) & (pl.col("area_rank") <= pl.col("_capacity"))
-    keys = keys.with_columns(
-        priority.fill_null(False).alias("priority"),
-        (eligible & (pl.col("offences_12m") >= cohorts.super_prolific_min_offences_12m)).fill_null(False)
-        .alias("super_prolific"),
-    )
+    super_prolific = eligible & (pl.col("offences_12m") >= cohorts.super_prolific_min_offences_12m)
+    if panel is None:
+        priority = eligible & (pl.col("score") >= cohorts.min_score) & (pl.col("area_rank") <= pl.col("_capacity"))
+    else:
+        # Includes take their area's places first; the ranked fill what is left, skipping the rejected.
+        include, exclude = pl.col("panel_include"), pl.col("panel_exclude")
+        candidate = eligible & ~include & ~exclude & (pl.col("score") >= cohorts.min_score)
+        keys = keys.with_columns(
+            candidate.cast(pl.Int64).cum_sum().over(area_key).alias("_fill_rank"),
+            include.cast(pl.Int64).sum().over(area_key).alias("_included"),
+        )
+        priority = include | (candidate & (pl.col("_fill_rank") <= pl.col("_capacity") - pl.col("_included")))
+        super_prolific = super_prolific & ~exclude
+    keys = keys.with_columns(priority.fill_null(False).alias("priority"), super_prolific.fill_null(False)
+                             .alias("super_prolific"))
     member = pl.col("priority") | pl.col("super_prolific")
+    note = pl.when(~eligible).then(pl.lit("not eligible: ") + pl.col("ineligible_reason"))
+    if panel is not None:
+        note = note.when(pl.col("panel_include") | pl.col("panel_exclude")).then(pl.col("panel_note"))
     note = (
-        pl.when(~eligible).then(pl.lit("not eligible: ") + pl.col("ineligible_reason"))
-        .when(pl.col("priority")).then(pl.lit(None, dtype=pl.Utf8))
+        note.when(pl.col("priority")).then(pl.lit(None, dtype=pl.Utf8))
         .when(pl.col("score") < cohorts.min_score).then(pl.lit(f"below minimum score {cohorts.min_score}"))
         .otherwise(pl.lit("area capacity ") + pl.col("_capacity").cast(pl.Utf8) + pl.lit(" reached"))
     )
+    rule_type = pl.when(pl.col("neighbourhood_12m") >= cohorts.fixed_min_neighbourhood_12m) \
+        .then(pl.lit("Fixed")).otherwise(pl.lit("Flex"))
+    if panel is not None:
+        rule_type = pl.coalesce(pl.when(pl.col("panel_include")).then(pl.col("panel_cohort_type")), rule_type)
     keys = keys.with_columns(
-        pl.when(member)
-        .then(pl.when(pl.col("neighbourhood_12m") >= cohorts.fixed_min_neighbourhood_12m)
-              .then(pl.lit("Fixed")).otherwise(pl.lit("Flex")))
-        .otherwise(pl.lit(None, dtype=pl.Utf8))
-        .alias("cohort_type"),
+        pl.when(member).then(rule_type).otherwise(pl.lit(None, dtype=pl.Utf8)).alias("cohort_type"),
         note.alias("selection_note"),
     )
-    added = keys.select("rank", "area_rank", "priority", "super_prolific", "cohort_type", "selection_note")
+    # With a panel, its other columns (the decision columns of the scores) follow the selection's own.
+    shown = [c for c in panel.columns if c not in PANEL_EFFECTS and c != "person_key"] if panel is not None else []
+    added = keys.select("rank", "area_rank", "priority", "super_prolific", "cohort_type", "selection_note",
+                        *(("panel_include", "panel_exclude") if panel is not None else ()), *shown)
     return scored[keys.get_column("_row")].hstack(added)
 
 
@@ -236,15 +265,22 @@ def _stats(ranked: pl.DataFrame, watch: pl.DataFrame, rules: RuleSet) -> Selecti
         offences_12m=total_12m,
         super_prolific_offence_share=(sp_12m / total_12m) if total_12m else None,
         release_watch=watch.height,
+        panel_included=int(ranked.get_column("panel_include").sum()) if "panel_include" in ranked.columns else 0,
+        panel_excluded=int(ranked.get_column("panel_exclude").sum()) if "panel_exclude" in ranked.columns else 0,
     )
 
 
-def select_cohorts(scored: pl.DataFrame, rules: RuleSet) -> Selection:
+def select_cohorts(scored: pl.DataFrame, rules: RuleSet, panel: pl.DataFrame | None = None) -> Selection:
     """Rank eligible people, fill each area's priority cohort up to its capacity, flag the
-    super-prolific, type members Fixed or Flex, and list custody leavers worth preparing for."""
-    ranked = _rank(scored, rules)
+    super-prolific, type members Fixed or Flex, and list custody leavers worth preparing for.
+
+    `panel`: the panel's decisions in force (`pipeline.decisions.panel_at`): person_key, the
+    PANEL_EFFECTS columns, and any others, which are added to the ranked frame as they are."""
+    ranked = _rank(scored, rules, panel)
     watch = _release_watch(scored, rules)
     stats = _stats(ranked, watch, rules)
+    if panel is not None:
+        ranked = ranked.drop("panel_include", "panel_exclude")
     log.info("selected %d priority and %d super-prolific of %d eligible", stats.priority, stats.super_prolific,
              stats.eligible)
     return Selection(ranked, watch, stats)

@@ -1,7 +1,7 @@
 """A corpus of bad extract files, written on demand into a test's tmp folder.
 
 Each writer takes the path to write (usually `<workspace>/extracts/<name>.csv`, replacing the
-header-only file `make_workspace` put there) and returns it. Nothing binary is committed: the
+header-only file `write_workspace` put there) and returns it. Nothing binary is committed: the
 Excel and Parquet files are built here, in memory, from a few rows.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xlsxwriter
-from conftest import example_row
+from builders import example_row
 
 from pipeline.contract import EXTRACTS
 
