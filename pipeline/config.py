@@ -84,8 +84,8 @@ class LinkingConfig(_Strict):
     probabilistic: bool = True
     # match probability at or above `upper`: linked; from `lower` up to `upper`: the review
     # queue; below `lower`: no link. Changes are recorded in CHANGELOG.md.
-    upper_threshold: float = Field(default=0.95, gt=0, le=1)
-    lower_threshold: float = Field(default=0.70, gt=0, le=1)
+    upper_threshold: float = Field(default=0.85, gt=0, le=1)
+    lower_threshold: float = Field(default=0.50, gt=0, le=1)
     # also compare two records of the same agency (duplicate CRNs, nominals, prison numbers)
     within_source: bool = True
     # re-estimate the model when the number of records changed by more than this since it was estimated
@@ -235,8 +235,8 @@ period = "month_start"
 # upper_threshold: linked; from lower_threshold up to it: the clerical review queue
 # (`iom links review`); below: no link. Two different PNC ids are never merged.
 probabilistic = true
-upper_threshold = 0.95
-lower_threshold = 0.70
+upper_threshold = 0.85
+lower_threshold = 0.50
 # also look for duplicates within one agency (two CRNs or two nominals of one person)
 within_source = true
 # the model is re-estimated by `iom links estimate`, or when the records change by more than this

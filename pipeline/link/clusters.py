@@ -7,7 +7,9 @@ Named steps:
 2. clustering: the components joined by those edges (connected components, scipy). A cluster
    that would hold two different PNC ids, or two records a reviewer said are not the same person,
    is split: its edges are applied strongest first (reviewers' matches, then by match
-   probability) and an edge that would join two PNC ids or a rejected pair is not applied.
+   probability) and an edge that would join two PNC ids or a rejected pair is not applied; a
+   component without a PNC id that the model links to two people of different PNC ids is
+   ambiguous: none of those links is applied, and they wait in the review queue.
    Each edge not applied is kept in `link_conflicts` with its reason.
 3. `linked.final_label` takes the cluster's label (its smallest component label), and
    `joined_by` [one component joined to others by an applied edge] says how: `review` (a
@@ -66,6 +68,9 @@ _COMPONENT_PNC = """SELECT det_label, list(DISTINCT pnc_norm) AS pncs FROM linke
 _CONFLICTS_DDL = """CREATE OR REPLACE TABLE link_conflicts (  -- [one accepted pair not applied]
     record_id_l VARCHAR, record_id_r VARCHAR, strength DOUBLE, kind VARCHAR, reason VARCHAR)"""
 
+_AMBIGUOUS_TO_REVIEW = """UPDATE link_pairs SET zone = 'review' FROM link_conflicts c
+    WHERE c.reason = ? AND link_pairs.record_id_l = c.record_id_l AND link_pairs.record_id_r = c.record_id_r"""
+
 _APPLY = """
 CREATE OR REPLACE TEMP TABLE joined_by AS  -- [one component joined by an applied edge]
 SELECT label, CASE WHEN bool_or(kind = 'review') THEN 'review' ELSE 'probabilistic' END AS joined_by
@@ -82,14 +87,37 @@ def _find(parent: dict, x):
     return root
 
 
+AMBIGUOUS = "matches people with two different PNC ids: for a reviewer"
+
+
+def _ambiguous(edges: list[tuple], pncs: dict) -> set[int]:
+    """The model's links of a component without a PNC id to components of two or more different
+    PNC ids: it could be either person, so none of them is applied and a reviewer decides (a
+    component a reviewer has matched is not ambiguous)."""
+    reach: dict = {}
+    reviewed = {x for _, _, a, b, kind in edges if kind == "review" for x in (a, b)}
+    for index, _, a, b, kind in edges:
+        if kind == "review":
+            continue
+        for x, y in ((a, b), (b, a)):
+            if x not in pncs and y in pncs and x not in reviewed:
+                reach.setdefault(x, {}).setdefault(pncs[y], []).append(index)
+    return {i for by_pnc in reach.values() if len(by_pnc) > 1 for found in by_pnc.values() for i in found}
+
+
 def _split(edges: list[tuple], pncs: dict, cannot: set) -> tuple[list[int], list[tuple[int, str]]]:
     """Greedy, strongest edge first: join two groups unless they hold different PNC ids or a
-    rejected pair. Returns the indices of the edges applied and (index, reason) of the others."""
+    rejected pair; ambiguous links (`_ambiguous`) are not applied. Edges are (index, strength,
+    label, label, kind); returns the indices applied and (index, reason) of the others."""
+    ambiguous = _ambiguous(edges, pncs)
     parent: dict = {}
     held: dict = {}
     members: dict = {}
     applied, refused = [], []
-    for index, _, a, b in sorted(edges, key=lambda e: (-e[1], e[0])):
+    for index, _, a, b, _kind in sorted(edges, key=lambda e: (-e[1], e[0])):
+        if index in ambiguous:
+            refused.append((index, AMBIGUOUS))
+            continue
         for x in (a, b):
             if x not in parent:
                 parent[x], held[x], members[x] = x, set(pncs.get(x, ())), {x}
@@ -134,7 +162,7 @@ def cluster(con: duckdb.DuckDBPyConnection) -> dict:
     _, group = connected_components(graph.tocsr(), directed=False)
 
     pnc_rows = run_sql(con, "clusters: component PNC ids", _COMPONENT_PNC).fetchall()
-    pncs = {label: tuple(values) for label, values in pnc_rows if values}
+    pncs = {label: tuple(sorted(values)) for label, values in pnc_rows if values}
     cannot = {(int(x), int(y)) for x, y in run_sql(con, "clusters: read cannot", "SELECT * FROM link_cannot").fetchall()}
     # A group is in conflict if it holds two PNC ids or both records of a rejected pair.
     group_pncs: dict[int, set] = {}
@@ -151,7 +179,8 @@ def cluster(con: duckdb.DuckDBPyConnection) -> dict:
     if conflicted:
         for g in sorted(conflicted):
             index = np.flatnonzero(edge_group == g)
-            subset = [(int(i), float(edges["strength"][i]), int(labels_l[i]), int(labels_r[i])) for i in index]
+            subset = [(int(i), float(edges["strength"][i]), int(labels_l[i]), int(labels_r[i]), str(edges["kind"][i]))
+                      for i in index]
             _, refused_here = _split(subset, pncs, cannot)
             refused.extend(refused_here)
         for i, _ in refused:
@@ -178,6 +207,8 @@ def cluster(con: duckdb.DuckDBPyConnection) -> dict:
                                                names=["record_id_l", "record_id_r", "strength", "kind", "reason"]))
         run_sql(con, "clusters: store conflicts", "INSERT INTO link_conflicts SELECT * FROM refused_frame")
         con.unregister("refused_frame")
+        # an ambiguous link waits for a reviewer like a pair between the thresholds
+        run_sql(con, "clusters: ambiguous to review", _AMBIGUOUS_TO_REVIEW, [AMBIGUOUS])
         log.warning("%d accepted link(s) not applied: they would join two PNC ids or a pair a reviewer rejected "
                     "(see link_conflicts)", len(refused))
     review_matches = int(np.sum((edges["kind"] == "review") & keep))

@@ -37,7 +37,15 @@ from pipeline.contract import EXTRACTS, Extract
 from pipeline.errors import WarehouseError
 from pipeline.facts import build_facts
 from pipeline.identifiers import name_normal_sql, pnc_normal_sql
-from pipeline.link.clusters import _APPLY, _CANNOT, _CANNOT_WITHIN, _EDGES, _EDGES_WITHIN, cluster
+from pipeline.link.clusters import (
+    _AMBIGUOUS_TO_REVIEW,
+    _APPLY,
+    _CANNOT,
+    _CANNOT_WITHIN,
+    _EDGES,
+    _EDGES_WITHIN,
+    cluster,
+)
 from pipeline.link.persons import STEPS as PERSON_KEY_STEPS
 from pipeline.link.persons import assign_keys, record_keys
 from pipeline.link.probabilistic import _RECORDS as _PROB_RECORDS
@@ -406,7 +414,8 @@ def rendered_steps() -> dict[str, str]:
                                                    ("store pairs", _STORE_PAIRS))},
         "probabilistic: settings": json.dumps(settings_dict(True), sort_keys=True),
         **{f"clusters: {k}": v for k, v in (("edges", _EDGES), ("cannot", _CANNOT), ("apply", _APPLY),
-                                             ("within", _EDGES_WITHIN + _CANNOT_WITHIN))},
+                                             ("within", _EDGES_WITHIN + _CANNOT_WITHIN),
+                                             ("ambiguous", _AMBIGUOUS_TO_REVIEW))},
         **{f"person keys: {k}": v for k, v in PERSON_KEY_STEPS.items()},
         "review queue": _QUEUE,
         "person_ids": _PERSON_IDS,

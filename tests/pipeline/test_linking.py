@@ -125,23 +125,27 @@ def test_the_lower_threshold_may_not_exceed_the_upper(tmp_path):
         with_linking(config, lower_threshold=0.9, upper_threshold=0.5)
 
 
-def test_a_record_matching_two_pnc_ids_joins_one_and_the_other_link_is_reported(tmp_path):
-    # Two different people (PNC ids) with the same name and birth date; a probation copy of one
-    # without a PNC id matches both exactly: it may join one of them, never both.
+def test_a_record_matching_two_pnc_ids_joins_neither_and_waits_for_a_reviewer(tmp_path):
+    # Two different people (PNC ids) with the same name and birth date; a probation copy without
+    # a PNC id matches both exactly: it could be either, so it joins neither and both pairs are
+    # reported and queued; a reviewer's match then links it to the one they chose.
     config = make_workspace(tmp_path, {
         "police_nominals": [nominal("N1", "12/394773H"), nominal("N2", "2002/0073319Z"), *filler()],
         "probation_cases": [case("X000001")]})
     report = ingest_workspace(config)
     keys = people_of(config)
-    assert keys["police:N1"] != keys["police:N2"]
-    assert keys["probation:X000001"] in (keys["police:N1"], keys["police:N2"])
-    assert report.link.conflicts == 1
+    assert len({keys["police:N1"], keys["police:N2"], keys["probation:X000001"]}) == 3
+    assert report.link.conflicts == 2 and report.link.review_queue == 2
     con = connect(config, read_only=True)
     try:
-        reasons = [r[0] for r in con.execute("SELECT reason FROM link_conflicts").fetchall()]
+        reasons = {r[0] for r in con.execute("SELECT reason FROM link_conflicts").fetchall()}
     finally:
         con.close()
-    assert reasons == ["would join two different PNC ids"]
+    assert reasons == {"matches people with two different PNC ids: for a reviewer"}
+    assert review_queue(config).height == 2
+    import_decisions(config, _decide(config, tmp_path, {("police:N2", "probation:X000001"): "match"}))
+    keys = people_of(config)
+    assert keys["probation:X000001"] == keys["police:N2"] != keys["police:N1"]
 
 
 # --- the never-merge rule as an invariant ------------------------------------------------------
