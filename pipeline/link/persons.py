@@ -82,8 +82,10 @@ WHERE v.final_label <> w.final_label
 """
 
 _REGISTER = """
-INSERT OR REPLACE INTO person_key_registry
+INSERT OR REPLACE INTO person_key_registry  -- only the records whose key is new or changed
 SELECT l.record_id, a.person_key, $now FROM linked l JOIN anchors a USING (final_label)
+LEFT JOIN person_key_registry g ON g.record_id = l.record_id
+WHERE g.person_key IS DISTINCT FROM a.person_key
 """
 
 STEPS = {"key_votes": _VOTES, "key_winners": _WINNERS, "kept_keys": _KEPT, "anchors": ANCHORS,

@@ -200,7 +200,7 @@ class Estimate:
 
 def _splink_con(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     scratch = duckdb.connect(":memory:")
-    scratch.execute("SET memory_limit = '1500MB'")
+    scratch.execute("SET memory_limit = '1GB'")
     if threads:
         scratch.execute(f"SET threads = {int(threads)}")
     return scratch
