@@ -9,7 +9,8 @@ Named steps:
    is split: its edges are applied strongest first (reviewers' matches, then by match
    probability) and an edge that would join two PNC ids or a rejected pair is not applied; a
    component without a PNC id that the model links to two people of different PNC ids is
-   ambiguous: none of those links is applied, and they wait in the review queue.
+   ambiguous: none of those links is applied, and they wait in the review queue; so does a
+   model's link across agencies that would give a person a second record of one agency.
    Each edge not applied is kept in `link_conflicts` with its reason.
 3. `linked.final_label` takes the cluster's label (its smallest component label), and
    `joined_by` [one component joined to others by an applied edge] says how: `review` (a
@@ -61,15 +62,17 @@ WHERE d.decision = 'no_match'
 """
 _CANNOT_WITHIN = "DELETE FROM link_cannot WHERE label_l = label_r"
 
-_COMPONENT_PNC = """SELECT det_label, list(DISTINCT pnc_norm) AS pncs FROM linked
-                    WHERE pnc_norm IS NOT NULL AND det_label IN (SELECT label_l FROM link_edges UNION SELECT label_r FROM link_edges)
+_COMPONENT_PNC = """SELECT det_label, list(DISTINCT pnc_norm) FILTER (WHERE pnc_norm IS NOT NULL) AS pncs,
+                           bit_or(CASE source WHEN 'police' THEN 1 WHEN 'probation' THEN 2 ELSE 4 END) AS agencies
+                    FROM linked
+                    WHERE det_label IN (SELECT label_l FROM link_edges UNION SELECT label_r FROM link_edges)
                     GROUP BY det_label"""
 
 _CONFLICTS_DDL = """CREATE OR REPLACE TABLE link_conflicts (  -- [one accepted pair not applied]
     record_id_l VARCHAR, record_id_r VARCHAR, strength DOUBLE, kind VARCHAR, reason VARCHAR)"""
 
 _AMBIGUOUS_TO_REVIEW = """UPDATE link_pairs SET zone = 'review' FROM link_conflicts c
-    WHERE c.reason = ? AND link_pairs.record_id_l = c.record_id_l AND link_pairs.record_id_r = c.record_id_r"""
+    WHERE c.reason IN (?, ?) AND link_pairs.record_id_l = c.record_id_l AND link_pairs.record_id_r = c.record_id_r"""
 
 _APPLY = """
 CREATE OR REPLACE TEMP TABLE joined_by AS  -- [one component joined by an applied edge]
@@ -88,6 +91,8 @@ def _find(parent: dict, x):
 
 
 AMBIGUOUS = "matches people with two different PNC ids: for a reviewer"
+SECOND_RECORD = "would give the person a second record of one agency: for a reviewer"
+_SOURCE_BIT = {"police": 1, "probation": 2, "prison": 4}
 
 
 def _ambiguous(edges: list[tuple], pncs: dict) -> set[int]:
@@ -95,8 +100,8 @@ def _ambiguous(edges: list[tuple], pncs: dict) -> set[int]:
     PNC ids: it could be either person, so none of them is applied and a reviewer decides (a
     component a reviewer has matched is not ambiguous)."""
     reach: dict = {}
-    reviewed = {x for _, _, a, b, kind in edges if kind == "review" for x in (a, b)}
-    for index, _, a, b, kind in edges:
+    reviewed = {x for _, _, a, b, kind, _ in edges if kind == "review" for x in (a, b)}
+    for index, _, a, b, kind, _ in edges:
         if kind == "review":
             continue
         for x, y in ((a, b), (b, a)):
@@ -105,22 +110,28 @@ def _ambiguous(edges: list[tuple], pncs: dict) -> set[int]:
     return {i for by_pnc in reach.values() if len(by_pnc) > 1 for found in by_pnc.values() for i in found}
 
 
-def _split(edges: list[tuple], pncs: dict, cannot: set) -> tuple[list[int], list[tuple[int, str]]]:
+def _split(edges: list[tuple], pncs: dict, cannot: set, sources: dict | None = None) -> tuple[list[int], list[tuple[int, str]]]:
     """Greedy, strongest edge first: join two groups unless they hold different PNC ids or a
-    rejected pair; ambiguous links (`_ambiguous`) are not applied. Edges are (index, strength,
-    label, label, kind); returns the indices applied and (index, reason) of the others."""
+    rejected pair; ambiguous links (`_ambiguous`) are not applied, nor a model's link across
+    agencies that would give a person a second record of an agency (each agency's own duplicate
+    needs its own evidence: a pair within the agency, or a reviewer). Edges are (index, strength,
+    label, label, kind, same agency); `sources` maps a label to its agencies (bits); returns the
+    indices applied and (index, reason) of the others."""
+    sources = sources or {}
     ambiguous = _ambiguous(edges, pncs)
     parent: dict = {}
     held: dict = {}
+    agencies: dict = {}
     members: dict = {}
     applied, refused = [], []
-    for index, _, a, b, _kind in sorted(edges, key=lambda e: (-e[1], e[0])):
+    for index, _, a, b, kind, same_agency in sorted(edges, key=lambda e: (-e[1], e[0])):
         if index in ambiguous:
             refused.append((index, AMBIGUOUS))
             continue
         for x in (a, b):
             if x not in parent:
                 parent[x], held[x], members[x] = x, set(pncs.get(x, ())), {x}
+                agencies[x] = sources.get(x, 0)
         ra, rb = _find(parent, a), _find(parent, b)
         if ra == rb:
             applied.append(index)
@@ -131,8 +142,12 @@ def _split(edges: list[tuple], pncs: dict, cannot: set) -> tuple[list[int], list
         if any((x, y) in cannot or (y, x) in cannot for x in members[ra] for y in members[rb]):
             refused.append((index, "a reviewer decided these are not the same person"))
             continue
+        if kind != "review" and not same_agency and agencies[ra] & agencies[rb]:
+            refused.append((index, SECOND_RECORD))
+            continue
         parent[rb] = ra
         held[ra] |= held[rb]
+        agencies[ra] |= agencies[rb]
         members[ra] |= members.pop(rb)
         applied.append(index)
     return applied, refused
@@ -162,7 +177,8 @@ def cluster(con: duckdb.DuckDBPyConnection) -> dict:
     _, group = connected_components(graph.tocsr(), directed=False)
 
     pnc_rows = run_sql(con, "clusters: component PNC ids", _COMPONENT_PNC).fetchall()
-    pncs = {label: tuple(sorted(values)) for label, values in pnc_rows if values}
+    pncs = {label: tuple(sorted(values)) for label, values, _ in pnc_rows if values}
+    sources = {label: int(bits) for label, _, bits in pnc_rows}
     cannot = {(int(x), int(y)) for x, y in run_sql(con, "clusters: read cannot", "SELECT * FROM link_cannot").fetchall()}
     # A group is in conflict if it holds two PNC ids or both records of a rejected pair.
     group_pncs: dict[int, set] = {}
@@ -171,6 +187,13 @@ def cluster(con: duckdb.DuckDBPyConnection) -> dict:
             group_pncs.setdefault(g, set()).update(pncs[node])
     node_group = dict(zip(nodes.tolist(), group.tolist(), strict=True))
     conflicted = {g for g, held in group_pncs.items() if len(held) > 1}
+    # a group holding two components with records of one agency may join them only by a pair within it
+    seen_agency: dict[tuple[int, int], int] = {}
+    for node, g in zip(nodes.tolist(), group.tolist(), strict=True):
+        for bit in (1, 2, 4):
+            if sources.get(node, 0) & bit:
+                seen_agency[(g, bit)] = seen_agency.get((g, bit), 0) + 1
+    conflicted |= {g for (g, _), n in seen_agency.items() if n > 1}
     conflicted |= {node_group[x] for x, y in cannot if x in node_group and node_group.get(y) == node_group[x]}
 
     edge_group = group[a]
@@ -179,9 +202,10 @@ def cluster(con: duckdb.DuckDBPyConnection) -> dict:
     if conflicted:
         for g in sorted(conflicted):
             index = np.flatnonzero(edge_group == g)
-            subset = [(int(i), float(edges["strength"][i]), int(labels_l[i]), int(labels_r[i]), str(edges["kind"][i]))
+            subset = [(int(i), float(edges["strength"][i]), int(labels_l[i]), int(labels_r[i]), str(edges["kind"][i]),
+                       str(edges["record_id_l"][i]).split(":")[0] == str(edges["record_id_r"][i]).split(":")[0])
                       for i in index]
-            _, refused_here = _split(subset, pncs, cannot)
+            _, refused_here = _split(subset, pncs, cannot, sources)
             refused.extend(refused_here)
         for i, _ in refused:
             keep[i] = False
@@ -208,7 +232,7 @@ def cluster(con: duckdb.DuckDBPyConnection) -> dict:
         run_sql(con, "clusters: store conflicts", "INSERT INTO link_conflicts SELECT * FROM refused_frame")
         con.unregister("refused_frame")
         # an ambiguous link waits for a reviewer like a pair between the thresholds
-        run_sql(con, "clusters: ambiguous to review", _AMBIGUOUS_TO_REVIEW, [AMBIGUOUS])
+        run_sql(con, "clusters: ambiguous to review", _AMBIGUOUS_TO_REVIEW, [AMBIGUOUS, SECOND_RECORD])
         log.warning("%d accepted link(s) not applied: they would join two PNC ids or a pair a reviewer rejected "
                     "(see link_conflicts)", len(refused))
     review_matches = int(np.sum((edges["kind"] == "review") & keep))

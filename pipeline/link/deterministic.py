@@ -11,8 +11,12 @@ Named steps, in SQL but for the graph search of step 3:
                      that shares its normalised surname, first forename and date of birth; where
                      two or more candidates with different PNC ids match, it is left alone and
                      counted as ambiguous. Components with PNC ids never merge on names.
-5. `people`, `person_ids`, `link_report`; each person also has a `person_number`, 0, 1, 2, ... in
-   person-key order.
+   Then, between this step and the next: the probabilistic step (`pipeline.link.probabilistic`:
+   `link_pairs`), the clusters that join components by accepted links and never two PNC ids
+   (`pipeline.link.clusters`), and the stable person keys (`pipeline.link.persons`: `anchors`).
+5. `people`, `person_ids` (with each record's `link_method`: pnc, nomis, name_dob,
+   probabilistic, review or unlinked), `link_report`; each person also has a `person_number`,
+   0, 1, 2, ... in person-key order.
 6. the facts tables (`pipeline.facts`): the current offences, custody spells, probation cases and
    events of linked records by person number, with no text ids: what the monthly features read.
 

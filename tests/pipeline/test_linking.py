@@ -151,25 +151,35 @@ def test_a_record_matching_two_pnc_ids_joins_neither_and_waits_for_a_reviewer(tm
 # --- the never-merge rule as an invariant ------------------------------------------------------
 
 
+AGENCIES = ("police", "probation", "prison")
+
+
+def _rid(i: int) -> str:
+    return f"{AGENCIES[i % 3]}:{i:03d}"
+
+
 def _cluster_tables(components: list[int | None], edges: list[tuple[int, int, float]],
                     rejected: list[tuple[int, int]]) -> duckdb.DuckDBPyConnection:
-    """A connection holding what `cluster` reads: record i is alone in component i, with PNC id
-    components[i] (None: none); edges and rejections between records."""
+    """A connection holding what `cluster` reads: record i (of agency i mod 3) is alone in
+    component i, with PNC id components[i] (None: none); edges and rejections between records."""
     con = duckdb.connect(":memory:")
     for ddl in LINKING_DDL:
         con.execute(ddl)
-    con.execute("CREATE TEMP TABLE linked (record_id VARCHAR, pnc_norm VARCHAR, det_label UBIGINT, final_label UBIGINT)")
+    con.execute("CREATE TEMP TABLE linked (record_id VARCHAR, source VARCHAR, pnc_norm VARCHAR, det_label UBIGINT, "
+                "final_label UBIGINT)")
     for i, pnc in enumerate(components):
-        con.execute("INSERT INTO linked VALUES (?, ?, ?, ?)", [f"r:{i:03d}", None if pnc is None else f"P{pnc}", i, i])
+        con.execute("INSERT INTO linked VALUES (?, ?, ?, ?, ?)",
+                    [_rid(i), AGENCIES[i % 3], None if pnc is None else f"P{pnc}", i, i])
     con.execute("CREATE TABLE link_pairs (record_id_l VARCHAR, record_id_r VARCHAR, match_probability DOUBLE, zone VARCHAR)")
     for a, b, p in edges:
         if a != b:
-            con.execute("INSERT INTO link_pairs VALUES (?, ?, ?, 'auto_link')", [f"r:{min(a, b):03d}", f"r:{max(a, b):03d}", p])
+            left, right = sorted((_rid(a), _rid(b)))
+            con.execute("INSERT INTO link_pairs VALUES (?, ?, ?, 'auto_link')", [left, right, p])
     now = datetime.now(UTC).replace(tzinfo=None)
     for n, (a, b) in enumerate(rejected):
         if a != b:
             con.execute("INSERT INTO link_decisions VALUES (?, ?, ?, ?, 'no_match', 'test', NULL, NULL, NULL, NULL, NULL)",
-                        [n + 1, now, f"r:{min(a, b):03d}", f"r:{max(a, b):03d}"])
+                        [n + 1, now, *sorted((_rid(a), _rid(b)))])
     return con
 
 
