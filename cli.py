@@ -254,8 +254,9 @@ def _print_link(link, relinked: bool = True) -> None:
                   f"threshold, {link.auto_linked:,} at or above the upper (linked)")
         out.print(f"  review queue: {link.review_queue:,} pairs waiting for a decision (`iom links review`)")
         if link.conflicts:
-            out.print(f"  not applied: {link.conflicts:,} accepted links that would join two PNC ids or a pair a "
-                      "reviewer rejected (clusters split)")
+            out.print(f"  not applied: {link.conflicts:,} accepted links that would join two PNC ids, match two "
+                      "people, give a person a second record of one agency, or join a pair a reviewer rejected "
+                      "(clusters split; the ambiguous ones are in the review queue)")
         if link.keys_merged or link.keys_split:
             out.print(f"  person keys: {link.keys_merged:,} merged into another person, {link.keys_split:,} split")
     if link.orphan_offences or link.orphan_events:

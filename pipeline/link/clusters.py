@@ -233,7 +233,7 @@ def cluster(con: duckdb.DuckDBPyConnection) -> dict:
         con.unregister("refused_frame")
         # an ambiguous link waits for a reviewer like a pair between the thresholds
         run_sql(con, "clusters: ambiguous to review", _AMBIGUOUS_TO_REVIEW, [AMBIGUOUS, SECOND_RECORD])
-        log.warning("%d accepted link(s) not applied: they would join two PNC ids or a pair a reviewer rejected "
-                    "(see link_conflicts)", len(refused))
+        log.warning("%d accepted link(s) not applied: two PNC ids, an ambiguous match, a second record of one "
+                    "agency or a reviewer's no (see link_conflicts)", len(refused))
     review_matches = int(np.sum((edges["kind"] == "review") & keep))
     return {"applied": int(keep.sum()), "refused": len(refused), "review_matches": review_matches}
