@@ -123,8 +123,8 @@ def _comparisons() -> list[dict]:
         {"output_column_name": "agency", "comparison_description": "agency",
          "comparison_levels": [
              _level('"source_l" IS NULL OR "source_r" IS NULL', "agency unknown", 0, 0, null=True),
-             _level('"source_l" = "source_r"', "same agency", 0.01, 0.6),
-             _level("ELSE", "different agencies", 0.99, 0.4),
+             _level('"source_l" = "source_r"', "same agency", 0.001, 0.6),
+             _level("ELSE", "different agencies", 0.999, 0.4),
          ]},
     ]
 
