@@ -21,12 +21,21 @@ from typing import Annotated, TypeVar
 
 import click
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from typer.core import TyperGroup
 
+from cli_show import (
+    err,
+    out,
+    show_backtest,
+    show_explanation,
+    show_ingest,
+    show_link,
+    show_run,
+    show_training,
+    table,
+)
 from pipeline.errors import IomError, failed_step
 
 log = logging.getLogger("iom")
@@ -72,9 +81,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-# Wide when piped to a file or cron mail, so tables are not cut.
-out = Console(highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
 class LogFormat(StrEnum):
@@ -214,62 +220,6 @@ def _progress():
         yield update
 
 
-def _table(title: str, columns: list[str], rows: list[list], justify_numbers: bool = True) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for name in columns:
-        table.add_column(name)
-    for row in rows:
-        table.add_row(*[f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else ("" if v is None else str(v)) for v in row])
-    return table
-
-
-def _print_ingest(report) -> None:
-    rows = [[r.source, r.file_name, r.status, r.rows_read, r.rows_loaded, r.rows_rejected,
-             ", ".join(f"{k} {v:,}" for k, v in r.reasons.items())] for r in report.loads]
-    out.print(_table("Loads", ["source", "file", "status", "read", "loaded", "rejected", "reasons"], rows))
-    out.print()
-    recon = []
-    for r in report.reconciliation:
-        ok = r["rows_read"] == r["rows_loaded"] + r["rows_rejected"]
-        recon.append([r["source"], r["files"], r["rows_read"], r["rows_loaded"], r["rows_rejected"],
-                      "read = loaded + rejected" if ok else "MISMATCH"])
-    out.print(_table("Reconciliation (all loads)", ["source", "files", "read", "loaded", "rejected", "check"], recon))
-    out.print()
-    _print_link(report.link, report.relinked)
-    if report.evaluation is not None:
-        _print_evaluation(report.evaluation)
-
-
-def _print_link(link, relinked: bool = True) -> None:
-    link_rows = [[s["source"], s["records"], s["linked"], s["unlinked"], s["by_pnc"], s["by_nomis"], s["by_name_dob"],
-                  s.get("by_probabilistic", 0), s.get("by_review", 0), s["ambiguous"]] for s in link.per_source]
-    unchanged = "" if relinked else " (unchanged: nothing that decides the links changed since the last link)"
-    out.print(_table(f"Identity linking: {link.people:,} people{unchanged}",
-                     ["source", "records", "linked across agencies", "unlinked", "by PNC", "by NOMIS",
-                      "by name+DOB", "probabilistic", "by reviewer", "ambiguous"], link_rows))
-    if link.model_version is not None:
-        model = (f"model version {link.model_version}, estimated now ({link.model_estimated})" if link.model_estimated
-                 else f"model version {link.model_version}")
-        out.print(f"  probabilistic linking ({model}): {link.pairs_scored:,} pairs scored at or above the lower "
-                  f"threshold, {link.auto_linked:,} at or above the upper (linked)")
-        out.print(f"  review queue: {link.review_queue:,} pairs waiting for a decision (`iom links review`)")
-        if link.conflicts:
-            out.print(f"  not applied: {link.conflicts:,} accepted links that would join two PNC ids, match two "
-                      "people, give a person a second record of one agency, or join a pair a reviewer rejected "
-                      "(clusters split; the ambiguous ones are in the review queue)")
-        if link.keys_merged or link.keys_split:
-            out.print(f"  person keys: {link.keys_merged:,} merged into another person, {link.keys_split:,} split")
-    if link.orphan_offences or link.orphan_events:
-        out.print(f"  offences whose police id has no nominal: {link.orphan_offences:,}; "
-                  f"probation events whose CRN has no case: {link.orphan_events:,} (kept, not scored)")
-
-
-def _print_evaluation(e) -> None:
-    out.print(f"  against the synthetic truth ({e.records:,} records): precision {e.precision:.4f}, recall "
-              f"{e.recall:.4f} ({e.true_predicted:,} of {e.true_pairs:,} true pairs linked, {e.false_pairs:,} "
-              f"false; {e.missed_two_pnc_ids:,} missed pairs hold two different PNC ids)")
-
-
 # --- commands --------------------------------------------------------------------------------
 
 
@@ -304,7 +254,7 @@ def generate(
         out_dir, people, seed, when, fault_rate, past_decisions=past_decisions, treatment_effect=treatment_effect,
         identity_noise=identity_noise))
     rows = [[e.name, e.path.name, e.format, e.rows] for e in data.extracts]
-    out.print(_table(f"Generated {people:,} people (seed {seed}, extract date {when})", ["extract", "file", "format", "rows"], rows))
+    out.print(table(f"Generated {people:,} people (seed {seed}, extract date {when})", ["extract", "file", "format", "rows"], rows))
     out.print(f"Injected faults: {', '.join(f'{k} {v:,}' for k, v in sorted(data.faults.items())) or 'none'}")
     out.print(f"Truth (never read by the pipeline): {data.truth_dir}")
     if data.decisions_path is not None:
@@ -325,7 +275,7 @@ def ingest(config: ConfigOption = Path("iom.toml"), wait: WaitOption = 0.0) -> N
     cfg = _call(lambda: load_config(config))
     with _progress() as progress:
         report = _locked_call(cfg, "ingest", lambda: load(progress), wait=wait)
-    _print_ingest(report)
+    show_ingest(report)
 
 
 @app.command()
@@ -346,7 +296,7 @@ def demo(
     cfg = _call(lambda: load_config(config_path))
     with _progress() as progress:
         report = _locked_call(cfg, "demo", lambda: ingest_workspace(cfg, progress, evaluate=True))
-    _print_ingest(report)
+    show_ingest(report)
     from pipeline.link.review import example_link
 
     example = _locked_call(cfg, "demo", lambda: example_link(cfg))
@@ -364,7 +314,7 @@ def demo(
         with _progress() as progress:
             result = _locked_call(cfg, "demo", lambda as_of=as_of: run_period(cfg, as_of, force=False, progress=progress))
         out.print()
-        _print_run(result)
+        show_run(result)
     out.print(f"\nWarehouse: {cfg.warehouse_path}")
     out.print(f"Try: uv run iom explain {_first_priority(result)} --config {config_path}")
     if result.output_dir is not None:
@@ -382,51 +332,14 @@ def _first_priority(result) -> str:
     return cohort["person_key"][0] if cohort.height else "PERSON_KEY"
 
 
-def _print_run(result) -> None:
-    if result.status == "skipped":
-        out.print(result.message)
-        return
-    stats = result.stats  # a SelectionStats (rules.select)
-    out.print(f"Run {result.run_id} (as of {result.as_of}): {result.counts.get('assessed', 0):,} people assessed")
-    out.print(f"  assessed: {stats.assessed:,}")
-    out.print(f"  eligible: {stats.eligible:,}")
-    out.print("  ineligible: " + ", ".join(f"{reason} {n}" for reason, n in stats.ineligible.items()))
-    out.print(f"  priority: {stats.priority:,}")
-    if stats.priority_by_area:
-        columns = ["selected", "capacity", "eligible", "reaching_min_score", "super_prolific"]
-        out.print(_table("  priority by area", ["area", *[c.replace("_", " ") for c in columns]],
-                         [[area, *[getattr(a, c) for c in columns]] for area, a in stats.priority_by_area.items()]))
-    else:
-        out.print("  priority by area: ")
-    out.print(f"  min score: {stats.min_score:,}")
-    out.print(f"  super prolific: {stats.super_prolific:,}")
-    out.print(f"  super prolific offences 12m: {stats.super_prolific_offences_12m:,}")
-    out.print(f"  offences 12m: {stats.offences_12m:,}")
-    if stats.super_prolific_offence_share is not None:
-        out.print(f"  super prolific offence share: {stats.super_prolific_offence_share:.1%}")
-    out.print(f"  release watch: {stats.release_watch:,}")
-    moves = result.counts.get("movement", {})
-    if moves:
-        out.print("  movement: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in moves.items()))
-    out.print(f"  release watch (in custody, release due within 90 days, would qualify): {result.counts.get('release_watch', 0):,}")
-    panel = result.counts.get("decisions") or {}
-    if any(panel.values()):
-        out.print(f"  panel decisions: managed {panel['managed']:,} (in the cohort by accept {panel['included']:,}), "
-                  f"kept out by reject {panel['excluded']:,}, deferred {panel['deferred']:,}, "
-                  f"due for review {panel['due_for_review']:,}")
-    out.print(f"Outputs: {result.output_dir}")
-    for name in ("scores.csv", "cohort.csv", "movement.csv", "release_watch.csv", "due_for_review.csv", "fairness.csv",
-                 "manifest.json"):
-        out.print(f"  {result.output_dir / name}")
-    out.print(f"Panel pack (open in a browser, works offline): {result.output_dir / 'pack.html'}")
-    out.print(f"Panel workbook (decisions sheet): {result.output_dir / 'pack.xlsx'}")
-
-
 @app.command()
 def run(
     config: ConfigOption = Path("iom.toml"),
     as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD; default from [workspace].period.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run again even if this period has a completed run.")] = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Score with this registered model beside the rules: an alias (champion) or a version; "
+                        "default [model] use.")] = None,
     wait: WaitOption = 0.0,
 ) -> None:
     """Ingest new extracts, compute features, score, select the cohorts, write the outputs."""
@@ -438,11 +351,11 @@ def run(
     def monthly_run(progress):
         from pipeline.run import run_period
 
-        return run_period(cfg, when, force, progress)
+        return run_period(cfg, when, force, progress, model)
 
     with _progress() as progress:
         result = _locked_call(cfg, "run", lambda: monthly_run(progress), wait=wait)
-    _print_run(result)
+    show_run(result)
 
 
 @app.command()
@@ -485,38 +398,31 @@ def explain(
 
     cfg = _call(lambda: load_config(config))
     e = _locked_call(cfg, "explain", lambda: explain_person(cfg, identifier, run_id, events), shared=True, wait=wait)
-    row, person = e.row, e.person
-    name = f"{person.get('forenames') or ''} {person.get('surname') or ''}".strip()
-    out.print(f"{name} ({person['person_key']}) in run {e.run_id}, as of {e.as_of}")
-    ids = ", ".join(f"{k} {person[k]}" for k in ("police_person_id", "pnc_id", "crn", "nomis_id") if person.get(k))
-    out.print(f"  identifiers: {ids}")
-    if row.get("eligible"):
-        status = f"rank {row.get('rank')} overall, {row.get('area_rank')} in {row.get('area')}"
-    else:
-        status = f"not eligible: {row.get('ineligible_reason')}"
-    cohorts = [c for c, flag in (("priority cohort", "priority"), ("super-prolific", "super_prolific")) if row.get(flag)]
-    out.print(f"  score {row.get('score')}: {status}; " + (
-        f"proposed for the {' and '.join(cohorts)} ({row.get('cohort_type') or 'n/a'})" if cohorts
-        else f"not proposed ({row.get('selection_note') or 'below the cohort definition'})"))
-    if row.get("decision_note"):
-        out.print(f"  panel decision: {row['decision_note']}" + (" (managed)" if row.get("managed") else ""))
-    out.print("\nWhy (each component of the score):")
-    for line in (row.get("reasons") or "no points awarded").splitlines():
-        out.print(f"  {line}")
-    out.print("\nFeature values at the as-of date:")
-    skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity", "managed", "decision",
-            "decision_cohort_type", "decision_date", "review_date", "due_for_review", "decision_note"}
-    out.print(_table("", ["feature", "value"], [list(x) for x in feature_lines(row, skip)]))
-    if e.links is not None:
-        from pipeline.link.review import evidence_lines
+    show_explanation(e, feature_lines)
 
-        out.print("\nHow the records were linked:")
-        for line in evidence_lines(e.links):
-            out.print(f"  {line}")
-    out.print("\nTimeline (newest first):")
-    out.print(_table("", ["date", "agency", "event", "detail"],
-                     [[t["day"], t["agency"], t["event"], t["detail"]] for t in e.timeline]))
+@app.command()
+def train(
+    config: ConfigOption = Path("iom.toml"),
+    from_date: Annotated[str | None, typer.Option("--from", help="First snapshot date, YYYY-MM-DD; default 11 periods before --to.")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Last snapshot date, YYYY-MM-DD; default the latest whose window the data cover.")] = None,
+    horizon_days: Annotated[int | None, typer.Option("--horizon-days", help="Outcome window after each snapshot; default [model] horizon_days (365).")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="any (counted offence), neighbourhood or violence; default [model] target.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder; default OUTPUTS/train-ID.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """Train the advisory model on past snapshots, test it against the rules score, register it in MLflow."""
+    from pipeline.config import load_config
 
+    cfg = _call(lambda: load_config(config))
+    start, end = _dates(from_date, "--from"), _dates(to_date, "--to")
+
+    def work():
+        from models.train import train_model
+
+        return train_model(cfg, start, end, horizon_days, target, out_dir)
+
+    result = _locked_call(cfg, "train", work, wait=wait)  # it stores the training in the warehouse
+    show_training(result)
 
 links_app = typer.Typer(help="Probabilistic identity linking: the review queue, decisions, evaluation, the model.",
                         no_args_is_help=True)
@@ -539,7 +445,7 @@ def links_review(
     rows = [[r["record_id_l"], f"{r['forenames_l'] or ''} {r['surname_l'] or ''} {r['date_of_birth_l'] or ''}",
              r["record_id_r"], f"{r['forenames_r'] or ''} {r['surname_r'] or ''} {r['date_of_birth_r'] or ''}",
              f"{r['match_probability']:.3f}", r["suggested"]] for r in queue.head(limit).iter_rows(named=True)]
-    out.print(_table(f"Review queue: {queue.height:,} pairs", ["record", "as held", "record", "as held",
+    out.print(table(f"Review queue: {queue.height:,} pairs", ["record", "as held", "record", "as held",
                                                                "probability", "suggested"], rows))
     if out_file is not None:
         written = _call(lambda: write_queue(queue, out_file))
@@ -564,7 +470,7 @@ def links_decide(
     out.print(f"Recorded {result.recorded:,} decisions from {result.file}: {result.matches:,} match, "
               f"{result.no_matches:,} no match; {result.blank:,} rows without a decision skipped")
     if result.link is not None:
-        _print_link(result.link)
+        show_link(result.link)
 
 
 @links_app.command("evaluate")
@@ -579,7 +485,7 @@ def links_evaluate(
 
     cfg = _call(lambda: load_config(config))
     e = _locked_call(cfg, "links evaluate", lambda: evaluate(cfg, truth), shared=True, wait=wait)
-    out.print(_table(f"Links against {e.truth_file}", ["measure", "value"], [
+    out.print(table(f"Links against {e.truth_file}", ["measure", "value"], [
         ["records scored", e.records], ["precision", f"{e.precision:.4f}"], ["recall", f"{e.recall:.4f}"],
         ["true pairs", e.true_pairs], ["linked pairs", e.predicted_pairs], ["false pairs", e.false_pairs],
         ["missed pairs", e.missed_pairs], ["  of which across two PNC ids (never merged)", e.missed_two_pnc_ids],
@@ -596,7 +502,7 @@ def links_estimate(config: ConfigOption = Path("iom.toml"), wait: WaitOption = 0
 
     cfg = _call(lambda: load_config(config))
     summary = _locked_call(cfg, "links estimate", lambda: relink_workspace(cfg, reestimate=True), wait=wait)
-    _print_link(summary)
+    show_link(summary)
 
 
 @app.command()
@@ -614,7 +520,7 @@ def runs(
     cfg = _call(lambda: load_config(config))
     if show is None:
         rows = _locked_call(cfg, "runs", lambda: list_runs(cfg), shared=True, wait=wait)
-        out.print(_table("Runs", ["run", "as of", "status", "started", "finished", "rules", "code"],
+        out.print(table("Runs", ["run", "as of", "status", "started", "finished", "rules", "code"],
                          [[r["run_id"], r["as_of"], r["status"], r["started_at"], r["finished_at"],
                            f"{r['rules_name'] or ''} {r['rules_version'] or ''}".strip(), r["code_version"]] for r in rows]))
         return
@@ -647,10 +553,10 @@ def rejects(
 
     cfg = _call(lambda: load_config(config))
     report = _locked_call(cfg, "rejects", lambda: read_rejects(cfg, source, limit, out_file), shared=True, wait=wait)
-    out.print(_table("Rejected rows by reason", ["source", "file", "reason", "failures"],
+    out.print(table("Rejected rows by reason", ["source", "file", "reason", "failures"],
                      [list(r) for r in report.by_reason]))
     out.print()
-    out.print(_table(f"First {report.detail.height} failures", ["source", "file", "line", "column", "reason", "message"],
+    out.print(table(f"First {report.detail.height} failures", ["source", "file", "line", "column", "reason", "message"],
                      [[r["source"], r["file_name"], r["line"], r["column_name"], r["reason_code"], r["message"]]
                       for r in report.detail.iter_rows(named=True)]))
     if report.written:
@@ -673,8 +579,8 @@ def purge(
     verb = "Would remove" if dry_run else "Removed"
     out.print(f"{verb} data of {len(report.loads):,} loads and {len(report.runs):,} runs finished before "
               f"{report.cutoff:%Y-%m-%d %H:%M}:")
-    for table, count in report.rows_deleted.items():
-        out.print(f"  {table}: {count:,} rows")
+    for table_name, count in report.rows_deleted.items():
+        out.print(f"  {table_name}: {count:,} rows")
     out.print("Kept: the loads and runs registers (file names, sha256, counts, manifests).")
 
 
@@ -693,8 +599,7 @@ def backtest(
     from pipeline.config import load_config
 
     cfg = _call(lambda: load_config(config))
-    start = _call(lambda: _parse_date(from_date, "--from")) if from_date else None
-    end = _call(lambda: _parse_date(to_date, "--to")) if to_date else None
+    start, end = _dates(from_date, "--from"), _dates(to_date, "--to")
 
     def work():
         from evaluation.backtest import run_backtest
@@ -702,33 +607,7 @@ def backtest(
         return run_backtest(cfg, start, end, every, horizon_days, rules or (), out_dir)
 
     result = _locked_call(cfg, "backtest", work, wait=wait)  # it stores its results in the warehouse
-    out.print(f"Back-test {result.backtest_id}: {len(result.dates)} as-of dates from {result.dates[0]} to "
-              f"{result.dates[-1]}, window {horizon_days} days, data to {result.last_covered}")
-    for name, summary in result.summary["rule_sets"].items():
-        p = summary["population"]
-        out.print(f"  {name}: {p['evaluated']:,} eligible person-dates evaluated ({p['evaluated_from_release']:,} "
-                  f"followed from their release; {p['left_out_no_complete_window']:,} left out, no complete window)")
-    pooled = result.metrics.filter(result.metrics["as_of"].is_null())
-
-    def pct(value):
-        return "" if value is None else f"{value:.1%}"
-
-    rows = [[r["rule_set"], r["scorer"], f"{r['auc']:.3f}" if r["auc"] is not None else "",
-             f"{r['auc_low']:.3f}-{r['auc_high']:.3f}" if r["auc_low"] is not None else "",
-             f"{r['average_precision']:.3f}" if r["average_precision"] is not None else "",
-             r["cohort_size"], pct(r["precision_at_cohort"]), pct(r["capture_offences"]),
-             pct(r["capture_neighbourhood"])] for r in pooled.iter_rows(named=True)]
-    out.print(_table("Pooled over the as-of dates (eligible people with a complete window)",
-                     ["rule set", "score", "AUC", "95% CI", "AP", "selected", "precision", "capture", "capture NC"],
-                     rows))
-    for name, summary in result.summary["rule_sets"].items():
-        flagged = summary["fairness"]["flagged"]
-        out.print(f"Fairness ({name}): {summary['fairness']['checked']:,} ratios checked, {len(flagged):,} outside "
-                  f"{summary['fairness']['ratio_range'][0]}-{summary['fairness']['ratio_range'][1]} (fairness.csv)")
-    out.print(f"Outputs: {result.output_dir}")
-    for name in ("metrics.csv", "bands.csv", "curves.csv", "fairness.csv", "backtest.json", "backtest.svg"):
-        out.print(f"  {result.output_dir / name}")
-
+    show_backtest(result, horizon_days)
 
 decisions_app = typer.Typer(
     help="The panel's decisions: import the completed workbook (or a CSV), list them.", no_args_is_help=True)
@@ -788,8 +667,13 @@ def decisions_list(
     rows = [[r["person_key"], f"{r.get('forenames') or ''} {r.get('surname') or ''}".strip(), r.get("area"),
              r["decision"], r["cohort_type"], r["meeting_date"], r["review_date"], r["management_end"], r["status"],
              r["decided_by"], r["import_id"], r["earlier"]] for r in frame.iter_rows(named=True)]
-    out.print(_table(title, ["person", "name", "area", "decision", "type", "meeting", "review", "management ended",
+    out.print(table(title, ["person", "name", "area", "decision", "type", "meeting", "review", "management ended",
                              "status", "decided by", "import", "earlier decisions"], rows))
+
+
+def _dates(value: str | None, option: str) -> date | None:
+    """An optional date option: None when not given, else parsed (a bad one exits 2)."""
+    return _call(lambda: _parse_date(value, option)) if value else None
 
 
 def _parse_date(value: str, option: str) -> date:

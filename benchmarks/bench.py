@@ -18,6 +18,11 @@ resident set size, from wait4) are its own. Steps:
 - `backtest`:    `iom backtest` with its defaults: 12 monthly as-of dates ending a year before
                  the extract date, each scored as `run` does, outcomes, metrics, fairness, outputs.
                  Compared with twelve `run`s (the target: at most 1.5x).
+- `train`:       `iom train` with the workspace's `[model]` settings (default: 12 monthly snapshots,
+                 logistic regression and gradient boosting, isotonic calibration), registered in
+                 the workspace's embedded MLflow store. Target at 1M: under 10 minutes and 4 GiB.
+- `run-model`:   `run` with the registered champion scoring beside the rules (loading it included
+                 in the process, not in compute_s); against `run` the target is at most +20%.
 
 The results are printed as a Markdown table to paste into docs/performance.md.
 """
@@ -146,6 +151,34 @@ def step_backtest(workdir: Path, as_of: date) -> dict:
             "evaluated": int(pooled["people"][0]), "auc": round(float(pooled["auc"][0] or 0), 3)}
 
 
+def step_train(workdir: Path, as_of: date) -> dict:
+    from models.train import train_model
+    from pipeline.config import load_config
+
+    config = load_config(workdir / "iom.toml")
+    started = time.perf_counter()
+    result = train_model(config)
+    s = result.summary
+    return {"compute_s": round(time.perf_counter() - started, 2), "kind": result.kind,
+            "rows": sum(c["rows"] for c in s["counts"].values()), "test_rows": s["counts"]["test"]["rows"],
+            "model_auc": round(s["test_auc"], 4), "rules_auc": round(s["rules_test_auc"], 4),
+            "model_brier": round(float(result.metrics.filter(result.metrics["chosen"])["brier"][0]), 4),
+            "rules_brier": round(float(result.metrics.filter(result.metrics["scorer"] == "rules")["brier"][0]), 4),
+            "champion": s["champion"], **{k: v for k, v in s["timings"].items()}}
+
+
+def step_run_model(workdir: Path, as_of: date) -> dict:
+    from models.registry import load
+    from pipeline.config import load_config
+    from pipeline.run import score_period
+
+    config = load_config(workdir / "iom.toml")
+    model = load(config, "champion")
+    started = time.perf_counter()
+    result = score_period(config, as_of, model)
+    return {"compute_s": round(time.perf_counter() - started, 2), **result}
+
+
 def step_generate(workdir: Path, as_of: date, people: int, seed: int) -> dict:
     from pipeline.workspace import generate_workspace
 
@@ -154,7 +187,8 @@ def step_generate(workdir: Path, as_of: date, people: int, seed: int) -> dict:
 
 
 STEPS = {"floor-load": step_floor_load, "ingest": step_ingest, "floor-features": step_floor_features,
-         "run": step_run, "report": step_report, "backtest": step_backtest, "generate": step_generate}
+         "run": step_run, "report": step_report, "backtest": step_backtest, "generate": step_generate,
+         "train": step_train, "run-model": step_run_model}
 
 
 def run_child(step: str, workdir: Path, as_of: date, extra: list[str] | None = None) -> dict:
@@ -185,7 +219,7 @@ def main() -> None:
     if args.child:
         if args.child == "generate":
             result = step_generate(args.dir, args.as_of, args.people, args.seed)
-        elif args.child in ("floor-features", "run", "report", "backtest"):
+        elif args.child in ("floor-features", "run", "report", "backtest", "train", "run-model"):
             result = STEPS[args.child](args.dir, args.as_of)
         else:
             result = STEPS[args.child](args.dir)
@@ -220,6 +254,11 @@ def main() -> None:
         twelve = 12 * median(r["seconds"] for r in steps_of["run"])
         print(f"backtest / (12 x run) = {by_step['backtest']['seconds'] / twelve:.2f}x (whole processes; target 1.5x); "
               f"compute only: {by_step['backtest']['compute_s'] / (12 * median(r['compute_s'] for r in steps_of['run'])):.2f}x")
+    if "run-model" in by_step and "run" in by_step:
+        plain = median(r["compute_s"] for r in steps_of["run"])
+        with_model = median(r["compute_s"] for r in steps_of["run-model"])
+        print(f"run-model / run, compute only (medians): {with_model / plain:.2f}x "
+              f"(model_s {median(r.get('model_s', 0) for r in steps_of['run-model'])} s; target at most 1.2x)")
     if "floor-features" in by_step and "run" in by_step:
         # Steps repeated back to back (floor, run, floor, run, floor): medians, and every run
         # against the floors measured just before and just after it, as the VM's timings vary.

@@ -40,12 +40,18 @@ import numpy as np
 import polars as pl
 
 from evaluation.chart import backtest_svg
-from evaluation.fairness import backtest_fairness_from_counts, fairness_counts, fairness_summary, with_groups
+from evaluation.fairness import (
+    add_groups,
+    backtest_fairness_from_counts,
+    fairness_counts,
+    fairness_summary,
+    group_lookup,
+)
 from evaluation.metrics import (
     METRIC_SCHEMA,
     TOTAL_KEYS,
     band_counts,
-    capture_curve,
+    capture_curve_of,
     metrics_from_counts,
     rate_by_band_from_counts,
     score_counts,
@@ -194,34 +200,77 @@ def _scorers(rules: RuleSet) -> dict[str, pl.Expr]:
 
 def _selected_by(score: np.ndarray, area_code: np.ndarray, quota: np.ndarray) -> np.ndarray:
     """A baseline's selection: in each area, as many as the rules selected there (`quota`, per
-    area code), by the baseline's score; the arrays are in person order and the sort is
-    stable, so ties go to the lower person key."""
-    order = np.lexsort((-score, area_code))
-    ordered_area = area_code[order]
-    starts = np.searchsorted(ordered_area, ordered_area, side="left")  # first position of each area
+    area code), by the baseline's score; the arrays are in person order, and ties go to the
+    lower person key. One pass per area (a partition finds the quota's score, then the ties at
+    it are taken in person order), not a sort: the areas are few, the people many."""
+    score = np.where(np.isnan(score), -np.inf, score)  # a missing score is taken last
     chosen = np.zeros(score.size, dtype=bool)
-    chosen[order] = (np.arange(score.size) - starts) < quota[ordered_area]
+    for code in np.flatnonzero(quota):
+        members = np.flatnonzero(area_code == code)
+        take = min(int(quota[code]), members.size)
+        if take == 0:
+            continue
+        values = score[members]
+        cut = np.partition(values, values.size - take)[values.size - take]  # the take-th highest
+        above = values > cut
+        at_cut = np.flatnonzero(values == cut)[: take - int(above.sum())]
+        chosen[members[above]] = True
+        chosen[members[at_cut]] = True
     return chosen
 
 
-def _score_parts(frame: pl.DataFrame, scorers: dict[str, pl.Expr]) -> dict[str, tuple[pl.DataFrame, dict]]:
+def _area_quota(ordered: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each person's area code, and per area code how many the rules selected there."""
+    priority = ordered.get_column("priority").to_numpy().astype(bool)
+    area_code = ordered.select(pl.col("area").fill_null("(no area)").rank("dense") - 1).to_series().to_numpy()
+    return area_code, np.bincount(area_code, weights=priority, minlength=int(area_code.max(initial=0)) + 1)
+
+
+def selected_at_quota(frame: pl.DataFrame, score: str, tie: str = "person_number") -> pl.Series:
+    """Another score's selection, as a baseline's: in each area as many as the rules selected
+    there (`priority`), highest `score` first, ties to the lower `tie`; in the frame's row order."""
+    ordered = frame.with_row_index("_row").sort(tie)
+    area_code, quota = _area_quota(ordered)
+    chosen = _selected_by(ordered.get_column(score).fill_null(0.0).to_numpy().astype(np.float64), area_code, quota)
+    rows = ordered.get_column("_row").to_numpy()
+    back = np.empty(chosen.size, dtype=bool)
+    back[rows] = chosen
+    return pl.Series("selected", back)
+
+
+def evaluate_scores(frame: pl.DataFrame, scorers: dict[str, pl.Expr], bootstrap: bool = True) -> dict[str, dict]:
+    """Every metric of each scorer on one evaluated population (the back-test's own figures)."""
+    parts, _curves = _score_parts(frame, scorers)
+    return {name: metrics_from_counts(counts, totals, bootstrap=bootstrap) for name, (counts, totals) in parts.items()}
+
+
+def _score_parts(frame: pl.DataFrame, scorers: dict[str, pl.Expr]
+                 ) -> tuple[dict[str, tuple[pl.DataFrame, dict]], dict[str, pl.DataFrame]]:
     """Per scorer, on one date's evaluated people: the counts per distinct score value and the
-    selection's totals (`evaluation.metrics`), which add up over the dates."""
-    ordered = frame.sort("person_number")  # ties in a baseline's selection go to the lower person key
+    selection's totals (`evaluation.metrics`), which add up over the dates; and the capture
+    curves of CURVE_SCORERS. Every array is read once, in person order (ties in a baseline's
+    selection and in a curve go to the lower person key)."""
+    ordered = frame.select("person_number", "offences", "neighbourhood", "violent", "any_offence", "priority",
+                           pl.col("area").fill_null("(no area)").rank("dense").alias("_area"),
+                           *[expr.cast(pl.Float64).alias(f"_score_{name}") for name, expr in scorers.items()]
+                           ).sort("person_number")
     offences = ordered.get_column("offences").to_numpy()
     neighbourhood = ordered.get_column("neighbourhood").to_numpy()
     y = ordered.get_column("any_offence").to_numpy().astype(np.int8)
     neighbourhood_any, violent_any = neighbourhood > 0, ordered.get_column("violent").to_numpy() > 0
     priority = ordered.get_column("priority").to_numpy().astype(bool)
-    area_code = ordered.select(pl.col("area").fill_null("(no area)").rank("dense") - 1).to_series().to_numpy()
+    area_code = ordered.get_column("_area").to_numpy().astype(np.int64) - 1
     quota = np.bincount(area_code, weights=priority, minlength=int(area_code.max(initial=0)) + 1)
-    parts = {}
-    for name, expr in scorers.items():
-        values = ordered.select(expr.fill_null(0.0)).to_series().to_numpy().astype(np.float64)
+    parts, curves = {}, {}
+    for name in scorers:
+        column = ordered.get_column(f"_score_{name}")
+        values = column.fill_null(0.0).to_numpy()
         chosen = priority if name == RULES_SCORER else _selected_by(values, area_code, quota)
         parts[name] = (score_counts(values, y, neighbourhood_any, violent_any),
                        selection_totals(y, chosen, offences, neighbourhood))
-    return parts
+        if name in CURVE_SCORERS:  # a missing score is taken last on the curve
+            curves[name] = capture_curve_of(column.fill_null(-np.inf).to_numpy(), offences)
+    return parts, curves
 
 
 @dataclass
@@ -249,7 +298,8 @@ class _Pooled:
         population["days_in_custody"] += int(evaluated.get_column("days_in_custody").sum())
         scorers = _scorers(rules)
         header = {"rule_set": rules.name, "rules_version": rules.version, "rules_sha256": rules.sha256}
-        for name, (counts, totals) in _score_parts(evaluated, scorers).items():
+        parts, curves = _score_parts(evaluated, scorers)
+        for name, (counts, totals) in parts.items():
             self.counts.setdefault(name, []).append(counts)
             pooled = self.totals.setdefault(name, dict.fromkeys(TOTAL_KEYS, 0))
             for key in TOTAL_KEYS:
@@ -258,9 +308,8 @@ class _Pooled:
                 self.metric_rows.append({**header, "as_of": as_of, "scorer": name,
                                          **metrics_from_counts(counts, totals, bootstrap=False)})
         self.bands.append(band_counts(evaluated))
-        for name in CURVE_SCORERS:
-            self.curves.setdefault(name, []).append(
-                capture_curve(evaluated.with_columns(scorers[name].alias("_s")), "_s", "offences", tie="person_number"))
+        for name, curve in curves.items():
+            self.curves.setdefault(name, []).append(curve)
         self.fairness.append(fairness_counts(evaluated.with_columns(pl.col("priority").alias("selected"))))
 
 
@@ -272,7 +321,7 @@ def collect(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet], refere
     """Score every date with every rule set, look at the outcomes, and add each date's counts
     to the rule set's pool. Features are computed once per date and feature settings; outcomes
     once per date."""
-    people = run_sql(con, "backtest: collect", "SELECT person_key, person_number FROM people").pl()
+    groups = group_lookup(con, "person_number")  # read once: the groups monitored do not change with D
     primary = rule_sets[0]
     codes = offence_codes(con, reference, primary.unknown_offence)
     pools = {r.name: _Pooled() for r in rule_sets}
@@ -284,9 +333,8 @@ def collect(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet], refere
             key = _feature_key(rules)
             if key not in cache:
                 cache[key] = compute_features(con, as_of, reference, rules.counted_outcomes, rules.unknown_offence,
-                                              ordered=False)
-            ranked = score_rules_at(con, rules, reference, as_of, cache[key]).join(
-                people, on="person_key", how="left")
+                                              ordered=False, person_number=True)
+            ranked = score_rules_at(con, rules, reference, as_of, cache[key])
             if outcomes is None:
                 outcomes = window_outcomes(con, ranked.select("person_number"), as_of, horizon_days, last_covered,
                                            primary.counted_outcomes, codes)
@@ -294,8 +342,9 @@ def collect(con: duckdb.DuckDBPyConnection, rule_sets: Sequence[RuleSet], refere
                         .select("person_number", "age", "area", "priority", "score",
                                 *[f"points_{c}" for c in rules.component_names], "ogrs3_2yr", "offences_12m",
                                 "sanctions_total", "copas_rate")
-                        .join(outcomes, on="person_number", how="inner"))
-            pools[rules.name].add(rules, as_of, with_groups(con, eligible, on="person_number"))
+                        .join(outcomes, on="person_number", how="inner")
+                        .join(groups, on="person_number", how="left"))
+            pools[rules.name].add(rules, as_of, add_groups(eligible))
         log.info("back-test at %s: %.1f s", as_of.isoformat(), time.perf_counter() - started)
     return pools
 
@@ -358,7 +407,7 @@ def run_backtest(config: Config, start: date | None = None, end: date | None = N
     rule_sets = _unique_names([load_rules(n) for n in names])
     reference = load_offence_reference(
         config.resolve(config.workspace.offence_reference) if config.workspace.offence_reference else None)
-    with workspace_lock(config.warehouse_path):
+    with workspace_lock(config.warehouse_path, "backtest"):
         con = connect(config)
         try:
             dates, last_covered = plan_dates(con, start, end, period, horizon_days)

@@ -45,16 +45,26 @@ def age_band_expr(age: pl.Expr) -> pl.Expr:
     return expr.otherwise(pl.lit(NOT_RECORDED))
 
 
-def with_groups(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, on: str = "person_key") -> pl.DataFrame:
-    """`frame` (with `on`, person_key or person_number, and age) plus ethnicity, sex and
-    age_band, from `people`."""
-    people = run_sql(con, "fairness: with groups", f"SELECT {on}, sex, ethnicity FROM people").pl()
-    joined = frame.join(people, on=on, how="left", maintain_order="left")
-    return joined.with_columns(
+def group_lookup(con: duckdb.DuckDBPyConnection, on: str = "person_key") -> pl.DataFrame:
+    """[one person]: `on` (person_key or person_number), sex and ethnicity, from `people`; the
+    back-test reads it once for all its dates."""
+    return run_sql(con, "fairness: with groups", f"SELECT {on}, sex, ethnicity FROM people").pl()
+
+
+def add_groups(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` (with sex, ethnicity and age) with the groups monitored: missing values named,
+    and the age band."""
+    return frame.with_columns(
         pl.col("ethnicity").fill_null(NOT_RECORDED),
         pl.col("sex").fill_null(NOT_RECORDED),
         age_band_expr(pl.col("age")).alias("age_band"),
     )
+
+
+def with_groups(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, on: str = "person_key") -> pl.DataFrame:
+    """`frame` (with `on`, person_key or person_number, and age) plus ethnicity, sex and
+    age_band, from `people`."""
+    return add_groups(frame.join(group_lookup(con, on), on=on, how="left", maintain_order="left"))
 
 
 def _largest(sizes: pd.Series) -> str:

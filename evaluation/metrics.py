@@ -29,6 +29,9 @@ SCORE_BANDS: tuple[tuple[int, str], ...] = (
     (0, "0"), (1, "1-9"), (10, "10-19"), (20, "20-29"), (30, "30-39"), (40, "40-49"), (50, "50-59"), (60, "60+"),
 )
 CURVE_POINTS = tuple(round(i / 100, 2) for i in range(0, 101))
+# A score of whole numbers spanning fewer than this many values (the rules, counts) is counted
+# with np.bincount and sorted as 16-bit keys; others (OGRS3, the Copas rate) by group-by and sort.
+_DENSE_SPAN = 1 << 16
 
 
 def _two_classes(y: np.ndarray) -> bool:
@@ -141,8 +144,34 @@ def capture(counts: np.ndarray, selected: np.ndarray) -> float | None:
 def capture_curve(frame: pl.DataFrame, score: str, counts: str, tie: str = "person_key") -> pl.DataFrame:
     """Capture at each share of people in CURVE_POINTS, taking people by `score` (highest first;
     ties in `tie` order, the person): columns share_of_people, capture."""
-    ordered = frame.select(score, counts, tie).sort([score, tie], descending=[True, False], nulls_last=True)
-    values = ordered.get_column(counts).to_numpy().astype(np.float64)
+    ordered = frame.select(score, counts, tie).sort(tie)
+    values = ordered.get_column(score).cast(pl.Float64).fill_null(-np.inf).to_numpy()  # missing scores last
+    return capture_curve_of(values, ordered.get_column(counts).to_numpy())
+
+
+def _whole_span(score: np.ndarray) -> tuple[float, float] | None:
+    """(lowest, highest) when `score` holds whole numbers spanning fewer than _DENSE_SPAN values."""
+    if not score.size:
+        return None
+    low, high = score.min(), score.max()
+    if np.isfinite(low) and np.isfinite(high) and high - low < _DENSE_SPAN and np.array_equal(score, np.floor(score)):
+        return float(low), float(high)
+    return None
+
+
+def _descending_stable(score: np.ndarray) -> np.ndarray:
+    """The order of `score`, highest first, ties in array order. Whole-number scores (the rules,
+    counts) sort as 16-bit keys, which numpy's stable sort takes by radix: one pass, no compares."""
+    span = _whole_span(score)
+    if span is not None:
+        return np.argsort((span[1] - score).astype(np.uint16), kind="stable")
+    return np.argsort(-score, kind="stable")
+
+
+def capture_curve_of(score: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
+    """`capture_curve` of arrays already in tie order (the person): a stable sort on the score
+    keeps that order within ties."""
+    values = counts[_descending_stable(score)].astype(np.float64)
     total = values.sum()
     cumulative = np.r_[0.0, np.cumsum(values)]
     taken = [int(round(share * values.size)) for share in CURVE_POINTS]
@@ -194,7 +223,18 @@ def score_counts(score: np.ndarray, y: np.ndarray, neighbourhood_any: np.ndarray
                  ) -> pl.DataFrame:
     """[one distinct score value]: people, and how many had each outcome. The counts of
     several as-of dates add up, so pooled metrics need no person-level rows."""
-    frame = pl.DataFrame({"value": score.astype(np.float64), "any": y.astype(np.int64),
+    score = score.astype(np.float64)
+    span = _whole_span(score)
+    if span is not None:
+        low = span[0]
+        index = (score - low).astype(np.int64)
+        people = np.bincount(index)
+        present = np.flatnonzero(people)
+        columns = {"value": present + low, "people": people[present]}
+        for name, flags in (("any", y), ("neighbourhood_any", neighbourhood_any), ("violent_any", violent_any)):
+            columns[name] = np.bincount(index, weights=flags, minlength=people.size)[present].astype(np.int64)
+        return pl.DataFrame(columns, schema=COUNT_SCHEMA)
+    frame = pl.DataFrame({"value": score, "any": y.astype(np.int64),
                           "neighbourhood_any": neighbourhood_any.astype(np.int64),
                           "violent_any": violent_any.astype(np.int64)})
     return frame.group_by("value").agg(pl.len().cast(pl.Int64).alias("people"), pl.col("any").sum(),

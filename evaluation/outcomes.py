@@ -52,7 +52,7 @@ custody_days AS (  -- [one person at risk with custody in the window]: days insi
            sum(greatest(0, least(coalesce(s.release_date, b.window_end), b.window_end)
                            - greatest(s.reception_date, b.window_start))) AS days_in_custody
     FROM bounded b JOIN custody_facts s USING (person_number)
-    WHERE b.at_risk AND s.reception_date < b.window_end
+    WHERE (s.release_date IS NULL OR s.release_date > $d) AND b.at_risk AND s.reception_date < b.window_end
           AND (s.release_date IS NULL OR s.release_date > b.window_start)
     GROUP BY b.person_number),
 offences AS (  -- [one person at risk with an offence in the window]
@@ -64,7 +64,8 @@ offences AS (  -- [one person at risk with an offence in the window]
                  CASE WHEN o.outcome_date <= b.window_end AND o.outcome_number IS NOT NULL THEN {counted_in}
                       ELSE {pending} END AS counted
           FROM bounded b JOIN offence_facts o USING (person_number)
-          WHERE b.at_risk AND o.offence_date > b.window_start AND o.offence_date <= b.window_end
+          -- every window starts at or after D: offences up to D never reach the join
+          WHERE o.offence_date > $d AND b.at_risk AND o.offence_date > b.window_start AND o.offence_date <= b.window_end
                 AND (o.recorded_date IS NULL OR o.recorded_date <= b.window_end)) b
     JOIN {codes} k USING (code_number)
     GROUP BY b.person_number)

@@ -476,11 +476,13 @@ def compute_features(
     identifiers: bool = False,
     ordered: bool = True,
     settled_history: bool = True,
+    person_number: bool = False,
 ) -> pl.DataFrame:
     """Features of every person assessed at `as_of`, one row each, sorted by person_key unless
     `ordered` is false (the run ranks them anyway, with person_key breaking every tie).
 
-    Columns: FEATURE_COLUMNS, then with `identifiers` the person's IDENTIFIER_COLUMNS.
+    Columns: FEATURE_COLUMNS, then with `identifiers` the person's IDENTIFIER_COLUMNS, then
+    with `person_number` the warehouse's person number (the back-test joins outcomes on it).
     `reference` is `features.reference.load_offence_reference()`;
     `counted_outcomes` and `unknown_offence` come from the rule set. The settled offences are
     read from their summary when `as_of` allows it (`pipeline.facts`) unless `settled_history`
@@ -506,7 +508,8 @@ def compute_features(
         con.unregister(CODES_VIEW)
     frame = with_criminal_history(_decode_codes(frame, codes), pnc, unknown_offence["ogrs3_group"])
     # One chunk: DuckDB hands over record batches, and gathers on chunked frames are slow.
-    columns = {**FEATURE_SCHEMA, **(dict.fromkeys(IDENTIFIER_COLUMNS, _S) if identifiers else {})}
+    columns = {**FEATURE_SCHEMA, **(dict.fromkeys(IDENTIFIER_COLUMNS, _S) if identifiers else {}),
+               **({"person_number": pl.Int32()} if person_number else {})}
     frame = frame.select(pl.col(name).cast(dtype) for name, dtype in columns.items()).rechunk()
     if ordered:  # the queries run unordered (preserve_insertion_order is off)
         frame = frame.sort("person_key")

@@ -1,8 +1,9 @@
 """Workspace configuration: `iom.toml` loaded once into a typed object.
 
-Precedence: the file, then environment variables (`IOM_WAREHOUSE`, `IOM_OUTPUTS`, `IOM_RULES`),
-then command-line flags (applied by the caller with `Config.with_overrides`). Relative paths are
-resolved against the folder holding `iom.toml`, so a workspace can be moved or run from cron.
+Precedence: the file, then environment variables (`IOM_WAREHOUSE`, `IOM_OUTPUTS`, `IOM_RULES`, and
+MLflow's `MLFLOW_TRACKING_URI` for `[model] tracking_uri`), then command-line flags (applied by the
+caller with `Config.with_overrides`). Relative paths are resolved against the folder holding `iom.toml`,
+so a workspace can be moved or run from cron.
 """
 
 from __future__ import annotations
@@ -99,12 +100,41 @@ class LinkingConfig(_Strict):
             raise ValueError(f"lower_threshold ({self.lower_threshold}) must not be above upper_threshold "
                              f"({self.upper_threshold})")
         return self
+ModelKind = Literal["logistic", "hist_gradient_boosting"]
+
+
+class ModelConfig(_Strict):
+    """`[model]`: the optional advisory model (models/). Nothing here changes the rules."""
+
+    use: str | None = Field(default=None, description="registered alias or version to score with; none: no model")
+    name: str = Field(default="iom-reoffending", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    experiment: str = "iom-cohort"
+    tracking_uri: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    kinds: list[ModelKind] = Field(default_factory=lambda: ["logistic", "hist_gradient_boosting"], min_length=1)
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    horizon_days: int = Field(default=365, ge=1, le=3650)
+    target: Literal["any", "neighbourhood", "violence"] = "any"
+    every: str = "1m"
+    test_snapshots: int | None = Field(default=None, ge=1)
+    test_people_share: float = Field(default=0.3, gt=0, lt=1)
+    calibration_people_share: float = Field(default=0.2, gt=0, lt=1)
+    embargo: bool = False
+    min_positives: int = Field(default=30, ge=1)
+    champion_margin: float = Field(default=0.01, ge=-1, le=1)
+    exclude_features: list[str] = Field(default_factory=list)
+    max_people: int | None = Field(default=None, ge=100)
+    seed: int = 20261201
+    disagreement_top_percent: float = Field(default=10.0, gt=0, le=50)
+    # OpenMP threads for fitting and scoring: one by default, as more spin and stall on a shared machine
+    threads: int = Field(default=1, ge=1, le=64)
 
 
 class Config(_Strict):
     path: Path
     workspace: WorkspaceConfig = WorkspaceConfig()
     linking: LinkingConfig = LinkingConfig()
+    model: ModelConfig = ModelConfig()
     extracts: dict[str, ExtractConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -193,6 +223,8 @@ def load_config(path: Path | str | None = None, environ: dict[str, str] | None =
         if env.get(variable):
             workspace[key] = env[variable]
     raw["workspace"] = workspace
+    if env.get("MLFLOW_TRACKING_URI"):  # MLflow's own variable, so a shared store is set once per machine
+        raw["model"] = {**raw.get("model", {}), "tracking_uri": env["MLFLOW_TRACKING_URI"]}
     try:
         return Config(path=path, **raw)
     except ValidationError as exc:
@@ -241,6 +273,20 @@ lower_threshold = 0.50
 within_source = true
 # the model is re-estimated by `iom links estimate`, or when the records change by more than this
 reestimate_change_percent = 20.0
+# The optional advisory model (`iom train`, docs/model.md): shown beside the rules, never instead.
+# Uncomment [model] and the keys you set.
+# [model]
+# Score with a registered model in every `iom run` (or pass `iom run --model champion`):
+# use = "champion"
+# MLflow tracking store; default an embedded one in this folder (mlflow/mlflow.db). A plain path is
+# an SQLite store (share one between workspaces); MLFLOW_TRACKING_URI overrides this key.
+# tracking_uri = "/srv/iom/mlflow/mlflow.db"
+# Pin the artefact: refuse any model file whose sha256 differs (the hash `iom train` prints).
+# sha256 = "..."
+# Features the model may not read (e.g. the age-derived ones; see the model card):
+# exclude_features = ["age", "first_sanction_age", "career_years", "copas_rate", "ogrs3_2yr"]
+# Move the alias `champion` only when the model's test AUC beats the rules score's by this much:
+# champion_margin = 0.01
 """
 
 _EXTRACT = """\

@@ -57,7 +57,7 @@ class WarehouseError(IomError):
 
 
 class NotFoundError(IomError):
-    """A run or person asked for does not exist."""
+    """A run, person or registered model (alias, version) asked for does not exist."""
 
     exit_code = 8
     label = "not found"
@@ -71,6 +71,21 @@ class DataRangeError(IomError):
     label = "not enough data"
 
 
+class RegistryError(IomError):
+    """The model tracking store cannot be reached or read (a wrong or unreachable tracking URI)."""
+
+    exit_code = 10
+    label = "model registry error"
+
+
+class ArtefactIntegrityError(IomError):
+    """A model artefact's sha256 is not the one recorded at registration (or pinned in the
+    config): it is refused before loading, as a model file is code."""
+
+    exit_code = 11
+    label = "model artefact refused"
+
+
 EXIT_CODES: list[tuple[int, str, str]] = [
     (0, "ok", "the command completed (including a no-op re-run of a completed period)"),
     (1, "internal", "an unexpected error; the log names the step, please report it"),
@@ -80,8 +95,10 @@ EXIT_CODES: list[tuple[int, str, str]] = [
     (5, "validation threshold", "a source's rejected share exceeded `max_rejected_percent`; the run is stored as failed"),
     (6, "locked", "another command holds the workspace lock (the message names it and since when); `--wait SECONDS` waits instead"),
     (7, "warehouse", "the warehouse cannot be opened: encryption key missing or wrong, the file is damaged, or its schema is newer than this code"),
-    (8, "not found", "the run or person asked for does not exist"),
-    (9, "not enough data", "a back-test window runs past the last date the data cover (the message names it), or the warehouse holds too little history before the first as-of date"),
+    (8, "not found", "the run, person or model (alias or version) asked for does not exist"),
+    (9, "not enough data", "a back-test or training window runs past the last date the data cover (the message names it), the warehouse holds too little history before the first as-of date, or the training data hold too few positives"),
+    (10, "model registry", "the MLflow tracking store (`[model] tracking_uri` or `MLFLOW_TRACKING_URI`) cannot be reached or read"),
+    (11, "model artefact refused", "a model file's sha256 differs from the one recorded when it was registered (or pinned in `[model] sha256`): it was not loaded"),
 ]
 
 

@@ -8,7 +8,7 @@ from datetime import date
 import duckdb
 
 from pipeline.config import Config
-from pipeline.errors import NotFoundError
+from pipeline.errors import IomError, NotFoundError
 from pipeline.identifiers import pnc_normal_form
 from pipeline.link.review import LinkEvidence, link_evidence
 from pipeline.runs import get_run, scores_table
@@ -23,6 +23,7 @@ class Explanation:
     row: dict  # the person's scored row in the run (every feature and component)
     components: list[tuple[str, int]]  # (component, points) with points != 0
     timeline: list[dict]  # date, agency, event, detail; newest first
+    model: dict | None = None  # the run's advisory model (manifest) and this person's contributions
     links: LinkEvidence | None = None  # how each record of the person was linked
 
 
@@ -112,7 +113,19 @@ def explain_person(config: Config, identifier: str, run_id: str | None = None, e
         links = link_evidence(con, person_key) if table_exists(con, "link_pairs") else None
     finally:
         con.close()
-    return Explanation(run["run_id"], run["as_of"], person, row, components, timeline, links)
+    model = None
+    used = run["manifest"].get("model")
+    if used and row.get("model_probability") is not None:
+        # The run's own model version, and only if its artefact still has the hash the run recorded.
+        from models.predict import explain_row
+        from models.registry import load
+
+        try:
+            loaded = load(config, str(used["version"]), expected_sha256=used["artefact_sha256"])
+            model = {**used, **explain_row(loaded.artefact, row)}
+        except IomError as exc:  # the rules' explanation stands without the model's
+            model = {**used, "error": f"{exc.label}: {exc.message}"}
+    return Explanation(run["run_id"], run["as_of"], person, row, components, timeline, model, links)
 
 
 def feature_lines(row: dict, skip: set[str]) -> list[tuple[str, str]]:

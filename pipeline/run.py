@@ -51,8 +51,8 @@ __all__ = ["RunResult", "Scored", "get_run", "list_runs", "run_period", "score_a
 
 # The columns a panel reads first, then every feature and component column.
 LEADING_COLUMNS = [
-    "rank", "area_rank", "person_key", "area", "score", "eligible", "ineligible_reason", "priority",
-    "super_prolific", "cohort_type", "selection_note", "reasons", *DECISION_COLUMNS,
+    "rank", "area_rank", "person_key", "area", "score", "model_probability", "model_band", "model_rank", "eligible",
+    "ineligible_reason", "priority", "super_prolific", "cohort_type", "selection_note", "reasons", *DECISION_COLUMNS,
 ]
 DUE_FOR_REVIEW = "due_for_review.csv"
 
@@ -67,6 +67,7 @@ class RunResult:
     timings: dict = field(default_factory=dict)
     message: str = ""
     stats: SelectionStats | None = None  # a completed run's selection (counts["stats"] is its to_dict())
+    model: dict | None = None  # the advisory model used, as the manifest records it
 
 
 def period_as_of(config: Config, today: date | None = None) -> date:
@@ -102,15 +103,21 @@ class Scored:
     timings: dict
     ineligible_code: pl.Series  # EligibilityReason per row of `ranked`: kept out of the output files
     due_for_review: pl.DataFrame | None = None  # the panel's decisions due for review at the as-of date
+    model: dict | None = None  # the advisory model used (name, version, run id, hash), else None
+    disagreement: pl.DataFrame | None = None  # with a model: where the rules and the model part
 
     def ranked_with_codes(self) -> pl.DataFrame:
         """`ranked` with its `ineligible_code` column, as `movement` reads it."""
         return self.ranked.with_columns(self.ineligible_code)
 
 
-def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Scored:
+def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date, model=None) -> Scored:
     """Features at the as-of date, rule scores and cohort selection with the panel's decisions in
-    force at that date (`pipeline.decisions`); nothing is written."""
+    force at that date (`pipeline.decisions`); nothing is written.
+
+    With `model` (a `models.registry.LoadedModel`), the advisory model's probability, band and
+    rank are added beside the score (and its points, when the rule set declares a blend), and
+    the disagreement list is made; without one, nothing of the model appears."""
     timings = {}
     rules = load_rules(config.workspace.rules if config.workspace.rules == "default"
                        else str(config.resolve(config.workspace.rules)))
@@ -124,6 +131,18 @@ def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Sco
     started = time.perf_counter()
     scored = score(features, rules)
     timings["scoring_s"] = round(time.perf_counter() - started, 3)
+    if model is not None:
+        from threadpoolctl import threadpool_limits
+
+        from models.predict import add_probability
+
+        started = time.perf_counter()
+        with threadpool_limits(config.model.threads):
+            scored = add_probability(scored, model.artefact, rules.model_blend)
+        timings["model_s"] = round(time.perf_counter() - started, 3)
+    elif rules.model_blend is not None:
+        log.warning("rule set %s declares a model blend, but no model is used: the rules score stands alone",
+                    rules.name)
     started = time.perf_counter()
     panel = panel_at(con, as_of)
     selection = select_cohorts(scored, rules, panel)
@@ -134,16 +153,27 @@ def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date) -> Sco
     codes = ranked.get_column("ineligible_code")
     ranked = ranked.drop("ineligible_code")
     ordered = [c for c in LEADING_COLUMNS + list(IDENTIFIER_COLUMNS) if c in ranked.columns]
+    disagreement = None
+    if model is not None:
+        from models.predict import add_rank_and_band
+        from models.predict import disagreement as disagreement_list
+
+        started = time.perf_counter()
+        ranked = add_rank_and_band(ranked)
+        disagreement = disagreement_list(ranked, config.model.disagreement_top_percent)
+        timings["model_s"] = round(timings["model_s"] + time.perf_counter() - started, 3)
+    ordered = [c for c in LEADING_COLUMNS + list(IDENTIFIER_COLUMNS) if c in ranked.columns]
     ranked = ranked.select(ordered + [c for c in ranked.columns if c not in ordered])
     return Scored(ranked, selection.release_watch, selection.stats, unknown, rules, timings, codes,
-                  due_for_review(con, as_of))
+                  due_for_review(con, as_of), model.manifest() if model is not None else None, disagreement)
 
 
-def score_period(config: Config, as_of: date) -> dict:
-    """Benchmark entry: compute and select at `as_of` on the current warehouse, store nothing."""
+def score_period(config: Config, as_of: date, model=None) -> dict:
+    """Benchmark entry: compute and select at `as_of` on the current warehouse, store nothing
+    (`model`: a loaded advisory model, `models.registry.load`)."""
     con = connect(config, read_only=True)
     try:
-        scored = score_at(con, config, as_of)
+        scored = score_at(con, config, as_of, model)
     finally:
         con.close()
     stats = scored.stats
@@ -297,6 +327,8 @@ def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: R
         write_safe_csv(_csv_frame(hide(due)), staging / DUE_FOR_REVIEW)
     if fairness is not None:
         write_safe_csv(_csv_frame(fairness), staging / "fairness.csv")
+    if scored.disagreement is not None:
+        write_safe_csv(_csv_frame(hide(scored.disagreement)), staging / "disagreement.csv")
     (staging / "manifest.json").write_text(manifest.to_json(indent=2) + "\n")
     if report is not None:
         report(staging, pseudonymiser)
@@ -346,14 +378,17 @@ def _threshold_breaches(report: IngestReport, limit: float | None) -> list[str]:
     return breaches
 
 
-def run_period(config: Config, as_of: date | None = None, force: bool = False, progress=None) -> RunResult:
-    """One run, holding the workspace lock (a no-op when the caller, such as the CLI, holds it)."""
+def run_period(config: Config, as_of: date | None = None, force: bool = False, progress=None,
+               model: str | None = None) -> RunResult:
+    """One run, holding the workspace lock (a no-op when the caller, such as the CLI, holds it).
+    `model`: a registered model's alias or version to score with beside the rules (default
+    `[model] use`; none: no model)."""
     as_of = as_of or period_as_of(config)
     with workspace_lock(config.warehouse_path, "run"):
-        return _run_locked(config, as_of, force, progress)
+        return _run_locked(config, as_of, force, progress, model or config.model.use)
 
 
-def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult:
+def _run_locked(config: Config, as_of: date, force: bool, progress, model_ref: str | None = None) -> RunResult:
     started_at = datetime.now(UTC).replace(tzinfo=None)
     timings: dict[str, float] = {}
     for_config(config)  # a pseudonymised run without its key fails here, before any work
@@ -369,6 +404,14 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
                              message=f"period {as_of} already completed as run {done[0][0]}; use --force to run it again")
     finally:
         con.close()
+
+    loaded = None
+    if model_ref:  # before any work: an unknown alias or a refused artefact stops the run here
+        from models.registry import load
+
+        step = time.perf_counter()
+        loaded = load(config, model_ref)
+        timings["model_load_s"] = round(time.perf_counter() - step, 3)
 
     step = time.perf_counter()
     report = ingest_workspace(config, progress)
@@ -408,7 +451,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
             )
 
         step = time.perf_counter()
-        scored = score_at(con, config, as_of)
+        scored = score_at(con, config, as_of, loaded)
         timings.update(scored.timings)
         timings["score_and_select_s"] = round(time.perf_counter() - step, 3)
         previous = run_sql(
@@ -432,6 +475,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
         output_dir = config.outputs_path / run_id
         manifest.status = "completed"
         manifest.rules = RulesUsed(scored.rules.name, scored.rules.version, scored.rules.sha256)
+        manifest.model = scored.model
         manifest.previous_run_id, manifest.output_dir = previous_id, output_dir
         manifest.counts.assessed = scored.ranked.height
         manifest.counts.stats = stats.to_dict()
@@ -441,6 +485,9 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
         manifest.counts.release_watch = scored.release_watch.height
         manifest.counts.decisions = decision_counts(scored)
         manifest.counts.unknown_offence_codes = int(scored.unknown_codes.height)
+        if scored.disagreement is not None:
+            manifest.counts.disagreement = {
+                kind: n for kind, n in scored.disagreement.group_by("kind").len().sort("kind").iter_rows()}
         manifest.fairness = fairness_summary(fairness)
         step = time.perf_counter()
         with transaction(con):
@@ -483,4 +530,5 @@ def _run_locked(config: Config, as_of: date, force: bool, progress) -> RunResult
     finally:
         con.close()
     log.info("run %s completed: %d assessed", run_id, scored.ranked.height)
-    return RunResult(run_id, as_of, "completed", output_dir, manifest.counts.to_dict(), timings, stats=stats)
+    return RunResult(run_id, as_of, "completed", output_dir, manifest.counts.to_dict(), timings, stats=stats,
+                     model=scored.model)

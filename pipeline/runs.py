@@ -54,6 +54,7 @@ class RunCounts:
     release_watch: int | None = None
     unknown_offence_codes: int | None = None
     decisions: dict[str, int] | None = None  # the panel's decisions applied: managed, included, ...
+    disagreement: dict[str, int] | None = None  # with a model: people on the disagreement list, by kind
 
     def to_dict(self) -> dict:
         counts: dict = {"ingest": self.ingest, "link": self.link, "people": self.people}
@@ -61,6 +62,8 @@ class RunCounts:
             counts.update(assessed=self.assessed, stats=self.stats, movement=self.movement,
                           release_watch=self.release_watch, unknown_offence_codes=self.unknown_offence_codes,
                           decisions=self.decisions)
+            if self.disagreement is not None:
+                counts["disagreement"] = self.disagreement
         return counts
 
 
@@ -82,7 +85,7 @@ class RunManifest:
     status: str = "started"  # then "completed" or "failed"
     failure: str | None = None  # why a failed run failed
     rules: RulesUsed | None = None
-    model: dict | None = None  # no advisory model yet: always null
+    model: dict | None = None  # the advisory model used (name, version, run id, artefact sha256), else null
     previous_run_id: str | None = None
     output_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)

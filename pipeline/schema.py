@@ -38,9 +38,9 @@ from pipeline.errors import WarehouseError
 # Version 1: meta, loads, rejects, rejected_rows and src_* (the run tables made by the first run).
 # Version 2: the run tables always present, and applied migrations recorded in schema_migrations.
 # Version 3: a run's release watch, unknown codes and fairness. Version 4: the back-tests.
-# Version 5: the panel's decisions. Version 6: probabilistic linking (link_models, link_decisions,
-# person_key_registry, person_key_events).
-SCHEMA_VERSION = "6"
+# Version 5: the panel's decisions. Version 6: the advisory model's trainings. Version 7:
+# probabilistic linking (link_models, link_decisions, person_key_registry, person_key_events).
+SCHEMA_VERSION = "7"
 VERSION_KEY = "schema_version"
 
 
@@ -125,6 +125,14 @@ DECISIONS_DDL = [
         meeting_date DATE NOT NULL, review_date DATE NOT NULL, management_end DATE, run_id VARCHAR,
         raw VARCHAR NOT NULL)""",
 ]
+# The advisory model's trainings (`iom train`): one row each, beside its MLflow run.
+MODEL_DDL = [
+    """CREATE TABLE IF NOT EXISTS model_trainings (
+        train_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, created_at TIMESTAMP, from_date DATE, to_date DATE,
+        horizon_days INTEGER, target VARCHAR, kind VARCHAR, model_name VARCHAR, model_version VARCHAR,
+        mlflow_run_id VARCHAR, artefact_sha256 VARCHAR, test_auc DOUBLE, rules_test_auc DOUBLE,
+        champion BOOLEAN, output_dir VARCHAR, summary VARCHAR)""",
+]
 PER_RUN_TABLES = (  # purged with the run
     "cohort_members", "movement", "run_release_watch", "run_unknown_codes", "run_fairness")
 
@@ -164,6 +172,7 @@ def table_ddl() -> list[tuple[str, str]]:
         *((f"table {ddl.split()[5]}", ddl) for ddl in RUN_EXTRAS_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in BACKTEST_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in DECISIONS_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in MODEL_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in LINKING_DDL),
     ]
 
@@ -189,8 +198,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0003_run_release_watch_unknown_codes_fairness", "2", "3", tuple(RUN_EXTRAS_DDL)),
     Migration("0004_backtests", "3", "4", tuple(BACKTEST_DDL)),
     Migration("0005_panel_decisions", "4", "5", tuple(DECISIONS_DDL)),
+    Migration("0006_model_trainings", "5", "6", tuple(MODEL_DDL)),
     # Probabilistic linking: the model, the reviewers' link decisions and the person-key registry.
-    Migration("0006_probabilistic_linking", "5", "6", tuple(LINKING_DDL)),
+    Migration("0007_probabilistic_linking", "6", "7", tuple(LINKING_DDL)),
 )
 
 

@@ -62,7 +62,8 @@ PROTECTED = frozenset({
 _FREE_TEXT = {"name", "version", "description", "title", "reason", "offence_group", "ogrs3_group"}
 
 _RULESET_KEYS = {"name", "version", "description"}
-_TOP_KEYS = {"ruleset", "counted_outcomes", "unknown_offence", "eligibility", "components", "cohorts"}
+_TOP_KEYS = {"ruleset", "counted_outcomes", "unknown_offence", "eligibility", "components", "cohorts", "model_blend"}
+_BLEND_KEYS = {"points", "reason"}
 _UNKNOWN_KEYS = {"offence_group", "gravity", "neighbourhood_crime", "violence", "ogrs3_group"}
 _ELIGIBILITY_KEYS = {
     "min_age", "areas", "exclude_deceased", "exclude_mappa_levels", "exclude_long_custody", "release_window_days",
@@ -73,6 +74,7 @@ _COHORT_KEYS = {"priority", "super_prolific", "cohort_type"}
 _PRIORITY_KEYS = {"default_capacity", "capacity", "min_score"}
 _SCHEMA_KEYS = (
     _RULESET_KEYS | _TOP_KEYS | _UNKNOWN_KEYS | _ELIGIBILITY_KEYS | _COMPONENT_KEYS | _COHORT_KEYS | _PRIORITY_KEYS
+    | _BLEND_KEYS
     | {"min_offences_12m", "fixed_min_neighbourhood_12m"}
 )
 _PLACEHOLDERS = {"value", "s", "es"}
@@ -150,6 +152,9 @@ class RuleSet:
     components: tuple[Component, ...]
     cohorts: Cohorts
     content: dict = field(repr=False, default_factory=dict)  # the parsed TOML, as written
+    # `[model_blend]`: points = round(points x the advisory model's probability), added to the
+    # score as the component `model` with its reason, only in a run that uses a model. None: no blend.
+    model_blend: dict[str, Any] | None = None
 
     @property
     def component_names(self) -> list[str]:
@@ -443,6 +448,17 @@ def _unknown_offence(check: _Checker, raw: Any) -> dict[str, Any]:
     }
 
 
+def _model_blend(check: _Checker, raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    table = check.table(raw, "model_blend")
+    check.only(table, "model_blend", _BLEND_KEYS)
+    points = check.whole(check.require(table, "model_blend", "points"), "model_blend.points", lo=1)
+    reason = _template(check, table.get("reason", "advisory model: {value}% probability of reoffending"),
+                       "model_blend.reason")
+    return {"points": points, "reason": reason}
+
+
 def parse_rules(data: bytes, path: Path) -> RuleSet:
     """Check and type the bytes of a rule file (the path is used for messages and the record)."""
     check = _Checker(path)
@@ -472,6 +488,7 @@ def parse_rules(data: bytes, path: Path) -> RuleSet:
         components=_components(check, check.require(raw, "", "components")),
         cohorts=_cohorts(check, check.require(raw, "", "cohorts")),
         content=raw,
+        model_blend=_model_blend(check, raw.get("model_blend")),
     )
     if any(t.feature == "ogrs3_2yr" for c in rules.components for t in c.terms):
         log.warning("rule set %s scores OGRS3, whose formula uses sex and age: see docs/rules.md", rules.name)

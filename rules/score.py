@@ -40,6 +40,8 @@ def _value_text(term: Term) -> pl.Expr:
         return pl.when(column).then(pl.lit("yes")).otherwise(pl.lit("no"))
     if term.feature == "ogrs3_2yr":
         return column.round(1).cast(pl.Utf8)
+    if term.feature == "copas_rate":  # a log rate: its sign and first decimals are the information
+        return column.round(2).cast(pl.Utf8)
     return column.cast(pl.Int64).cast(pl.Utf8)
 
 

@@ -18,16 +18,18 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from typer.testing import CliRunner
 
 from cli import app
-from evaluation.backtest import as_of_dates, parse_every, score_rules_at
+from evaluation.backtest import _selected_by, as_of_dates, parse_every, score_rules_at
 from evaluation.fairness import backtest_fairness, run_fairness
 from evaluation.metrics import (
     average_precision,
     bootstrap_auc_ci,
     capture,
     capture_curve,
+    capture_curve_of,
     precision_at,
     rate_by_band,
     roc_auc,
+    score_counts,
     weighted_auc,
 )
 from evaluation.outcomes import window_outcomes
@@ -73,6 +75,37 @@ def test_auc_and_ap_on_distinct_values_equal_scikit_learn_on_every_person(pairs)
     if 0 < y.sum() < y.size:
         assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
         assert average_precision(y, s) == pytest.approx(average_precision_score(y, s))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(-3, 6), st.integers(0, 4), st.integers(0, 2)),
+                min_size=1, max_size=80), st.booleans())
+def test_counts_curves_and_selections_of_whole_and_fractional_scores_agree(rows, fractional):
+    # whole-number scores take the fast paths (bincount, 16-bit radix sort, a partition per
+    # area); the same scores made fractional take the general ones: they must agree, and the
+    # selection must be the first `quota` per area in (score descending, person) order
+    y = np.array([r[0] for r in rows], dtype=np.int8)
+    score = np.array([r[1] for r in rows], dtype=float) + (0.25 if fractional else 0.0)
+    offences = np.array([r[2] for r in rows])
+    area = np.array([r[3] for r in rows])
+    counts = score_counts(score, y, offences > 1, offences > 2).sort("value")
+    by_person = pl.DataFrame({"value": score, "y": y.astype(np.int64), "n": offences})
+    expected = by_person.group_by("value").agg(pl.len().cast(pl.Int64).alias("people"), pl.col("y").sum()).sort("value")
+    assert counts.get_column("people").to_list() == expected.get_column("people").to_list()
+    assert counts.get_column("any").to_list() == expected.get_column("y").to_list()
+    ordered = by_person.with_row_index("person").sort(["value", "person"], descending=[True, False])
+    cumulative = np.r_[0, np.cumsum(ordered.get_column("n").to_numpy())]
+    total = offences.sum()
+    curve = capture_curve_of(score, offences)
+    for share, got in curve.iter_rows():
+        k = int(round(share * len(rows)))
+        assert got == (pytest.approx(cumulative[k] / total) if total else None)
+    quota = np.array([2, 0, 3])[: area.max() + 1]
+    order = np.lexsort((-score, area))
+    reference = np.zeros(score.size, dtype=bool)
+    for code in range(quota.size):
+        reference[[i for i in order if area[i] == code][: quota[code]]] = True
+    assert _selected_by(score, area, quota).tolist() == reference.tolist()
 
 
 def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_people():
@@ -344,7 +377,9 @@ def test_cli_backtest_compares_rule_sets_side_by_side(workspace, tmp_path):
     from rules.schema import DEFAULT_RULES
 
     text = DEFAULT_RULES.read_text().replace('name = "default"', 'name = "recent_only"')
-    text = text.replace("bands = [{max = 30, points = 15}", "bands = [{max = 30, points = 40}")
+    recency = "bands = [{max = 91, points = 12}"
+    assert recency in text
+    text = text.replace(recency, "bands = [{max = 91, points = 40}")
     other = tmp_path / "recent.toml"
     other.write_text(text)
     out = tmp_path / "two"

@@ -73,6 +73,7 @@ def commands(config) -> dict[str, list[str]]:
         "decisions import": ["decisions", "import", str(config.path.parent / "decisions.csv"), *c],
         "decisions list": ["decisions", "list", *c],
         "backtest": ["backtest", *c],
+        "train": ["train", *c],
     }
 
 

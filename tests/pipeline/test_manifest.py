@@ -39,6 +39,8 @@ def manifest(status: str) -> RunManifest:
     m.timings, m.finished_at = {"store_s": 0.1}, datetime(2026, 11, 2, 6, 31, 5)
     m.report = {"pack": "pack.html", "workbook": "pack.xlsx", "pseudonymised": False}
     m.fairness = {"ratio_range": [0.8, 1.25], "checked": 4, "flagged": []}
+    m.counts.disagreement = {"high_rules_low_model": 3, "low_rules_high_model": 2}
+    m.model = {"name": "iom-reoffending", "version": "1", "run_id": "abc", "artefact_sha256": "ef" * 32}
     return m
 
 
@@ -67,6 +69,6 @@ def test_the_manifest_json_keeps_its_value_formats():
     assert data["inputs"] == [{"source": "police_nominals", "file": "n.csv", "sha256": "ab" * 32,
                                "rows_read": 10, "rows_loaded": 9, "rows_rejected": 1}]
     assert data["rules"] == {"name": "default", "version": "2026.1", "sha256": "cd" * 32}
-    assert data["model"] is None and data["previous_run_id"] is None
+    assert data["model"]["artefact_sha256"] == "ef" * 32 and data["previous_run_id"] is None
     # a failed run's JSON keeps the order it was written in (the runs table stores it unsorted)
     assert list(json.loads(manifest("failed").to_json(sort_keys=False)))[-2:] == ["status", "failure"]

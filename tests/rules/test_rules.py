@@ -17,13 +17,17 @@ from polars.testing import assert_frame_equal
 
 from pipeline.errors import ConfigError
 from pipeline.run import movement
-from rules.schema import DEFAULT_RULES, load_rules
+from rules.schema import DEFAULT_RULES, PROTECTED, load_rules
 from rules.score import EligibilityReason, score
 from rules.select import select_cohorts
 
 RAW = tomllib.loads(DEFAULT_RULES.read_text(encoding="utf-8"))
 COMPONENTS = RAW["components"]
 RULES = load_rules("default")
+# The 1.0.0 default, kept as an example: its terms exercise mechanisms 2.0.0 does not use.
+RULES_1_0_PATH = DEFAULT_RULES.parent / "examples" / "default-1.0.0.toml"
+COMPONENTS_1_0 = tomllib.loads(RULES_1_0_PATH.read_text(encoding="utf-8"))["components"]
+RULES_1_0 = load_rules(str(RULES_1_0_PATH))
 
 
 def band_points(bands: list[dict], value) -> int:
@@ -70,112 +74,109 @@ def test_default_gives_ogrs3_no_points():
 # --- each component, worked by hand from default.toml ----------------------------------------
 
 
+def test_default_has_a_criminal_career_component_and_no_protected_characteristic():
+    # The evidence behind rule set 2.0.0 (docs/rules.md): previous sanctions and the Copas rate
+    # are the strongest general predictors, so the default must score them; and no protected
+    # characteristic (nor OGRS3, which embeds age and sex) may earn points.
+    career = {t.feature for t in next(c for c in RULES.components if c.name == "career").terms}
+    assert career == {"sanctions_total", "copas_rate"}
+    scored = {t.feature for c in RULES.components for t in c.terms}
+    assert not scored & (PROTECTED | {"ogrs3_2yr", "first_sanction_age", "age"})
+    # removed as weak or inverse predictors of reoffending (violence, seriousness, rising offending)
+    assert not scored & {"violence_12m", "seriousness_max_36m", "seriousness_sum_36m", "trend_12m",
+                         "days_since_release"}
+
+
+def test_default_bands_are_monotone_more_history_never_scores_less():
+    for component in COMPONENTS.values():
+        for term in [component, *component.get("plus", [])]:
+            if "bands" in term:
+                got = [b["points"] for b in term["bands"]]
+                assert got == (sorted(got) if "min" in term["bands"][0] else sorted(got, reverse=True)), term["feature"]
+
+
+def test_the_default_refuses_a_protected_characteristic_in_its_career_component(tmp_path):
+    text = DEFAULT_RULES.read_text(encoding="utf-8").replace('feature = "sanctions_total"', 'feature = "age"', 1)
+    message = _error(tmp_path, text)
+    assert message.startswith("rules.toml: components.career.feature: refers to 'age', a protected characteristic")
+
+
+def test_criminal_career_sanctions_and_copas_rate():
+    sanctions, copas = COMPONENTS["career"]["bands"], COMPONENTS["career"]["plus"][0]["bands"]
+    row = scored_one(sanctions_total=5, copas_rate=-0.4123)
+    assert band_points(sanctions, 5) == 15 and band_points(copas, -0.4123) == 16  # min 4 and min -0.5 reached
+    assert points(row) == {"career": 15 + 16}
+    assert row["reasons"] == ("5 sanctions on record (police and PNC): +15\n"
+                              "rate of sanctions over the criminal career (Copas rate -0.41): +16")
+    # one sanction, no career yet: ln(1/10) = -2.30 is below the lowest rate band
+    first = scored_one(sanctions_total=1, copas_rate=-2.302585)
+    assert first["points_career"] == band_points(sanctions, 1) == 5
+    assert first["reasons"] == "1 sanction on record (police and PNC): +5"
+    assert scored_one(sanctions_total=0, copas_rate=-2.302585)["points_career"] == 0
+    assert scored_one(sanctions_total=40, copas_rate=1.3)["points_career"] == 30 + 20  # the top bands
+    assert scored_one(sanctions_total=None, copas_rate=None)["points_career"] == 0
+
+
 def test_recency():
     bands = COMPONENTS["recency"]["bands"]
-    assert bands[0] == {"max": 30, "points": 15}  # the lines below read this band
+    assert bands[0] == {"max": 91, "points": 12}  # the lines below read this band
     row = scored_one(days_since_last_offence=20, last_offence_date=None)
-    assert points(row) == {"recency": 15}
-    assert row["reasons"] == "last offence 20 days ago: +15"
-    assert scored_one(days_since_last_offence=1)["reasons"] == "last offence 1 day ago: +15"
-    for days in (31, 91, 92, 182, 365, 366, 2000):
+    assert points(row) == {"recency": 12}
+    assert row["reasons"] == "last offence 20 days ago: +12"
+    assert scored_one(days_since_last_offence=1)["reasons"] == "last offence 1 day ago: +12"
+    for days in (31, 91, 92, 182, 365, 366, 730, 731, 2000):
         assert scored_one(days_since_last_offence=days)["points_recency"] == band_points(bands, days)
-    assert scored_one(days_since_last_offence=91)["points_recency"] == bands[1]["points"]  # max = 91 inclusive
+    assert scored_one(days_since_last_offence=91)["points_recency"] == 12  # max = 91 inclusive
+    assert scored_one(days_since_last_offence=730)["points_recency"] == 2
+    assert scored_one(days_since_last_offence=731)["points_recency"] == 0
     none = scored_one(days_since_last_offence=None)
     assert none["points_recency"] == 0 and none["reasons"] == ""
 
 
-def test_frequency_bands_plus_recent_offences():
-    main, plus = COMPONENTS["frequency"], COMPONENTS["frequency"]["plus"][0]
-    assert main["bands"][1]["min"] == 4 and plus["per"] == 2 and plus["cap"] == 10
+def test_frequency_bands():
+    bands = COMPONENTS["frequency"]["bands"]
+    assert bands[1] == {"min": 4, "points": 10}
     row = scored_one(offences_12m=4, offences_3m=3)
-    expected_12m = main["bands"][1]["points"]  # 4 reaches min 4, not min 7
-    expected_3m = min(3 * plus["per"], plus["cap"])  # 3 x 2 = 6, under the cap
-    assert points(row) == {"frequency": expected_12m + expected_3m}
-    assert row["reasons"] == (
-        f"4 offences in the last 12 months: +{expected_12m}\n3 offences in the last 3 months: +{expected_3m}"
-    )
-    capped = scored_one(offences_12m=12, offences_3m=9)
-    assert capped["points_frequency"] == band_points(main["bands"], 12) + plus["cap"]
-    assert scored_one(offences_12m=1, offences_3m=1)["reasons"] == "1 offence in the last 3 months: +2"
-
-
-def test_gravity_max_and_sum():
-    main, plus = COMPONENTS["gravity"], COMPONENTS["gravity"]["plus"][0]
-    row = scored_one(seriousness_max_36m=4, seriousness_sum_36m=25)
-    assert row["points_gravity"] == band_points(main["bands"], 4) + band_points(plus["bands"], 25) == 10 + 8
-    assert row["reasons"] == (
-        "most serious offence in the last 3 years has gravity 4 of 4: +10\n"
-        "offences in the last 3 years add up to gravity 25: +8"
-    )
-    assert scored_one(seriousness_max_36m=2, seriousness_sum_36m=11)["points_gravity"] == 0
+    assert points(row) == {"frequency": 10}  # offences in 3 months earn nothing of their own in 2.0.0
+    assert row["reasons"] == "4 offences in the last 12 months: +10"
+    assert scored_one(offences_12m=1)["points_frequency"] == 0
+    assert scored_one(offences_12m=12)["points_frequency"] == band_points(bands, 12) == 20
 
 
 def test_neighbourhood_crime_per_offence_capped():
     rule = COMPONENTS["neighbourhood"]
-    assert scored_one(neighbourhood_12m=2)["points_neighbourhood"] == 2 * rule["per"] == 8
-    assert scored_one(neighbourhood_12m=9)["points_neighbourhood"] == rule["cap"] == 16
+    assert scored_one(neighbourhood_12m=2)["points_neighbourhood"] == 2 * rule["per"] == 6
+    assert scored_one(neighbourhood_12m=9)["points_neighbourhood"] == rule["cap"] == 9
     row = scored_one(neighbourhood_12m=1)
-    assert row["reasons"].startswith("1 neighbourhood crime (") and row["reasons"].endswith(": +4")
+    assert row["reasons"].startswith("1 neighbourhood crime (") and row["reasons"].endswith(": +3")
 
 
-def test_violence_per_offence_capped():
-    rule = COMPONENTS["violence"]
-    assert scored_one(violence_12m=2)["points_violence"] == 2 * rule["per"] == 6
-    assert scored_one(violence_12m=10)["points_violence"] == rule["cap"] == 12
-    assert scored_one(violence_12m=2)["reasons"] == "2 violent offences in the last 12 months: +6"
-
-
-def test_trend_rising_only():
-    bands = COMPONENTS["trend"]["bands"]
-    assert scored_one(trend_12m=3)["points_trend"] == band_points(bands, 3) == 4
-    assert scored_one(trend_12m=6)["points_trend"] == band_points(bands, 6) == 8
-    assert scored_one(trend_12m=1)["points_trend"] == 0
-    assert scored_one(trend_12m=-4)["points_trend"] == 0
-    assert scored_one(trend_12m=3)["reasons"] == "3 more offences than in the 12 months before: +4"
-
-
-def test_release_modifier_counts_once():
-    rule, plus = COMPONENTS["release"], COMPONENTS["release"]["plus"][0]
-    assert rule["combine"] == "max"
+def test_release_points_only_while_in_custody_with_release_due():
+    rule = COMPONENTS["release"]
     due = scored_one(in_custody=True, release_due_90d=True, days_until_release=20)
     assert due["points_release"] == rule["points"] == 10
     assert due["reasons"] == "in custody, release due within 90 days: +10"
-    released = scored_one(days_since_release=45)
-    assert released["points_release"] == plus["points"] == 10
-    assert released["reasons"] == "released from custody 45 days ago: +10"
-    both = scored_one(in_custody=True, release_due_90d=True, days_until_release=20, days_since_release=45)
-    assert both["points_release"] == 10  # the larger term, not the sum
-    assert both["reasons"] == "in custody, release due within 90 days: +10"  # only the term that counted
-    assert scored_one(days_since_release=plus["max"] + 1)["points_release"] == 0
-    assert scored_one(days_since_release=plus["max"])["points_release"] == 10
-
-
-def test_short_sentences():
-    rule = COMPONENTS["short_sentence"]
-    assert scored_one(short_sentences_36m=1)["points_short_sentence"] == rule["per"] == 4
-    assert scored_one(short_sentences_36m=3)["points_short_sentence"] == rule["cap"] == 8
-    assert scored_one(short_sentences_36m=1)["reasons"] == (
-        "1 custodial sentence of under 12 months in the last 3 years: +4"
-    )
+    # a recent release earns nothing in 2.0.0 (no information among people in the community)
+    assert scored_one(days_since_release=45)["points_release"] == 0
 
 
 def test_supervision_by_type_and_compliance():
     rule = COMPONENTS["supervision"]
     breaches, recalls, drugs = rule["plus"]
-    row = scored_one(under_supervision=True, supervision_type="licence", breaches_12m=2, recalls_12m=1,
+    row = scored_one(under_supervision=True, supervision_type="licence", breaches_12m=2, recalls_12m=3,
                      positive_drug_tests_12m=5)
     expected = (
-        rule["by_value"]["licence"]  # 6
-        + min(2 * breaches["per"], breaches["cap"])  # 6
-        + min(1 * recalls["per"], recalls["cap"])  # 4
+        rule["by_value"]["licence"]  # 4
+        + min(2 * breaches["per"], breaches["cap"])  # 4
+        + min(3 * recalls["per"], recalls["cap"])  # capped at 4
         + min(5 * drugs["per"], drugs["cap"])  # capped at 6
     )
-    assert expected == 22
+    assert expected == 18
     assert row["points_supervision"] == expected
     assert row["reasons"].split("\n") == [
-        "under probation supervision (licence): +6",
-        "2 breaches of supervision in the last 12 months: +6",
-        "1 recall to custody in the last 12 months: +4",
+        "under probation supervision (licence): +4",
+        "2 breaches of supervision in the last 12 months: +4",
+        "3 recalls to custody in the last 12 months: +4",
         "5 positive drug tests in the last 12 months: +6",
     ]
     assert scored_one(supervision_type="community_order", under_supervision=True)["points_supervision"] == 4
@@ -183,19 +184,95 @@ def test_supervision_by_type_and_compliance():
 
 
 def test_score_is_the_sum_and_reasons_follow_component_order():
-    row = scored_one(days_since_last_offence=100, offences_12m=2, violence_12m=1, seriousness_max_36m=3,
-                     seriousness_sum_36m=5, under_supervision=True, supervision_type="pss")
-    # recency: 100 days -> the max 182 band (7); frequency: 2 -> 6; gravity max 3 -> 6;
-    # violence 1 x 3 = 3; supervision pss 6
-    assert points(row) == {"recency": 7, "frequency": 6, "gravity": 6, "violence": 3, "supervision": 6}
-    assert row["score"] == 7 + 6 + 6 + 3 + 6
+    row = scored_one(days_since_last_offence=100, offences_12m=2, sanctions_total=3, copas_rate=-1.2,
+                     neighbourhood_12m=1, violence_12m=4, seriousness_max_36m=4, under_supervision=True,
+                     supervision_type="pss")
+    # career: 3 sanctions -> min 2 (10), rate -1.2 -> min -1.5 (8); recency: 100 days -> max 182 (8);
+    # frequency: 2 -> 5; neighbourhood 1 x 3; violence and gravity score nothing; supervision pss 4
+    assert points(row) == {"career": 18, "recency": 8, "frequency": 5, "neighbourhood": 3, "supervision": 4}
+    assert row["score"] == 18 + 8 + 5 + 3 + 4
     assert [line.split(":")[0] for line in row["reasons"].split("\n")] == [
+        "3 sanctions on record (police and PNC)",
+        "rate of sanctions over the criminal career (Copas rate -1.2)",
         "last offence 100 days ago",
         "2 offences in the last 12 months",
-        "most serious offence in the last 3 years has gravity 3 of 4",
-        "1 violent offence in the last 12 months",
+        "1 neighbourhood crime (burglary, robbery, theft from the person, vehicle crime) in the last 12 months",
         "under probation supervision (pss)",
     ]
+
+
+# --- term mechanisms the default no longer uses, on the 1.0.0 rule set kept in rules/examples ---
+
+
+def scored_1_0(**features) -> dict:
+    return score(feature_frame([feature_row(**features)]), RULES_1_0).to_dicts()[0]
+
+
+def test_a_second_term_adds_to_the_first():
+    main, plus = COMPONENTS_1_0["frequency"], COMPONENTS_1_0["frequency"]["plus"][0]
+    assert main["bands"][1]["min"] == 4 and plus["per"] == 2 and plus["cap"] == 10
+    row = scored_1_0(offences_12m=4, offences_3m=3)
+    expected_12m = main["bands"][1]["points"]  # 4 reaches min 4, not min 7
+    expected_3m = min(3 * plus["per"], plus["cap"])  # 3 x 2 = 6, under the cap
+    assert row["points_frequency"] == expected_12m + expected_3m
+    assert row["reasons"] == (
+        f"4 offences in the last 12 months: +{expected_12m}\n3 offences in the last 3 months: +{expected_3m}"
+    )
+    capped = scored_1_0(offences_12m=12, offences_3m=9)
+    assert capped["points_frequency"] == band_points(main["bands"], 12) + plus["cap"]
+    assert scored_1_0(offences_12m=1, offences_3m=1)["reasons"] == "1 offence in the last 3 months: +2"
+
+
+def test_gravity_max_and_sum():
+    main, plus = COMPONENTS_1_0["gravity"], COMPONENTS_1_0["gravity"]["plus"][0]
+    row = scored_1_0(seriousness_max_36m=4, seriousness_sum_36m=25)
+    assert row["points_gravity"] == band_points(main["bands"], 4) + band_points(plus["bands"], 25) == 10 + 8
+    assert row["reasons"] == (
+        "most serious offence in the last 3 years has gravity 4 of 4: +10\n"
+        "offences in the last 3 years add up to gravity 25: +8"
+    )
+    assert scored_1_0(seriousness_max_36m=2, seriousness_sum_36m=11)["points_gravity"] == 0
+
+
+def test_violence_per_offence_capped():
+    rule = COMPONENTS_1_0["violence"]
+    assert scored_1_0(violence_12m=2)["points_violence"] == 2 * rule["per"] == 6
+    assert scored_1_0(violence_12m=10)["points_violence"] == rule["cap"] == 12
+    assert scored_1_0(violence_12m=2)["reasons"] == "2 violent offences in the last 12 months: +6"
+
+
+def test_trend_rising_only():
+    bands = COMPONENTS_1_0["trend"]["bands"]
+    assert scored_1_0(trend_12m=3)["points_trend"] == band_points(bands, 3) == 4
+    assert scored_1_0(trend_12m=6)["points_trend"] == band_points(bands, 6) == 8
+    assert scored_1_0(trend_12m=1)["points_trend"] == 0
+    assert scored_1_0(trend_12m=-4)["points_trend"] == 0
+    assert scored_1_0(trend_12m=3)["reasons"] == "3 more offences than in the 12 months before: +4"
+
+
+def test_combine_max_counts_a_component_once():
+    rule, plus = COMPONENTS_1_0["release"], COMPONENTS_1_0["release"]["plus"][0]
+    assert rule["combine"] == "max"
+    due = scored_1_0(in_custody=True, release_due_90d=True, days_until_release=20)
+    assert due["points_release"] == rule["points"] == 10
+    assert due["reasons"] == "in custody, release due within 90 days: +10"
+    released = scored_1_0(days_since_release=45)
+    assert released["points_release"] == plus["points"] == 10
+    assert released["reasons"] == "released from custody 45 days ago: +10"
+    both = scored_1_0(in_custody=True, release_due_90d=True, days_until_release=20, days_since_release=45)
+    assert both["points_release"] == 10  # the larger term, not the sum
+    assert both["reasons"] == "in custody, release due within 90 days: +10"  # only the term that counted
+    assert scored_1_0(days_since_release=plus["max"] + 1)["points_release"] == 0
+    assert scored_1_0(days_since_release=plus["max"])["points_release"] == 10
+
+
+def test_short_sentences():
+    rule = COMPONENTS_1_0["short_sentence"]
+    assert scored_1_0(short_sentences_36m=1)["points_short_sentence"] == rule["per"] == 4
+    assert scored_1_0(short_sentences_36m=3)["points_short_sentence"] == rule["cap"] == 8
+    assert scored_1_0(short_sentences_36m=1)["reasons"] == (
+        "1 custodial sentence of under 12 months in the last 3 years: +4"
+    )
 
 
 # --- eligibility -------------------------------------------------------------------------
@@ -275,7 +352,7 @@ def test_movement_follows_the_eligibility_code_whatever_the_sentence_says():
 
 
 def person(key: str, area: str, offences_12m: int, days: int | None, **extra) -> dict:
-    """Scores follow from recency and frequency only (see default.toml)."""
+    """Scores follow from recency and frequency (and the criminal career when `extra` gives it)."""
     return feature_row(person_key=key, area=area, offences_12m=offences_12m, days_since_last_offence=days, **extra)
 
 
@@ -284,23 +361,23 @@ def test_capacity_min_score_ties_and_notes(tmp_path):
         "default_capacity = 40", "default_capacity = 2"
     ).replace('# "Northgate" = 60', '"Southmoor" = 1')
     rules = load_rules(str(_write(tmp_path, text)))
-    # default bands: recency 10 days -> 15, 40 or 60 days -> 12; offences_12m 7 -> 24, 4 -> 14;
-    # gravity 3 -> 6
-    g3 = {"seriousness_max_36m": 3}
+    # default bands: recency 10 days -> 12, 100 days -> 8; offences_12m 7 -> 15, 4 -> 10;
+    # 4 sanctions -> 15
+    h = {"sanctions_total": 4}
     frame = feature_frame([
-        person("P05", "Northgate", 7, 10, **g3),  # 24 + 15 + 6 = 45
-        person("P04", "Northgate", 4, 10, **g3),  # 14 + 15 + 6 = 35
-        person("P03", "Northgate", 4, 10, **g3),  # 35: same score, offences and days as P04 -> key order
-        person("P02", "Northgate", 4, 60, **g3),  # 14 + 12 + 6 = 32
+        person("P05", "Northgate", 7, 10, **h),  # 15 + 12 + 15 = 42
+        person("P04", "Northgate", 4, 10, **h),  # 10 + 12 + 15 = 37
+        person("P03", "Northgate", 4, 10, **h),  # 37: same score, offences and days as P04 -> key order
+        person("P02", "Northgate", 4, 100, **h),  # 10 + 8 + 15 = 33
         person("P01", "Northgate", 0, None),  # 0
-        person("P10", "Southmoor", 7, 40, **g3),  # 24 + 12 + 6 = 42
-        person("P11", "Southmoor", 7, 10, **g3),  # 45
+        person("P10", "Southmoor", 7, 100, **h),  # 15 + 8 + 15 = 38
+        person("P11", "Southmoor", 7, 10, **h),  # 42
         person("P12", "Southmoor", 4, 10, deceased=True),
     ])
     ranked = select_cohorts(score(frame, rules), rules).ranked
     rows = {r["person_key"]: r for r in ranked.to_dicts()}
-    assert [r["score"] for r in ranked.head(6).to_dicts()] == [45, 45, 42, 35, 35, 32]
-    # ties on score 45: offences_12m equal (7), days equal (10) -> person_key P05 before P11
+    assert [r["score"] for r in ranked.head(6).to_dicts()] == [42, 42, 38, 37, 37, 33]
+    # ties on score 42: offences_12m equal (7), days equal (10) -> person_key P05 before P11
     assert ranked["person_key"].to_list() == ["P05", "P11", "P10", "P03", "P04", "P02", "P01", "P12"]
     assert ranked["rank"].to_list() == [1, 2, 3, 4, 5, 6, 7, None]
     assert [rows[k]["area_rank"] for k in ("P05", "P03", "P04", "P02", "P01")] == [1, 2, 3, 4, 5]
@@ -320,16 +397,16 @@ def test_capacity_min_score_ties_and_notes(tmp_path):
 
 
 def test_ties_break_on_offences_then_recency_then_key():
-    # Three people on 35 points (frequency + recency + violence + gravity):
+    # Three people on 37 points (frequency + recency + 4 sanctions):
     frame = feature_frame([
-        person("PA", "Northgate", 10, 200),  # 34 + 3 = 37
-        person("PB", "Northgate", 7, 100),  # 24 + 7 = 31
-        person("PC", "Northgate", 4, 80, violence_12m=1, seriousness_max_36m=3),  # 14 + 12 + 3 + 6 = 35
-        person("PD", "Northgate", 4, 60, violence_12m=1, seriousness_max_36m=3),  # 35, more recent than PC
-        person("PE", "Northgate", 5, 91, violence_12m=1, seriousness_max_36m=3),  # 35, more offences
+        person("PA", "Northgate", 10, 200, sanctions_total=7),  # 20 + 5 + 20 = 45
+        person("PB", "Northgate", 7, 100, sanctions_total=2),  # 15 + 8 + 10 = 33
+        person("PC", "Northgate", 4, 80, sanctions_total=4),  # 10 + 12 + 15 = 37
+        person("PD", "Northgate", 4, 60, sanctions_total=4),  # 37, more recent than PC
+        person("PE", "Northgate", 5, 91, sanctions_total=4),  # 37, more offences
     ])
     ranked = select_cohorts(score(frame, RULES), RULES).ranked
-    assert ranked["score"].to_list() == [37, 35, 35, 35, 31]
+    assert ranked["score"].to_list() == [45, 37, 37, 37, 33]
     assert ranked["person_key"].to_list() == ["PA", "PE", "PD", "PC", "PB"]
 
 
@@ -350,7 +427,7 @@ def test_super_prolific_and_cohort_types():
     frame = feature_frame([
         person("P1", "Northgate", 12, 5, neighbourhood_12m=3),  # super-prolific, Fixed
         person("P2", "Northgate", 10, 5),  # super-prolific, Flex
-        person("P3", "Northgate", 9, 5),  # not super-prolific
+        person("P3", "Northgate", 9, 5, sanctions_total=2),  # not super-prolific; 15 + 12 + 10 = 37
         person("P4", "Northgate", 11, 5, mappa_level=2),  # not eligible: never flagged
         person("P5", "Northgate", 1, 5, offences_3m=1),  # low score, not a member
     ])
@@ -378,10 +455,11 @@ def test_super_prolific_regardless_of_capacity(tmp_path):
 
 def test_release_watch_lists_those_reaching_min_score_on_release():
     frame = feature_frame([
-        # due out in 30 days; 6 offences in 12 months (14) + gravity 4 (10) + release (10) = 34
+        # due out in 30 days; 6 offences in 12 months (10) + 7 sanctions (20) + release due (10) = 40,
+        # and 30 once out (the release points are for the time inside)
         feature_row(person_key="P1", in_custody=True, release_due_90d=True, days_until_release=30,
-                    custody_type_at_d="sentenced", offences_12m=6, seriousness_max_36m=4),
-        # due out but scores 10 + 6 = 16 on release: not listed
+                    custody_type_at_d="sentenced", offences_12m=6, sanctions_total=7),
+        # due out but scores 5 on release: not listed
         feature_row(person_key="P2", in_custody=True, release_due_90d=True, days_until_release=30, offences_12m=2),
         # not due within 90 days: ineligible and not watched
         feature_row(person_key="P3", in_custody=True, release_due_90d=False, days_until_release=300, offences_12m=9),
@@ -389,8 +467,9 @@ def test_release_watch_lists_those_reaching_min_score_on_release():
     result = select_cohorts(score(frame, RULES), RULES)
     watch = result.release_watch.to_dicts()
     assert [w["person_key"] for w in watch] == ["P1"]
-    assert watch[0]["score_if_released"] == 14 + 10 + 10
-    assert "released from custody 0 days ago: +10" in watch[0]["reasons_if_released"]
+    assert watch[0]["score"] == 10 + 20 + 10 and watch[0]["score_if_released"] == 10 + 20
+    assert watch[0]["reasons_if_released"] == (
+        "7 sanctions on record (police and PNC): +20\n6 offences in the last 12 months: +10")
     assert result.stats.release_watch == 1
 
 
@@ -499,33 +578,34 @@ def _error(tmp_path: Path, text: str) -> str:
     return str(info.value)
 
 
-DEFAULT_TEXT = DEFAULT_RULES.read_text(encoding="utf-8")
+# The loader's checks, on the 1.0.0 rule file (its violence and combine = "max" terms give them something to break).
+RULES_1_0_TEXT = RULES_1_0_PATH.read_text(encoding="utf-8")
 
 
 def test_unknown_key_is_refused_with_its_path(tmp_path):
-    text = DEFAULT_TEXT.replace('title = "Recency"', 'title = "Recency"\nweight = 3')
+    text = RULES_1_0_TEXT.replace('title = "Recency"', 'title = "Recency"\nweight = 3')
     message = _error(tmp_path, text)
     assert message.startswith("rules.toml: components.recency.weight: unknown key; allowed:")
 
 
 def test_unknown_section_is_refused(tmp_path):
-    message = _error(tmp_path, DEFAULT_TEXT + "\n[model]\nblend = 0.5\n")
+    message = _error(tmp_path, RULES_1_0_TEXT + "\n[model]\nblend = 0.5\n")
     assert message.startswith("rules.toml: model: unknown key")
 
 
 def test_band_points_must_be_a_whole_number(tmp_path):
-    text = DEFAULT_TEXT.replace("{min = 7, points = 24}", '{min = 7, points = "twenty"}')
+    text = RULES_1_0_TEXT.replace("{min = 7, points = 24}", '{min = 7, points = "twenty"}')
     message = _error(tmp_path, text)
     assert message.startswith("rules.toml: components.frequency.bands[2].points: must be a whole number")
 
 
 def test_bands_must_increase(tmp_path):
-    text = DEFAULT_TEXT.replace("{min = 4, points = 14}", "{min = 1, points = 14}")
+    text = RULES_1_0_TEXT.replace("{min = 4, points = 14}", "{min = 1, points = 14}")
     assert "components.frequency.bands[1].min: must be greater than the previous band's min" in _error(tmp_path, text)
 
 
 def test_band_needs_min_or_max(tmp_path):
-    text = DEFAULT_TEXT.replace("{min = 4, points = 14}", "{at_least = 4, points = 14}")
+    text = RULES_1_0_TEXT.replace("{min = 4, points = 14}", "{at_least = 4, points = 14}")
     assert "components.frequency.bands[1]" in _error(tmp_path, text)
 
 
@@ -541,27 +621,27 @@ def test_band_needs_min_or_max(tmp_path):
     ],
 )
 def test_protected_characteristics_are_refused(tmp_path, old, new, where, named):
-    assert old in DEFAULT_TEXT
-    message = _error(tmp_path, DEFAULT_TEXT.replace(old, new, 1))
+    assert old in RULES_1_0_TEXT
+    message = _error(tmp_path, RULES_1_0_TEXT.replace(old, new, 1))
     assert message.startswith(f"rules.toml: {where}: refers to '{named}', a protected characteristic")
 
 
 def test_unknown_feature_is_refused(tmp_path):
-    text = DEFAULT_TEXT.replace('feature = "violence_12m"', 'feature = "violence_99m"')
+    text = RULES_1_0_TEXT.replace('feature = "violence_12m"', 'feature = "violence_99m"')
     assert "components.violence.feature: 'violence_99m' is not a scoring feature" in _error(tmp_path, text)
 
 
 def test_other_errors_name_the_key(tmp_path):
     cases = [
-        (DEFAULT_TEXT.replace('"convicted", "pending"]', '"convicted", "arrested"]'), "counted_outcomes[5]"),
-        (DEFAULT_TEXT.replace("gravity = 2\n", "gravity = 9\n", 1), "unknown_offence.gravity"),
-        (DEFAULT_TEXT.replace("min_score = 30", "min_score = -1"), "cohorts.priority.min_score"),
-        (DEFAULT_TEXT.replace('combine = "max"', 'combine = "avg"'), "components.release.combine"),
-        (DEFAULT_TEXT.replace("cap = 16", "cap = 16\npoints = 3"), "components.neighbourhood"),
-        (DEFAULT_TEXT.replace('reason = "{value} violent', 'reason = "{who} violent'), "components.violence.reason"),
-        (DEFAULT_TEXT.replace("exclude_mappa_levels = [2, 3]", "exclude_mappa_levels = [4]"),
+        (RULES_1_0_TEXT.replace('"convicted", "pending"]', '"convicted", "arrested"]'), "counted_outcomes[5]"),
+        (RULES_1_0_TEXT.replace("gravity = 2\n", "gravity = 9\n", 1), "unknown_offence.gravity"),
+        (RULES_1_0_TEXT.replace("min_score = 30", "min_score = -1"), "cohorts.priority.min_score"),
+        (RULES_1_0_TEXT.replace('combine = "max"', 'combine = "avg"'), "components.release.combine"),
+        (RULES_1_0_TEXT.replace("cap = 16", "cap = 16\npoints = 3"), "components.neighbourhood"),
+        (RULES_1_0_TEXT.replace('reason = "{value} violent', 'reason = "{who} violent'), "components.violence.reason"),
+        (RULES_1_0_TEXT.replace("exclude_mappa_levels = [2, 3]", "exclude_mappa_levels = [4]"),
          "eligibility.exclude_mappa_levels[0]"),
-        (DEFAULT_TEXT.replace('[ruleset]\nname = "default"\n', "[ruleset]\n"), "ruleset.name: is required"),
+        (RULES_1_0_TEXT.replace('[ruleset]\nname = "default_1_0_0"\n', "[ruleset]\n"), "ruleset.name: is required"),
     ]
     for text, needle in cases:
         assert needle in _error(tmp_path, text), needle
@@ -577,7 +657,7 @@ def test_not_toml_and_missing_file(tmp_path):
 
 
 def test_a_changed_weight_needs_no_code_change(tmp_path):
-    text = DEFAULT_TEXT.replace("{min = 4, points = 14}", "{min = 4, points = 40}").replace(
+    text = RULES_1_0_TEXT.replace("{min = 4, points = 14}", "{min = 4, points = 40}").replace(
         'version = "1.0.0"', 'version = "1.0.1-local"')
     rules = load_rules(str(_write(tmp_path, text)))
     assert rules.version == "1.0.1-local" and rules.sha256 != RULES.sha256
@@ -586,7 +666,7 @@ def test_a_changed_weight_needs_no_code_change(tmp_path):
 
 
 def test_a_rule_file_may_score_ogrs3_and_is_warned_about(tmp_path, caplog):
-    head, tail = DEFAULT_TEXT.split("# --- cohorts")
+    head, tail = RULES_1_0_TEXT.split("# --- cohorts")
     text = head + '[components.ogrs3]\nfeature = "ogrs3_2yr"\nbands = [{min = 75, points = 5}]\n' \
         'reason = "OGRS3 two-year {value}%"\n\n# --- cohorts' + tail
     with caplog.at_level(logging.WARNING, logger="rules.schema"):

@@ -1,0 +1,221 @@
+"""The model's training data: snapshots at past as-of dates, their features and their outcomes.
+
+A snapshot at D is what `iom run` would have seen at D: the same features
+(`features.build.compute_features`), rule score and selection (`evaluation.backtest.score_rules_at`),
+for the eligible people; its label is the back-test's outcome in the window after D
+(`evaluation.outcomes.window_outcomes`, time at risk handled there: a person in custody at D is
+followed from release, and one without a complete window is left out). The dates are the
+back-test's (`evaluation.backtest.plan_dates`): every window lies inside the data.
+
+The split, by time and by person (docs/model.md):
+
+- each person falls in one group for good, from a fixed hash of their person number and the
+  seed: `test` (share `test_people_share`), `calibration` (share `calibration_people_share`) or `fit`;
+- the last `test_snapshots` dates (default a quarter of them, at least one) are the test
+  period, the earlier ones the training period (with `embargo`, only the training dates whose
+  outcome window ends by the first test date);
+- the model is fitted on the `fit` people at the training dates, calibrated on the
+  `calibration` people at the training dates, and tested on the `test` people at the test dates.
+  Nothing about a test person (features or outcomes, at any date) reaches fitting or calibration.
+
+The model's inputs (`MODEL_FEATURES`) are the features a rule may score (`rules.schema`), the
+RoSH level as a number, the supervision and custody types as flags, and the age at the first
+sanction. Ethnicity and sex are never read (the features frame holds neither); `age` is not an
+input either, as for the rules. `AGE_DERIVED` and `SEX_DERIVED` name the inputs computed with
+age or sex (the model card lists them; `[model] exclude_features` leaves any feature out).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from evaluation.backtest import score_rules_at
+from evaluation.outcomes import window_outcomes
+from features.build import offence_codes
+from pipeline.contract import CUSTODY_TYPES, ROSH_LEVELS, SUPERVISION_TYPES
+from pipeline.errors import ConfigError, DataRangeError
+from pipeline.warehouse import run_sql
+from rules.schema import BOOLEAN_FEATURES, NUMERIC_FEATURES, RuleSet
+
+log = logging.getLogger(__name__)
+
+DERIVED_FEATURES: tuple[str, ...] = (
+    "rosh_level", *(f"supervision_{t}" for t in SUPERVISION_TYPES if t != "none"),
+    *(f"custody_{t}" for t in CUSTODY_TYPES),
+)
+MODEL_FEATURES: tuple[str, ...] = (*NUMERIC_FEATURES, *BOOLEAN_FEATURES, "first_sanction_age", *DERIVED_FEATURES)
+AGE_DERIVED: tuple[str, ...] = ("first_sanction_age", "career_years", "copas_rate", "ogrs3_2yr")
+SEX_DERIVED: tuple[str, ...] = ("ogrs3_2yr",)  # OGRS3's formula has terms for sex and age
+# Never inputs, whatever the config says: they are monitored, not modelled.
+NEVER_INPUTS = frozenset({"ethnicity", "sex", "age", "date_of_birth", "area", "person_key", "person_number"})
+GROUPS = ("fit", "calibration", "test")
+TARGETS = {"any": "any offence", "neighbourhood": "a neighbourhood crime", "violence": "a violent offence"}
+# What a snapshot keeps besides the inputs: who, when, the rules' view, and the outcomes.
+KEPT_COLUMNS = ("person_key", "person_number", "area", "age", "score", "priority", "rank")
+OUTCOME_KEPT = ("window_start", "window_end", "any_offence", "offences", "neighbourhood", "violent")
+_HASH_MULTIPLIER = 0x9E3779B1  # Fibonacci hashing: person numbers spread evenly over [0, 1)
+_HASH_MODULUS = 2**32
+
+
+def model_features(exclude: Sequence[str] = ()) -> tuple[str, ...]:
+    """The inputs, less `exclude` (a ConfigError names any that is not an input)."""
+    unknown = [f for f in exclude if f not in MODEL_FEATURES]
+    if unknown:
+        raise ConfigError(f"[model] exclude_features: {', '.join(unknown)} is not a model input; "
+                          f"the inputs are: {', '.join(MODEL_FEATURES)}")
+    features = tuple(f for f in MODEL_FEATURES if f not in set(exclude))
+    if not features:
+        raise ConfigError("[model] exclude_features leaves no input")
+    return features
+
+
+def with_derived(frame: pl.DataFrame) -> pl.DataFrame:
+    """The feature frame plus the derived inputs (RoSH level 1-4, type flags)."""
+    levels = {level: i + 1 for i, level in enumerate(ROSH_LEVELS)}
+    return frame.with_columns(
+        pl.col("rosh").replace_strict(levels, default=None, return_dtype=pl.Float64).alias("rosh_level"),
+        *[(pl.col("supervision_type") == t).fill_null(False).alias(f"supervision_{t}")
+          for t in SUPERVISION_TYPES if t != "none"],
+        *[(pl.col("custody_type_at_d") == t).fill_null(False).alias(f"custody_{t}") for t in CUSTODY_TYPES],
+    )
+
+
+def model_matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """The inputs as a float32 matrix (booleans 0/1, unknown values NaN), rows as in `frame`."""
+    return (frame.select(pl.col(f).cast(pl.Float32) for f in features)
+            .to_numpy(order="c").astype(np.float32, copy=False))
+
+
+def label_expr(target: str) -> pl.Expr:
+    """The outcome the model predicts: any counted offence, a neighbourhood crime or a violent one."""
+    if target == "any":
+        return pl.col("any_offence")
+    return (pl.col("neighbourhood" if target == "neighbourhood" else "violent") > 0)
+
+
+def person_share(person_number: pl.Expr, seed: int) -> pl.Expr:
+    """A fixed pseudo-random number in [0, 1) per person and seed (the same in every snapshot)."""
+    mixed = (person_number.cast(pl.UInt64) * _HASH_MULTIPLIER + seed) % _HASH_MODULUS
+    return mixed.cast(pl.Float64) / _HASH_MODULUS
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    train_dates: tuple[date, ...]
+    test_dates: tuple[date, ...]
+    test_share: float
+    calibration_share: float
+    seed: int
+
+    def describe(self) -> str:
+        return (f"fit on the 'fit' people ({1 - self.test_share - self.calibration_share:.0%} of people) at "
+                f"{len(self.train_dates)} training dates ({self.train_dates[0]} to {self.train_dates[-1]}); "
+                f"calibrated on the 'calibration' people ({self.calibration_share:.0%}) at the same dates; "
+                f"tested on the 'test' people ({self.test_share:.0%}) at {len(self.test_dates)} later dates "
+                f"({self.test_dates[0]} to {self.test_dates[-1]}); no test person contributes to fitting or "
+                "calibration")
+
+
+def plan_split(dates: Sequence[date], horizon_days: int, test_snapshots: int | None, test_share: float,
+               calibration_share: float, seed: int, embargo: bool) -> SplitPlan:
+    """Training and test dates (DataRangeError when the dates cannot make both)."""
+    dates = sorted(dates)
+    if test_share + calibration_share >= 0.9:
+        raise ConfigError("[model] test_people_share + calibration_people_share must leave at least 10% "
+                          "of people to fit on")
+    if len(dates) < 2:
+        raise DataRangeError(f"one snapshot ({dates[0]}) cannot give both a training and a later test period",
+                             hint="widen --from/--to so that at least two snapshot dates fit the data")
+    n_test = test_snapshots or max(1, len(dates) // 4)
+    if n_test >= len(dates):
+        raise ConfigError(f"[model] test_snapshots = {n_test} leaves no training date among {len(dates)} snapshots")
+    test, train = dates[-n_test:], dates[:-n_test]
+    if embargo:
+        train = [d for d in train if d + timedelta(days=horizon_days) <= test[0]]
+        if not train:
+            raise DataRangeError(
+                f"with the embargo, a training snapshot's {horizon_days}-day window must end by the first "
+                f"test date {test[0]}, and none does",
+                hint=f"start earlier (--from {(test[0] - timedelta(days=horizon_days)).isoformat()} or before), "
+                     "or set [model] embargo = false")
+    return SplitPlan(tuple(train), tuple(test), test_share, calibration_share, seed)
+
+
+def group_expr(plan: SplitPlan) -> pl.Expr:
+    """'test', 'calibration' or 'fit' for each person."""
+    share = person_share(pl.col("person_number"), plan.seed)
+    return (pl.when(share < plan.test_share).then(pl.lit("test"))
+            .when(share < plan.test_share + plan.calibration_share).then(pl.lit("calibration"))
+            .otherwise(pl.lit("fit")).alias("group"))
+
+
+def snapshots(con: duckdb.DuckDBPyConnection, rules: RuleSet, reference: pl.DataFrame, plan: SplitPlan,
+              horizon_days: int, last_covered: date, target: str, features: Sequence[str],
+              max_people: int | None = None) -> pl.DataFrame:
+    """[one eligible person at risk at one snapshot date that the split uses]: as_of, group,
+    KEPT_COLUMNS, the inputs (float32), the outcomes and `label`, ordered by group (GROUPS) then
+    date. Only the rows the split uses are kept (test people at test dates, the others at
+    training dates), so memory follows the split."""
+    people = run_sql(con, "model: snapshots", "SELECT person_key, person_number FROM people").pl()
+    keep = None
+    if max_people is not None and people.height > max_people:  # a person-level subsample, fixed by the seed
+        keep = max_people / people.height
+        log.info("training data: a fixed subsample of about %d of %d people", max_people, people.height)
+    codes = offence_codes(con, reference, rules.unknown_offence)
+    test_dates = set(plan.test_dates)
+    parts: dict[str, list[pl.DataFrame]] = {g: [] for g in GROUPS}
+    needed = [c for c in dict.fromkeys((*features, "rosh", "supervision_type", "custody_type_at_d"))
+              if c not in DERIVED_FEATURES]
+    for as_of in sorted((*plan.train_dates, *plan.test_dates)):
+        ranked = score_rules_at(con, rules, reference, as_of).filter(pl.col("eligible"))
+        frame = ranked.select(*[c for c in KEPT_COLUMNS if c != "person_number"], *needed).join(
+            people, on="person_key", how="inner").with_columns(group_expr(plan))
+        if keep is not None:
+            frame = frame.filter(person_share(pl.col("person_number"), plan.seed + 1) < keep)
+        wanted = pl.col("group") == "test" if as_of in test_dates else pl.col("group") != "test"
+        frame = frame.filter(wanted)
+        outcomes = window_outcomes(con, frame.select("person_number"), as_of, horizon_days, last_covered,
+                                   rules.counted_outcomes, codes).filter(pl.col("at_risk"))
+        frame = (with_derived(frame).join(outcomes.select("person_number", *OUTCOME_KEPT), on="person_number",
+                                          how="inner")
+                 .select(pl.lit(as_of).alias("as_of"), "group", *KEPT_COLUMNS,
+                         *[pl.col(f).cast(pl.Float32) for f in features], *OUTCOME_KEPT,
+                         label_expr(target).cast(pl.Int8).alias("label")))
+        for group in GROUPS:
+            parts[group].append(frame.filter(pl.col("group") == group))
+        log.info("snapshot %s: %d people at risk (%s)", as_of.isoformat(), frame.height,
+                 "test" if as_of in test_dates else "training")
+    # Ordered by group, so that `split_parts` takes each part as a slice, without a copy.
+    return pl.concat([p for g in GROUPS for p in parts[g]], how="vertical_relaxed", rechunk=False)
+
+
+def split_parts(data: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(fit, calibration, test) rows of `snapshots`' frame, as zero-copy slices."""
+    sizes = [data.select((pl.col("group") == g).sum()).item() for g in GROUPS]
+    starts = [0, sizes[0], sizes[0] + sizes[1]]
+    return tuple(data.slice(start, size) for start, size in zip(starts, sizes, strict=True))
+
+
+def check_positives(data: pl.DataFrame, minimum: int, target: str) -> dict[str, dict[str, int]]:
+    """People and positives per part of the split; DataRangeError when a part has fewer than
+    `minimum` positives or no negative."""
+    counts = {}
+    for part, condition in (("fit", pl.col("group") == "fit"), ("calibration", pl.col("group") == "calibration"),
+                            ("test", pl.col("group") == "test")):
+        labels = data.filter(condition).get_column("label")
+        counts[part] = {"rows": labels.len(), "positives": int(labels.sum() or 0)}
+    short = [f"{p} {c['positives']:,} of {c['rows']:,}" for p, c in counts.items()
+             if c["positives"] < minimum or c["positives"] == c["rows"]]
+    if short:
+        raise DataRangeError(
+            f"too few positives ({TARGETS[target]} in the window) to train and test a model: {'; '.join(short)} "
+            f"rows are positive, and each part needs at least {minimum} positives and one negative",
+            hint="use more snapshot dates (--from earlier), a broader --target, or lower [model] min_positives")
+    return counts
