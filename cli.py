@@ -25,7 +25,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
-from cli_show import err, out, show_backtest, show_explanation, show_ingest, show_run, show_training, table
+from cli_show import (
+    err,
+    out,
+    show_backtest,
+    show_explanation,
+    show_ingest,
+    show_link,
+    show_run,
+    show_training,
+    table,
+)
 from pipeline.errors import IomError, failed_step
 
 log = logging.getLogger("iom")
@@ -260,7 +270,7 @@ def ingest(config: ConfigOption = Path("iom.toml"), wait: WaitOption = 0.0) -> N
     def load(progress):
         from pipeline.workspace import ingest_workspace
 
-        return ingest_workspace(cfg, progress)
+        return ingest_workspace(cfg, progress, evaluate=True)
 
     cfg = _call(lambda: load_config(config))
     with _progress() as progress:
@@ -285,8 +295,19 @@ def demo(
     out.print(f"Injected faults (to show quarantine at work): {', '.join(f'{k} {v:,}' for k, v in sorted(data.faults.items()))}")
     cfg = _call(lambda: load_config(config_path))
     with _progress() as progress:
-        report = _locked_call(cfg, "demo", lambda: ingest_workspace(cfg, progress))
+        report = _locked_call(cfg, "demo", lambda: ingest_workspace(cfg, progress, evaluate=True))
     show_ingest(report)
+    from pipeline.link.review import example_link
+
+    example = _locked_call(cfg, "demo", lambda: example_link(cfg))
+    if example is not None:
+        key, lines = example
+        out.print(f"\nA person linked probabilistically ({key}; `iom explain {key}` shows it with the score):")
+        for line in lines:
+            out.print(f"  {line}")
+    if report.link.review_queue:
+        out.print(f"{report.link.review_queue:,} uncertain pairs wait for a reviewer: "
+                  f"uv run iom links review --config {config_path} --out review.csv")
     # Two monthly runs, so the pack shows movement since "last month".
     last_month = (when - timedelta(days=1)).replace(day=1)
     for as_of in (last_month, when):
@@ -402,6 +423,87 @@ def train(
 
     result = _locked_call(cfg, "train", work, wait=wait)  # it stores the training in the warehouse
     show_training(result)
+
+links_app = typer.Typer(help="Probabilistic identity linking: the review queue, decisions, evaluation, the model.",
+                        no_args_is_help=True)
+app.add_typer(links_app, name="links")
+
+
+@links_app.command("review")
+def links_review(
+    config: ConfigOption = Path("iom.toml"),
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the whole queue to this CSV file, to decide in.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many pairs to show.")] = 20,
+    wait: WaitOption = 0.0,
+) -> None:
+    """The clerical review queue: pairs between the thresholds, side by side, with the weight of each field."""
+    from pipeline.config import load_config
+    from pipeline.link.review import review_queue, write_queue
+
+    cfg = _call(lambda: load_config(config))
+    queue = _locked_call(cfg, "links review", lambda: review_queue(cfg), shared=True, wait=wait)
+    rows = [[r["record_id_l"], f"{r['forenames_l'] or ''} {r['surname_l'] or ''} {r['date_of_birth_l'] or ''}",
+             r["record_id_r"], f"{r['forenames_r'] or ''} {r['surname_r'] or ''} {r['date_of_birth_r'] or ''}",
+             f"{r['match_probability']:.3f}", r["suggested"]] for r in queue.head(limit).iter_rows(named=True)]
+    out.print(table(f"Review queue: {queue.height:,} pairs", ["record", "as held", "record", "as held",
+                                                               "probability", "suggested"], rows))
+    if out_file is not None:
+        written = _call(lambda: write_queue(queue, out_file))
+        out.print(f"Written to {written}: fill `decision` with match or no_match, then `iom links decide {written}`")
+
+
+@links_app.command("decide")
+def links_decide(
+    file: Annotated[Path, typer.Argument(help="A review file with decision filled (match / no_match) per pair.")],
+    config: ConfigOption = Path("iom.toml"),
+    wait: WaitOption = 0.0,
+) -> None:
+    """Import reviewers' decisions (match / no_match) with an audit trail, and relink."""
+    from pipeline.config import load_config
+    from pipeline.link.review import import_decisions
+
+    cfg = _call(lambda: load_config(config))
+    result = _locked_call(cfg, "links decide", lambda: import_decisions(cfg, file), wait=wait)
+    if result.already_imported:
+        out.print(f"{result.file} (sha256 {result.sha256[:12]}) was imported before: nothing changed")
+        return
+    out.print(f"Recorded {result.recorded:,} decisions from {result.file}: {result.matches:,} match, "
+              f"{result.no_matches:,} no match; {result.blank:,} rows without a decision skipped")
+    if result.link is not None:
+        show_link(result.link)
+
+
+@links_app.command("evaluate")
+def links_evaluate(
+    config: ConfigOption = Path("iom.toml"),
+    truth: Annotated[Path | None, typer.Option("--truth", help="Truth file; default truth/identities.parquet beside iom.toml.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """Precision and recall of the links against the synthetic world's truth file."""
+    from pipeline.config import load_config
+    from pipeline.link.evaluate import evaluate
+
+    cfg = _call(lambda: load_config(config))
+    e = _locked_call(cfg, "links evaluate", lambda: evaluate(cfg, truth), shared=True, wait=wait)
+    out.print(table(f"Links against {e.truth_file}", ["measure", "value"], [
+        ["records scored", e.records], ["precision", f"{e.precision:.4f}"], ["recall", f"{e.recall:.4f}"],
+        ["true pairs", e.true_pairs], ["linked pairs", e.predicted_pairs], ["false pairs", e.false_pairs],
+        ["missed pairs", e.missed_pairs], ["  of which across two PNC ids (never merged)", e.missed_two_pnc_ids],
+        ["probabilistic pairs linked", e.probabilistic_pairs_linked],
+        ["  of which correct", e.probabilistic_pairs_correct],
+        ["review queue pairs", e.queue_pairs], ["  of which true matches", e.queue_true_matches]]))
+
+
+@links_app.command("estimate")
+def links_estimate(config: ConfigOption = Path("iom.toml"), wait: WaitOption = 0.0) -> None:
+    """Estimate the linkage model again (u by sampling, m from PNC-linked pairs) and relink."""
+    from pipeline.config import load_config
+    from pipeline.workspace import relink_workspace
+
+    cfg = _call(lambda: load_config(config))
+    summary = _locked_call(cfg, "links estimate", lambda: relink_workspace(cfg, reestimate=True), wait=wait)
+    show_link(summary)
+
 
 @app.command()
 def runs(

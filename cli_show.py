@@ -35,16 +35,40 @@ def show_ingest(report) -> None:
                       "read = loaded + rejected" if ok else "MISMATCH"])
     out.print(table("Reconciliation (all loads)", ["source", "files", "read", "loaded", "rejected", "check"], recon))
     out.print()
-    link_rows = [[s["source"], s["records"], s["linked"], s["unlinked"], s["by_pnc"], s["by_nomis"], s["by_name_dob"],
-                  s["ambiguous"]] for s in report.link.per_source]
-    unchanged = "" if report.relinked else " (unchanged: no new extract since the last link)"
-    out.print(table(f"Identity linking: {report.link.people:,} people{unchanged}",
-                     ["source", "records", "linked across agencies", "unlinked", "by PNC", "by NOMIS",
-                      "by name+DOB", "ambiguous"], link_rows))
-    if report.link.orphan_offences or report.link.orphan_events:
-        out.print(f"  offences whose police id has no nominal: {report.link.orphan_offences:,}; "
-                  f"probation events whose CRN has no case: {report.link.orphan_events:,} (kept, not scored)")
+    show_link(report.link, report.relinked)
+    if report.evaluation is not None:
+        show_evaluation(report.evaluation)
 
+
+def show_link(link, relinked: bool = True) -> None:
+    """The link report: records per source and method, the probabilistic step, the queue."""
+    link_rows = [[s["source"], s["records"], s["linked"], s["unlinked"], s["by_pnc"], s["by_nomis"], s["by_name_dob"],
+                  s.get("by_probabilistic", 0), s.get("by_review", 0), s["ambiguous"]] for s in link.per_source]
+    unchanged = "" if relinked else " (unchanged: nothing that decides the links changed since the last link)"
+    out.print(table(f"Identity linking: {link.people:,} people{unchanged}",
+                    ["source", "records", "linked across agencies", "unlinked", "by PNC", "by NOMIS",
+                     "by name+DOB", "probabilistic", "by reviewer", "ambiguous"], link_rows))
+    if link.model_version is not None:
+        model = (f"model version {link.model_version}, estimated now ({link.model_estimated})" if link.model_estimated
+                 else f"model version {link.model_version}")
+        out.print(f"  probabilistic linking ({model}): {link.pairs_scored:,} pairs scored at or above the lower "
+                  f"threshold, {link.auto_linked:,} at or above the upper (linked)")
+        out.print(f"  review queue: {link.review_queue:,} pairs waiting for a decision (`iom links review`)")
+        if link.conflicts:
+            out.print(f"  not applied: {link.conflicts:,} accepted links that would join two PNC ids, match two "
+                      "people, give a person a second record of one agency, or join a pair a reviewer rejected "
+                      "(clusters split; the ambiguous ones are in the review queue)")
+        if link.keys_merged or link.keys_split:
+            out.print(f"  person keys: {link.keys_merged:,} merged into another person, {link.keys_split:,} split")
+    if link.orphan_offences or link.orphan_events:
+        out.print(f"  offences whose police id has no nominal: {link.orphan_offences:,}; "
+                  f"probation events whose CRN has no case: {link.orphan_events:,} (kept, not scored)")
+
+
+def show_evaluation(e) -> None:
+    out.print(f"  against the synthetic truth ({e.records:,} records): precision {e.precision:.4f}, recall "
+              f"{e.recall:.4f} ({e.true_predicted:,} of {e.true_pairs:,} true pairs linked, {e.false_pairs:,} "
+              f"false; {e.missed_two_pnc_ids:,} missed pairs hold two different PNC ids)")
 
 
 def show_run(result) -> None:
@@ -130,6 +154,12 @@ def show_explanation(e, feature_lines) -> None:
     skip = {"person_key", "reasons", "surname", "forenames", "date_of_birth", "ethnicity", "managed", "decision",
             "decision_cohort_type", "decision_date", "review_date", "due_for_review", "decision_note"}
     out.print(table("", ["feature", "value"], [list(x) for x in feature_lines(row, skip)]))
+    if getattr(e, "links", None) is not None:
+        from pipeline.link.review import evidence_lines
+
+        out.print("\nHow the records were linked:")
+        for line in evidence_lines(e.links):
+            out.print(f"  {line}")
     out.print("\nTimeline (newest first):")
     out.print(table("", ["date", "agency", "event", "detail"],
                      [[t["day"], t["agency"], t["event"], t["detail"]] for t in e.timeline]))

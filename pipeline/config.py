@@ -79,6 +79,27 @@ class WorkspaceConfig(_Strict):
     pseudonym_key_env: str = "IOM_PSEUDONYM_KEY"
 
 
+class LinkingConfig(_Strict):
+    """`[linking]`: the probabilistic step after the PNC and NOMIS links (docs/linking.md)."""
+
+    probabilistic: bool = True
+    # match probability at or above `upper`: linked; from `lower` up to `upper`: the review
+    # queue; below `lower`: no link. Changes are recorded in CHANGELOG.md.
+    upper_threshold: float = Field(default=0.85, gt=0, le=1)
+    lower_threshold: float = Field(default=0.50, gt=0, le=1)
+    # also compare two records of the same agency (duplicate CRNs, nominals, prison numbers)
+    within_source: bool = True
+    # re-estimate the model when the number of records changed by more than this since it was estimated
+    reestimate_change_percent: float = Field(default=20.0, ge=0)
+    u_sample_pairs: int = Field(default=300_000, ge=1_000)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LinkingConfig:
+        if self.lower_threshold > self.upper_threshold:
+            raise ValueError(f"lower_threshold ({self.lower_threshold}) must not be above upper_threshold "
+                             f"({self.upper_threshold})")
+        return self
 ModelKind = Literal["logistic", "hist_gradient_boosting"]
 
 
@@ -112,6 +133,7 @@ class ModelConfig(_Strict):
 class Config(_Strict):
     path: Path
     workspace: WorkspaceConfig = WorkspaceConfig()
+    linking: LinkingConfig = LinkingConfig()
     model: ModelConfig = ModelConfig()
     extracts: dict[str, ExtractConfig] = Field(default_factory=dict)
 
@@ -239,6 +261,18 @@ period = "month_start"
 # pseudonymise = true
 # pseudonym_key_env = "IOM_PSEUDONYM_KEY"
 
+[linking]
+# After the PNC and NOMIS links, records without a shared identifier are compared with Splink
+# (names, date of birth, sex, area); see docs/linking.md. Match probability at or above
+# upper_threshold: linked; from lower_threshold up to it: the clerical review queue
+# (`iom links review`); below: no link. Two different PNC ids are never merged.
+probabilistic = true
+upper_threshold = 0.85
+lower_threshold = 0.50
+# also look for duplicates within one agency (two CRNs or two nominals of one person)
+within_source = true
+# the model is re-estimated by `iom links estimate`, or when the records change by more than this
+reestimate_change_percent = 20.0
 # The optional advisory model (`iom train`, docs/model.md): shown beside the rules, never instead.
 # Uncomment [model] and the keys you set.
 # [model]

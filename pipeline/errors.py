@@ -91,7 +91,7 @@ EXIT_CODES: list[tuple[int, str, str]] = [
     (1, "internal", "an unexpected error; the log names the step, please report it"),
     (2, "usage", "bad command-line options or arguments"),
     (3, "config", "iom.toml or a rule file is missing or invalid; the message names file and key"),
-    (4, "input file", "an extract file cannot be read (missing, unreadable, undecodable, missing a required column), or a decisions file has a problem in any row; nothing from it was loaded"),
+    (4, "input file", "an extract file cannot be read (missing, unreadable, undecodable, missing a required column), or a decisions file (the panel's, or reviewers' link decisions) has a problem in any row; nothing from it was loaded"),
     (5, "validation threshold", "a source's rejected share exceeded `max_rejected_percent`; the run is stored as failed"),
     (6, "locked", "another command holds the workspace lock (the message names it and since when); `--wait SECONDS` waits instead"),
     (7, "warehouse", "the warehouse cannot be opened: encryption key missing or wrong, the file is damaged, or its schema is newer than this code"),

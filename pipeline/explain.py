@@ -10,6 +10,7 @@ import duckdb
 from pipeline.config import Config
 from pipeline.errors import IomError, NotFoundError
 from pipeline.identifiers import pnc_normal_form
+from pipeline.link.review import LinkEvidence, link_evidence
 from pipeline.runs import get_run, scores_table
 from pipeline.warehouse import connect, cur_table, q, run_sql, table_exists
 
@@ -23,6 +24,7 @@ class Explanation:
     components: list[tuple[str, int]]  # (component, points) with points != 0
     timeline: list[dict]  # date, agency, event, detail; newest first
     model: dict | None = None  # the run's advisory model (manifest) and this person's contributions
+    links: LinkEvidence | None = None  # how each record of the person was linked
 
 
 def find_person_key(con: duckdb.DuckDBPyConnection, identifier: str) -> str:
@@ -108,6 +110,7 @@ def explain_person(config: Config, identifier: str, run_id: str | None = None, e
         components = [(c.removeprefix("points_"), int(row[c])) for c in frame.columns
                       if c.startswith("points_") and row[c]]
         timeline = _timeline(con, person_key, run["as_of"], events)
+        links = link_evidence(con, person_key) if table_exists(con, "link_pairs") else None
     finally:
         con.close()
     model = None
@@ -122,7 +125,7 @@ def explain_person(config: Config, identifier: str, run_id: str | None = None, e
             model = {**used, **explain_row(loaded.artefact, row)}
         except IomError as exc:  # the rules' explanation stands without the model's
             model = {**used, "error": f"{exc.label}: {exc.message}"}
-    return Explanation(run["run_id"], run["as_of"], person, row, components, timeline, model)
+    return Explanation(run["run_id"], run["as_of"], person, row, components, timeline, model, links)
 
 
 def feature_lines(row: dict, skip: set[str]) -> list[tuple[str, str]]:

@@ -101,7 +101,7 @@ def purge(config: Config, older_than: str, dry_run: bool = False, now: datetime 
                             [datetime.now(UTC).replace(tzinfo=None), cutoff])
                 run_sql(con, "purge: mark loads", "UPDATE loads SET purged_at = ? WHERE finished_at < ?",
                         [datetime.now(UTC).replace(tzinfo=None), cutoff])
-                link_identities(con)
+                link_identities(con, config.linking)
             run_sql(con, "purge: checkpoint", "CHECKPOINT")
         finally:
             con.close()

@@ -31,6 +31,7 @@ from features.reference import load_offence_reference
 from pipeline.config import Config
 from pipeline.decisions import DECISION_COLUMNS, due_for_review, panel_at
 from pipeline.errors import ValidationThresholdError
+from pipeline.link.persons import merged_into
 from pipeline.lock import workspace_lock
 from pipeline.runs import RulesUsed, RunCounts, RunInput, RunManifest, get_run, list_runs
 from pipeline.schema import scores_table
@@ -191,13 +192,17 @@ COHORTS = {"priority": "priority", "super_prolific": "super_prolific"}
 LEAVING_REASONS = {EligibilityReason.DECEASED: "deceased", EligibilityReason.LONG_CUSTODY: "long custody"}
 
 
-def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_id: str | None) -> pl.DataFrame:
+def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_id: str | None,
+             merged: dict[str, str] | None = None) -> pl.DataFrame:
     """New, continuing and leaving members of each cohort, with a plain reason for leavers.
 
     `current` is this run's ranked frame with its `ineligible_code` (`Scored.ranked_with_codes`);
     `previous` is the previous run's cohort_members rows. A panel decision is the reason of a
     member who has one ("accepted as Fixed on 2026-11-03 (review 2027-02-03)") and of a person
     the panel's reject keeps out; a leaver's other reason is followed by their decision's note.
+    `merged` maps a person key whose records were merged into another person since to that
+    person's key (`pipeline.link.persons.merged_into`): such a member continues under the new key
+    with the reason "records merged", not as a leaver and a new person.
     """
     if "decision_note" not in current.columns:
         current = current.with_columns(pl.lit(None, dtype=pl.Utf8).alias("decision_note"),
@@ -207,15 +212,18 @@ def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_
     rejected = (pl.col("decision") == "reject") & ~pl.col("due_for_review").fill_null(False)
     schema = {"cohort": pl.Utf8, "person_key": pl.Utf8, "status": pl.Utf8, "reason": pl.Utf8,
               "previous_run_id": pl.Utf8}
+    previous, merged_reason = _merge_previous(previous, merged or {})
     frames = []
     for cohort, flag in COHORTS.items():
         before = (previous.filter(pl.col("cohort") == cohort).select("person_key", pl.col("area").alias("previous_area"),
-                                                                     pl.col("score").alias("previous_score"))
+                                                                     pl.col("score").alias("previous_score"),
+                                                                     "merged_from")
                   if previous is not None else pl.DataFrame(schema={"person_key": pl.Utf8, "previous_area": pl.Utf8,
-                                                                     "previous_score": pl.Int64}))
+                                                                     "previous_score": pl.Int64, "merged_from": pl.Utf8}))
         now = current.filter(pl.col(flag)).select("person_key", pl.col("decision_note").alias("reason"))
         new = now.join(before, on="person_key", how="anti").with_columns(pl.lit("new").alias("status"))
-        continuing = now.join(before, on="person_key", how="semi").with_columns(pl.lit("continuing").alias("status"))
+        continuing = now.join(before.select("person_key", "merged_from"), on="person_key", how="inner").with_columns(
+            pl.lit("continuing").alias("status"), pl.coalesce(merged_reason, pl.col("reason")).alias("reason"))
         leavers = before.join(now, on="person_key", how="anti").join(
             current.select("person_key", "area", "score", "eligible", "ineligible_reason", "ineligible_code",
                            "selection_note", "decision", "decision_note", "due_for_review"),
@@ -238,13 +246,32 @@ def movement(current: pl.DataFrame, previous: pl.DataFrame | None, previous_run_
         )
         reason = pl.when(decision_note.is_not_null() & ~rejected.fill_null(False)) \
             .then(reason + pl.lit("; ") + decision_note).otherwise(reason)
-        leaving = leavers.with_columns(pl.lit("leaving").alias("status"), reason.alias("reason"))
+        leaving = leavers.with_columns(pl.lit("leaving").alias("status"), pl.coalesce(merged_reason, reason).alias("reason"))
         for frame in (new, continuing, leaving):
             frames.append(frame.select(pl.lit(cohort).alias("cohort"), "person_key", "status", "reason",
                                        pl.lit(previous_run_id, dtype=pl.Utf8).alias("previous_run_id")))
     result = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     order = pl.col("status").replace_strict({"new": 0, "continuing": 1, "leaving": 2}, return_dtype=pl.Int8)
     return result.sort(["cohort", order, "person_key"]).select(list(schema))
+
+
+def _merge_previous(previous: pl.DataFrame | None, merged: dict[str, str]) -> tuple[pl.DataFrame | None, pl.Expr]:
+    """The previous members under their keys of today (a merged key mapped to the one now holding
+    its records, one row per key and cohort), with `merged_from`, and the reason a merge gives."""
+    if previous is None:
+        return None, pl.lit(None, dtype=pl.Utf8)
+    old = pl.col("person_key")
+    previous = previous.with_columns(
+        merged_from=pl.when(old.is_in(list(merged))).then(old).otherwise(pl.lit(None, dtype=pl.Utf8)),
+        person_key=old.replace(merged) if merged else old,
+    ).sort(["cohort", "person_key", pl.col("merged_from").is_not_null(), "score"], descending=[False, False, False, True])
+    previous = previous.group_by(["cohort", "person_key"], maintain_order=True).agg(
+        pl.col("area").first(), pl.col("score").first(),
+        pl.col("merged_from").drop_nulls().sort().str.join(", ").alias("merged_from"))
+    previous = previous.with_columns(pl.when(pl.col("merged_from") != "").then(pl.col("merged_from")).alias("merged_from"))
+    reason = pl.when(pl.col("merged_from").is_not_null()).then(
+        pl.lit("records merged (") + pl.col("merged_from") + pl.lit(" now part of this person)"))
+    return previous, reason
 
 
 def decision_counts(scored: Scored) -> dict[str, int]:
@@ -438,7 +465,7 @@ def _run_locked(config: Config, as_of: date, force: bool, progress, model_ref: s
                     [previous_id]).pl()
             if previous_id else None
         )
-        moves = movement(scored.ranked_with_codes(), previous_members, previous_id)
+        moves = movement(scored.ranked_with_codes(), previous_members, previous_id, merged_into(con))
         # monitoring only: nothing above reads it (imported here: fairlearn loads scikit-learn,
         # which `iom explain` and `iom runs` need not wait for)
         from evaluation.fairness import fairness_summary, run_fairness_at

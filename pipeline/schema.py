@@ -9,13 +9,16 @@ Tables (grain in brackets):
 - `runs` [one run], `cohort_members` [one person in one cohort of one run], `movement` [one
   change of one person in one cohort since the previous run]; `run_scores_NNNNNN` [one assessed
   person of run NNNNNN], created by the run itself.
+- `link_models` [one estimated linkage model], `link_decisions` [one reviewer's decision on a
+  pair of records], `person_key_registry` [one record and its person key], `person_key_events`
+  [one merge or split of person keys] (`pipeline.link`).
 - `run_release_watch`, `run_unknown_codes` [one row of a run's release watch / unknown codes].
 - `decision_imports` [one decisions file imported once]: who, when, which file, its sha256;
   `decisions` [one decision row of one imported file]: the person, the decision, its dates and the
   row as read (`pipeline.decisions`).
 
 Built by the code, not declared here: `cur_<extract>` [one current row per natural key] and the
-identity tables `person_ids`, `people`, `link_report` (`pipeline.link`); the facts tables
+identity tables `person_ids`, `people`, `link_report`, `link_pairs`, `link_conflicts` (`pipeline.link`); the facts tables
 `offence_codes`, `offence_facts`, `offence_history`, `custody_facts`, `case_facts`, `event_facts`
 (`pipeline.facts`). They are rebuilt from the tables above with every link.
 
@@ -35,8 +38,9 @@ from pipeline.errors import WarehouseError
 # Version 1: meta, loads, rejects, rejected_rows and src_* (the run tables made by the first run).
 # Version 2: the run tables always present, and applied migrations recorded in schema_migrations.
 # Version 3: a run's release watch, unknown codes and fairness. Version 4: the back-tests.
-# Version 5: the panel's decisions. Version 6: the advisory model's trainings.
-SCHEMA_VERSION = "6"
+# Version 5: the panel's decisions. Version 6: the advisory model's trainings. Version 7:
+# probabilistic linking (link_models, link_decisions, person_key_registry, person_key_events).
+SCHEMA_VERSION = "7"
 VERSION_KEY = "schema_version"
 
 
@@ -132,6 +136,25 @@ MODEL_DDL = [
 PER_RUN_TABLES = (  # purged with the run
     "cohort_members", "movement", "run_release_watch", "run_unknown_codes", "run_fairness")
 
+LINKING_DDL = [
+    # [one estimated linkage model]: the Splink model as JSON, its sha256, why it was estimated
+    """CREATE TABLE IF NOT EXISTS link_models (
+        version INTEGER PRIMARY KEY, sha256 VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, reason VARCHAR NOT NULL,
+        records BIGINT, labelled_pairs BIGINT, m_from VARCHAR, splink_version VARCHAR, model VARCHAR NOT NULL)""",
+    # [one reviewer's decision on one pair of records]: the audit trail; the latest per pair applies
+    """CREATE TABLE IF NOT EXISTS link_decisions (
+        decision_id BIGINT PRIMARY KEY, decided_at TIMESTAMP NOT NULL, record_id_l VARCHAR NOT NULL,
+        record_id_r VARCHAR NOT NULL, decision VARCHAR NOT NULL, decided_by VARCHAR NOT NULL, reason VARCHAR,
+        match_probability DOUBLE, source_file VARCHAR, file_sha256 VARCHAR, file_line BIGINT)""",
+    # [one source record]: the person key it was last given, so that a person keeps their key
+    """CREATE TABLE IF NOT EXISTS person_key_registry (
+        record_id VARCHAR PRIMARY KEY, person_key VARCHAR NOT NULL, assigned_at TIMESTAMP NOT NULL)""",
+    # [one merge or split of person keys at one link]
+    """CREATE TABLE IF NOT EXISTS person_key_events (
+        event_at TIMESTAMP NOT NULL, event VARCHAR NOT NULL, person_key VARCHAR NOT NULL, other_key VARCHAR NOT NULL,
+        records BIGINT)""",
+]
+
 
 def src_ddl(extract: Extract) -> str:
     cols = ", ".join(f"{q(c.name)} {c.kind.sql_type}" for c in extract.columns)
@@ -150,6 +173,7 @@ def table_ddl() -> list[tuple[str, str]]:
         *((f"table {ddl.split()[5]}", ddl) for ddl in BACKTEST_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in DECISIONS_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in MODEL_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in LINKING_DDL),
     ]
 
 
@@ -175,6 +199,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0004_backtests", "3", "4", tuple(BACKTEST_DDL)),
     Migration("0005_panel_decisions", "4", "5", tuple(DECISIONS_DDL)),
     Migration("0006_model_trainings", "5", "6", tuple(MODEL_DDL)),
+    # Probabilistic linking: the model, the reviewers' link decisions and the person-key registry.
+    Migration("0007_probabilistic_linking", "6", "7", tuple(LINKING_DDL)),
 )
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from pipeline.config import CONFIG_FILENAME, Config, default_extract_specs, render_config
 from pipeline.errors import UsageError
 from pipeline.ingest import LoadResult, Progress, ingest
-from pipeline.link import LinkSummary, ensure_linked
+from pipeline.link import LinkSummary, ensure_linked, link_identities
+from pipeline.link.evaluate import evaluate_links, truth_path
 from pipeline.warehouse import connect, private_file, transaction
 
 log = logging.getLogger(__name__)
@@ -90,24 +91,38 @@ class IngestReport:
     link: LinkSummary
     reconciliation: list[dict]
     relinked: bool = True  # false when nothing that decides the links changed since the last link
+    evaluation: object = None  # precision and recall against a synthetic truth file, when there is one
 
 
-def ingest_workspace(config: Config, progress: Progress | None = None) -> IngestReport:
+def ingest_workspace(config: Config, progress: Progress | None = None, evaluate: bool = False) -> IngestReport:
     """Ingest every new extract file, then link identities if the loads (or the linking code)
-    changed since the last link; one warehouse transaction each."""
+    changed since the last link; one warehouse transaction each. With `evaluate`, the links are
+    also scored against a synthetic truth file beside iom.toml, when there is one."""
     con = connect(config)
     try:
         loads = ingest(config, progress=progress, con=con)
         con.execute("CHECKPOINT")  # settle the batch commits of the ingest before the link rewrites tables
         with transaction(con):
-            summary, relinked = ensure_linked(con)
+            summary, relinked = ensure_linked(con, config.linking)
         rows = con.execute(
             "SELECT source, count(*) AS files, sum(rows_read) AS rows_read, sum(rows_loaded) AS rows_loaded, "
             "sum(rows_rejected) AS rows_rejected FROM loads GROUP BY source ORDER BY source"
         ).fetchall()
+        truth = truth_path(config) if evaluate else None
+        evaluation = evaluate_links(con, truth) if truth is not None else None
     finally:
         con.close()
     reconciliation = [
         {"source": r[0], "files": r[1], "rows_read": r[2], "rows_loaded": r[3], "rows_rejected": r[4]} for r in rows
     ]
-    return IngestReport(loads, summary, reconciliation, relinked)
+    return IngestReport(loads, summary, reconciliation, relinked, evaluation)
+
+
+def relink_workspace(config: Config, reestimate: bool = False) -> LinkSummary:
+    """Relink now (`iom links estimate`: with a newly estimated model), in one transaction."""
+    con = connect(config)
+    try:
+        with transaction(con):
+            return link_identities(con, config.linking, reestimate=reestimate)
+    finally:
+        con.close()

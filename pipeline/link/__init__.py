@@ -2,10 +2,13 @@
 
 - `deterministic`: PNC id, NOMIS number and exact name-and-birth-date links, the people table
   and the facts tables (the steps and their grain are listed there).
+- `probabilistic`: Splink on the records no identifier joined (`link_pairs`, with per-field weights).
+- `models`: the linkage model's versions in the warehouse and when to estimate again.
+- `clusters`: the people from the components and the accepted links; never two PNC ids.
+- `persons`: stable person keys, merges and splits.
+- `review`: the clerical review queue and the reviewers' decisions; `evaluate`: precision and
+  recall against a synthetic truth file.
 - `fingerprint`: when to relink (what decides the links, kept in `meta`).
-
-Probabilistic linking (Splink) and its clerical review queue will sit beside these, as
-`probabilistic` and `review`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 
 import duckdb
 
+from pipeline.config import LinkingConfig
 from pipeline.link.deterministic import LinkSummary, build_links, refresh_current_tables
 from pipeline.link.fingerprint import (
     FINGERPRINT_KEY,
@@ -32,18 +36,19 @@ __all__ = [
 ]
 
 
-def link_identities(con: duckdb.DuckDBPyConnection) -> LinkSummary:
+def link_identities(con: duckdb.DuckDBPyConnection, settings: LinkingConfig | None = None,
+                    reestimate: bool = False) -> LinkSummary:
     """Rebuild the links and the facts now, and record what they were built from."""
-    summary = build_links(con)
-    record_link(con, summary)
+    summary = build_links(con, settings, reestimate)
+    record_link(con, summary, settings)
     return summary
 
 
-def ensure_linked(con: duckdb.DuckDBPyConnection) -> tuple[LinkSummary, bool]:
-    """The current links and whether they were rebuilt now: a relink (about 10 s a million
-    people) happens only when the loads or what decides the links changed since the last one."""
-    summary = current_link(con)
+def ensure_linked(con: duckdb.DuckDBPyConnection, settings: LinkingConfig | None = None) -> tuple[LinkSummary, bool]:
+    """The current links and whether they were rebuilt now: a relink happens only when the
+    loads, the linking settings, the model, the decisions or the linking code changed since the last one."""
+    summary = current_link(con, settings)
     if summary is not None:
         log.info("identity links unchanged since the last link: not relinked")
         return summary, False
-    return link_identities(con), True
+    return link_identities(con, settings), True

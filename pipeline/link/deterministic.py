@@ -11,8 +11,12 @@ Named steps, in SQL but for the graph search of step 3:
                      that shares its normalised surname, first forename and date of birth; where
                      two or more candidates with different PNC ids match, it is left alone and
                      counted as ambiguous. Components with PNC ids never merge on names.
-5. `people`, `person_ids`, `link_report`; each person also has a `person_number`, 0, 1, 2, ... in
-   person-key order.
+   Then, between this step and the next: the probabilistic step (`pipeline.link.probabilistic`:
+   `link_pairs`), the clusters that join components by accepted links and never two PNC ids
+   (`pipeline.link.clusters`), and the stable person keys (`pipeline.link.persons`: `anchors`).
+5. `people`, `person_ids` (with each record's `link_method`: pnc, nomis, name_dob,
+   probabilistic, review or unlinked), `link_report`; each person also has a `person_number`,
+   0, 1, 2, ... in person-key order.
 6. the facts tables (`pipeline.facts`): the current offences, custody spells, probation cases and
    events of linked records by person number, with no text ids: what the monthly features read.
 
@@ -24,6 +28,7 @@ to decide whether a relink is needed.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -31,10 +36,24 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from pipeline.config import LinkingConfig
 from pipeline.contract import EXTRACTS, Extract
 from pipeline.errors import WarehouseError
 from pipeline.facts import build_facts
 from pipeline.identifiers import name_normal_sql, pnc_normal_sql
+from pipeline.link.clusters import (
+    _AMBIGUOUS_TO_REVIEW,
+    _APPLY,
+    _CANNOT,
+    _CANNOT_WITHIN,
+    _EDGES,
+    _EDGES_WITHIN,
+    cluster,
+)
+from pipeline.link.persons import STEPS as PERSON_KEY_STEPS
+from pipeline.link.persons import assign_keys, record_keys
+from pipeline.link.probabilistic import _RECORDS as _PROB_RECORDS
+from pipeline.link.probabilistic import _STORE_PAIRS, PAIRS_DDL, score_pairs, settings_dict
 from pipeline.warehouse import cur_table, q, run_sql, src_table, table_exists
 
 log = logging.getLogger(__name__)
@@ -81,17 +100,17 @@ def _records_sql(rid: str = "hash(record_id)") -> str:
     """Step 2 [one row per source record]. Probation and prison records take their latest values."""
     latest_case = "coalesce(supervision_start, DATE '1900-01-01')"
     records = []
-    for source, id_column, nomis, table in (
-        ("police", "police_person_id", "NULL::VARCHAR", "police"),
-        ("probation", "crn", "nomis_id", "probation"),
-        ("prison", "nomis_id", "nomis_id", "prison"),
+    for source, id_column, nomis, table, area in (
+        ("police", "police_person_id", "NULL::VARCHAR", "police", "area"),
+        ("probation", "crn", "nomis_id", "probation", "area"),
+        ("prison", "nomis_id", "nomis_id", "prison", "release_area"),
     ):
         records.append(
             f"""SELECT '{source}:' || {id_column} AS record_id, '{source}' AS source, {id_column} AS source_id,
                    nullif({pnc_normal_sql('pnc_id')}, '/') AS pnc_norm, {nomis} AS nomis,
                    nullif({name_normal_sql('surname')}, '') AS surname_n,
                    nullif({name_normal_sql("split_part(trim(forenames), ' ', 1)")}, '') AS forename_n,
-                   date_of_birth
+                   date_of_birth, sex, {area} AS area
             FROM {table}"""
         )
     return f"""
@@ -102,12 +121,14 @@ def _records_sql(rid: str = "hash(record_id)") -> str:
         SELECT crn, arg_max(pnc_id, {latest_case}) FILTER (WHERE pnc_id IS NOT NULL) AS pnc_id,
                arg_max(nomis_id, {latest_case}) FILTER (WHERE nomis_id IS NOT NULL) AS nomis_id,
                arg_max(surname, {latest_case}) AS surname, arg_max(forenames, {latest_case}) AS forenames,
-               arg_max(date_of_birth, {latest_case}) AS date_of_birth
+               arg_max(date_of_birth, {latest_case}) AS date_of_birth,
+               arg_max(sex, {latest_case}) AS sex, arg_max(area, {latest_case}) AS area
         FROM {cur_table('probation_cases')} GROUP BY crn),
     prison AS (
         SELECT nomis_id, arg_max(pnc_id, reception_date) FILTER (WHERE pnc_id IS NOT NULL) AS pnc_id,
                arg_max(surname, reception_date) AS surname, arg_max(forenames, reception_date) AS forenames,
-               arg_max(date_of_birth, reception_date) AS date_of_birth
+               arg_max(date_of_birth, reception_date) AS date_of_birth,
+               arg_max(sex, reception_date) AS sex, arg_max(release_area, reception_date) AS release_area
         FROM {cur_table('prison_custody')} GROUP BY nomis_id)
     {" UNION ALL ".join(records)})
     """
@@ -203,31 +224,12 @@ relabel AS (
            CASE WHEN NOT ambiguous AND targets = 1 AND has_match THEN target ELSE label END AS final_label,
            ambiguous
     FROM candidates)
-SELECT r.record_id, r.source, r.source_id, r.pnc_norm, r.nomis, l.label AS pnc_label,
-       coalesce(x.final_label, l.label) AS final_label, coalesce(x.ambiguous, false) AS ambiguous
+SELECT r.rid, r.record_id, r.source, r.source_id, r.pnc_norm, r.nomis, l.label AS pnc_label,
+       coalesce(x.final_label, l.label) AS det_label, coalesce(x.final_label, l.label) AS final_label,
+       coalesce(x.ambiguous, false) AS ambiguous
 FROM id_records r JOIN labels l USING (rid) LEFT JOIN relabel x ON x.label = l.label
 """
 
-
-_ANCHORS = """
-CREATE OR REPLACE TEMP TABLE anchors AS  -- [one person]: the key hashes the smallest record id in it,
--- so it depends on the person's own records only, not on labels or on anyone else.
--- Keys are 12 hex digits (48 bits): at a million people two share them in about one link in
--- 560, and those people take the next 12 digits of their hashes instead.
-WITH hashed AS (
-    SELECT final_label, upper(sha256(min(record_id))) AS digest FROM linked GROUP BY final_label),
-shared AS (
-    SELECT left(digest, 12) AS prefix FROM hashed GROUP BY prefix HAVING count(*) > 1),
-keyed AS (
-    SELECT final_label,
-           'P' || CASE WHEN left(digest, 12) IN (SELECT prefix FROM shared) THEN substr(digest, 13, 12)
-                       ELSE left(digest, 12) END AS person_key
-    FROM hashed)
--- person_number: 0, 1, 2, ... in person-key order, so that the facts tables and the monthly
--- features join, group and sort on small integers instead of text
-SELECT final_label, person_key, (row_number() OVER (ORDER BY person_key) - 1)::INTEGER AS person_number
-FROM keyed
-"""
 
 _PERSON_IDS = """
 CREATE OR REPLACE TABLE person_ids AS
@@ -239,13 +241,15 @@ component AS (
     FROM linked GROUP BY ALL),
 same_pnc AS (SELECT final_label, pnc_norm, count(*) AS records FROM linked WHERE pnc_norm IS NOT NULL GROUP BY ALL),
 same_nomis AS (SELECT final_label, nomis, count(*) AS records FROM linked WHERE nomis IS NOT NULL GROUP BY ALL),
-pnc_component AS (SELECT pnc_label, count(*) AS records FROM linked GROUP BY ALL)
+pnc_component AS (SELECT pnc_label, count(*) AS records FROM linked GROUP BY ALL),
+det_component AS (SELECT det_label, count(*) AS records FROM linked GROUP BY ALL)
 SELECT a.person_key, a.person_number, l.source, l.source_id, l.pnc_norm,
        CASE
          WHEN c.records = 1 THEN 'unlinked'
          WHEN coalesce(p.records, 0) > 1 THEN 'pnc'
          WHEN coalesce(n.records, 0) > 1 THEN 'nomis'
-         WHEN l.final_label <> l.pnc_label OR c.records > pc.records THEN 'name_dob'
+         WHEN l.det_label <> l.pnc_label OR dc.records > pc.records THEN 'name_dob'
+         WHEN j.joined_by IS NOT NULL THEN j.joined_by
          ELSE 'pnc'
        END AS link_method,
        l.ambiguous,
@@ -254,6 +258,8 @@ FROM linked l
 JOIN anchors a USING (final_label)
 JOIN component c USING (final_label)
 JOIN pnc_component pc USING (pnc_label)
+JOIN det_component dc USING (det_label)
+LEFT JOIN joined_by j ON j.label = l.det_label
 LEFT JOIN same_pnc p ON p.final_label = l.final_label AND p.pnc_norm = l.pnc_norm
 LEFT JOIN same_nomis n ON n.final_label = l.final_label AND n.nomis = l.nomis
 """
@@ -313,6 +319,8 @@ SELECT source,
        count(*) FILTER (WHERE link_method = 'pnc') AS by_pnc,
        count(*) FILTER (WHERE link_method = 'nomis') AS by_nomis,
        count(*) FILTER (WHERE link_method = 'name_dob') AS by_name_dob,
+       count(*) FILTER (WHERE link_method = 'probabilistic') AS by_probabilistic,
+       count(*) FILTER (WHERE link_method = 'review') AS by_review,
        count(*) FILTER (WHERE ambiguous) AS ambiguous
 FROM person_ids GROUP BY source ORDER BY source
 """
@@ -325,16 +333,38 @@ class LinkSummary:
     per_source: list[dict]
     orphan_offences: int
     orphan_events: int
+    # the probabilistic step (pipeline.link.probabilistic) and the clusters (pipeline.link.clusters)
+    model_version: int | None = None
+    model_estimated: str | None = None  # why a model was estimated at this link; None: the stored one
+    pairs_scored: int = 0  # pairs at or above the lower threshold
+    auto_linked: int = 0  # of which at or above the upper threshold
+    review_queue: int = 0  # pairs between the thresholds waiting for a reviewer
+    conflicts: int = 0  # accepted links not applied: two PNC ids, or a pair a reviewer rejected
+    keys_merged: int = 0
+    keys_split: int = 0
 
 
 _RANK_RID = "row_number() OVER (ORDER BY record_id)"
-_TEMP_TABLES = ("id_records", "labels", "linked", "anchors")
+_TEMP_TABLES = ("id_records", "labels", "linked", "anchors", "link_edges", "link_cannot", "applied_edges", "joined_by")
+# [one pair waiting for a reviewer]: between the thresholds, undecided, still two people.
+# The people of both records are found first (equality joins only), compared after.
+_QUEUE = """WITH undecided AS (
+        SELECT record_id_l, record_id_r FROM link_pairs p WHERE zone = 'review'
+        AND NOT EXISTS (SELECT 1 FROM link_decisions d WHERE d.record_id_l = p.record_id_l AND d.record_id_r = p.record_id_r)),
+    ends AS MATERIALIZED (
+        SELECT (SELECT final_label FROM linked WHERE record_id = u.record_id_l) AS label_l,
+               (SELECT final_label FROM linked WHERE record_id = u.record_id_r) AS label_r
+        FROM undecided u)
+    SELECT count(*) FROM ends WHERE label_l <> label_r"""
 _ORPHANS = f"""SELECT (SELECT count(*) FROM {cur_table('police_offences')}) - (SELECT count(*) FROM offence_facts),
                    (SELECT count(*) FROM {cur_table('probation_events')}) - (SELECT count(*) FROM event_facts)"""
 
 
-def build_links(con: duckdb.DuckDBPyConnection) -> LinkSummary:
-    """Steps 1 to 6: rebuild the current tables, the links, the people and the facts tables."""
+def build_links(con: duckdb.DuckDBPyConnection, settings: LinkingConfig | None = None,
+                reestimate: bool = False) -> LinkSummary:
+    """Steps 1 to 6 with the probabilistic step and the clusters between the name fallback and
+    the people: rebuild the current tables, the links, the people and the facts tables."""
+    settings = settings or LinkingConfig()
     refresh_current_tables(con)
     run_sql(con, "id_records", _records_sql())
     # Integer labels are hashes of the record ids (no sort of every id); on the rare collision,
@@ -344,7 +374,9 @@ def build_links(con: duckdb.DuckDBPyConnection) -> LinkSummary:
         run_sql(con, "id_records (ranked)", _records_sql(_RANK_RID))
     components = _components(con)
     run_sql(con, "fallback", _FALLBACK)
-    run_sql(con, "anchors", _ANCHORS)
+    scored = score_pairs(con, settings, reestimate)
+    joined = cluster(con)
+    keys = assign_keys(con)
     if run_sql(con, "anchors: shared keys",
                "SELECT count(*) - count(DISTINCT person_key) FROM anchors").fetchall()[0][0]:
         raise WarehouseError(  # two 48-bit keys of two people at once: about never
@@ -354,6 +386,8 @@ def build_links(con: duckdb.DuckDBPyConnection) -> LinkSummary:
     run_sql(con, "people", _PEOPLE)
     build_facts(con)
     run_sql(con, "link_report", _REPORT)
+    record_keys(con)
+    queue = run_sql(con, "review queue size", _QUEUE).fetchone()[0]
     for temp in _TEMP_TABLES:
         run_sql(con, f"drop {temp}", f"DROP TABLE IF EXISTS {temp}")
     people = run_sql(con, "count people", "SELECT count(*) FROM people").fetchone()[0]
@@ -362,8 +396,12 @@ def build_links(con: duckdb.DuckDBPyConnection) -> LinkSummary:
     per_source = [dict(zip(columns, row, strict=True)) for row in report.fetchall()]
     # Offences and events of no current nominal or case are the ones the facts could not place.
     orphan_offences, orphan_events = run_sql(con, "count orphans", _ORPHANS).fetchone()
-    log.info("linked %d people (%d components before the name fallback)", people, components)
-    return LinkSummary(people, components, per_source, orphan_offences, orphan_events)
+    log.info("linked %d people (%d components before the name fallback, %d probabilistic links applied, "
+             "%d pairs for review)", people, components, joined["applied"], queue)
+    return LinkSummary(people, components, per_source, orphan_offences, orphan_events,
+                       model_version=scored.model_version, model_estimated=scored.estimated,
+                       pairs_scored=scored.pairs, auto_linked=scored.auto_link, review_queue=int(queue),
+                       conflicts=joined["refused"], keys_merged=keys["merged"], keys_split=keys["split"])
 
 
 def rendered_steps() -> dict[str, str]:
@@ -376,7 +414,14 @@ def rendered_steps() -> dict[str, str]:
         **{f"components: {c} edges": _key_edges_sql(c) for c in _GRAPH_KEYS},
         "components: labels": _LABELS,
         "fallback": _FALLBACK,
-        "anchors": _ANCHORS,
+        **{f"probabilistic: {k}": v for k, v in (("prob_records", _PROB_RECORDS), ("link_pairs", PAIRS_DDL),
+                                                   ("store pairs", _STORE_PAIRS))},
+        "probabilistic: settings": json.dumps(settings_dict(True), sort_keys=True),
+        **{f"clusters: {k}": v for k, v in (("edges", _EDGES), ("cannot", _CANNOT), ("apply", _APPLY),
+                                             ("within", _EDGES_WITHIN + _CANNOT_WITHIN),
+                                             ("ambiguous", _AMBIGUOUS_TO_REVIEW))},
+        **{f"person keys: {k}": v for k, v in PERSON_KEY_STEPS.items()},
+        "review queue": _QUEUE,
         "person_ids": _PERSON_IDS,
         "people": _PEOPLE,
         "link_report": _REPORT,

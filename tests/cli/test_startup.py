@@ -1,4 +1,4 @@
-"""Start-up: the quick commands import none of the heavy libraries (pandera, scikit-learn, MLflow).
+"""Start-up: the quick commands import none of the heavy libraries (pandera, scikit-learn, MLflow, Splink).
 
 Checked in a fresh interpreter each, since this test process has imported everything already."""
 
@@ -15,7 +15,7 @@ from builders import write_workspace
 from pipeline.warehouse import connect
 
 REPO = Path(__file__).parents[2]
-HEAVY = ("pandera", "sklearn", "mlflow")
+HEAVY = ("pandera", "sklearn", "mlflow", "splink")
 
 _PROBE = """
 import json, sys

@@ -1,0 +1,426 @@
+"""Probabilistic identity linking with Splink (DuckDB backend), after the deterministic steps.
+
+Records whose deterministic component (PNC id, NOMIS number, exact name and date of birth)
+holds no PNC id are compared with records of other components: surname and first forename
+(exact with term-frequency adjustment, swapped, part of a double-barrelled name,
+Damerau-Levenshtein and Jaro-Winkler levels), date of birth (exact, day and month transposed,
+one character different), sex and area. Two components that both hold PNC ids are never
+compared: either they share the id (already one component) or their ids differ (never merged).
+
+Named steps:
+1. `prob_records` [one source record]: the comparison columns, the deterministic component and
+   whether it holds a PNC id; handed to Splink as Arrow on a connection of its own, so that
+   Splink's working tables never touch the warehouse.
+2. estimation (only on request or when the records changed by the configured share): u by
+   random sampling, m from the PNC-linked pairs as labels (or by expectation maximisation when
+   there are too few of them), the prior from the deterministic links. The model is stored in
+   `link_models` with its version and sha256 (`pipeline.link.models`).
+3. `link_pairs` [one compared pair scoring at least the lower threshold]: match probability,
+   match weight, and the weight of each field with the level it fell in.
+
+Splink and its pandas are imported only here, only when a link runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.warehouse import run_sql
+
+log = logging.getLogger(__name__)
+
+# The fields compared, in the order evidence is shown.
+FIELDS = ("surname", "forename", "dob", "sex", "area", "agency")
+FIELD_LABELS = {"surname": "surname", "forename": "first forename", "dob": "date of birth", "sex": "sex",
+                "area": "area", "agency": "agency"}
+MIN_LABELLED_PAIRS = 50  # fewer PNC-linked pairs than this: m by expectation maximisation instead
+
+_RECORDS = """
+CREATE OR REPLACE TEMP TABLE prob_records AS  -- [one source record]: what Splink compares
+WITH comp AS (SELECT final_label, bool_or(pnc_norm IS NOT NULL) AS has_pnc FROM linked GROUP BY ALL)
+SELECT r.rid AS unique_id, r.record_id, r.source, l.final_label AS comp, NOT c.has_pnc AS open,
+       r.pnc_norm, r.nomis, r.surname_n, r.forename_n, r.date_of_birth AS dob,
+       strftime(r.date_of_birth, '%Y-%m-%d') AS dob_s, year(r.date_of_birth) AS birth_year,
+       strftime(r.date_of_birth, '%m-%d') AS birth_md,
+       year(r.date_of_birth) // 10 AS birth_decade,
+       year(r.date_of_birth) * 10000 + least(month(r.date_of_birth), day(r.date_of_birth)) * 100
+           + greatest(month(r.date_of_birth), day(r.date_of_birth)) AS dob_key,
+       left(r.surname_n, 1) AS s1, left(r.forename_n, 1) AS f1,
+       CASE WHEN r.sex IN ('M', 'F') THEN r.sex END AS sex, nullif(upper(trim(r.area)), '') AS area
+FROM id_records r JOIN linked l USING (rid) JOIN comp c USING (final_label)
+"""
+_RECORD_COLUMNS = ("unique_id", "source", "comp", "open", "pnc_norm", "nomis", "surname_n", "forename_n", "dob",
+                   "dob_s", "birth_year", "birth_md", "birth_decade", "dob_key", "s1", "f1", "sex", "area")
+
+
+def _level(sql: str, label: str, m: float, u: float, *, null: bool = False, tf: str | None = None) -> dict:
+    level = {"sql_condition": sql, "label_for_charts": label, "m_probability": m, "u_probability": u}
+    if null:
+        level = {"sql_condition": sql, "label_for_charts": label, "is_null_level": True}
+    if tf:
+        level.update(tf_adjustment_column=tf, tf_adjustment_weight=1.0)
+    return level
+
+
+def _name_levels(col: str, other: str, what: str) -> list[dict]:
+    """Levels for one name column; `other` is the other name column (for a swap). The m and u
+    values are priors, replaced by estimation: they let a model run on a handful of records."""
+    lc, rc, lo, ro = f'"{col}_l"', f'"{col}_r"', f'"{other}_l"', f'"{other}_r"'
+    return [
+        _level(f"{lc} IS NULL OR {rc} IS NULL", f"{what} missing", 0, 0, null=True),
+        _level(f"{lc} = {rc}", f"{what} the same", 0.85, 0.001, tf=col),
+        # a swap, allowing for a typo or variant in either name as well
+        _level(f"jaro_winkler_similarity({lc}, {ro}) >= 0.9 AND jaro_winkler_similarity({lo}, {rc}) >= 0.9",
+               "forename and surname swapped", 0.01, 0.00001),
+        _level(f"length({lc}) >= 4 AND length({rc}) >= 4 AND (starts_with({lc}, {rc}) OR starts_with({rc}, {lc}) "
+               f"OR ends_with({lc}, {rc}) OR ends_with({rc}, {lc}))", f"one {what} part of the other", 0.03, 0.0005),
+        _level(f"damerau_levenshtein({lc}, {rc}) <= 1", f"{what} one letter different", 0.05, 0.001),
+        _level(f"jaro_winkler_similarity({lc}, {rc}) >= 0.92", f"{what} very similar", 0.02, 0.003),
+        _level(f"jaro_winkler_similarity({lc}, {rc}) >= 0.80", f"{what} similar", 0.02, 0.02),
+        _level(f"left({lc}, 2) = left({rc}, 2)", f"{what} starts the same", 0.01, 0.05),
+        _level("ELSE", f"{what} different", 0.01, 0.9),
+    ]
+
+
+def _comparisons() -> list[dict]:
+    dob_l, dob_r = '"dob_l"', '"dob_r"'
+    return [
+        {"output_column_name": "surname", "comparison_description": "surname",
+         "comparison_levels": _name_levels("surname_n", "forename_n", "surname")},
+        {"output_column_name": "forename", "comparison_description": "first forename",
+         "comparison_levels": _name_levels("forename_n", "surname_n", "first forename")},
+        {"output_column_name": "dob", "comparison_description": "date of birth",
+         "comparison_levels": [
+             _level(f"{dob_l} IS NULL OR {dob_r} IS NULL", "date of birth missing", 0, 0, null=True),
+             _level(f"{dob_l} = {dob_r}", "date of birth the same", 0.9, 0.0001),
+             _level(f"year({dob_l}) = year({dob_r}) AND month({dob_l}) = day({dob_r}) "
+                    f"AND day({dob_l}) = month({dob_r})", "day and month transposed", 0.02, 0.00001),
+             _level('damerau_levenshtein("dob_s_l", "dob_s_r") <= 1', "date of birth one digit different",
+                    0.03, 0.001),
+             _level(f"abs(datediff('day', {dob_l}, {dob_r})) <= 366", "date of birth within a year", 0.01, 0.02),
+             _level("ELSE", "date of birth different", 0.04, 0.98),
+         ]},
+        {"output_column_name": "sex", "comparison_description": "sex",
+         "comparison_levels": [
+             _level('"sex_l" IS NULL OR "sex_r" IS NULL', "sex not recorded", 0, 0, null=True),
+             _level('"sex_l" = "sex_r"', "sex the same", 0.98, 0.55),
+             _level("ELSE", "sex different", 0.02, 0.45),
+         ]},
+        {"output_column_name": "area", "comparison_description": "area",
+         "comparison_levels": [
+             _level('"area_l" IS NULL OR "area_r" IS NULL', "area not recorded", 0, 0, null=True),
+             _level('"area_l" = "area_r"', "area the same", 0.8, 0.2),
+             _level("ELSE", "area different", 0.2, 0.8),
+         ]},
+        # Two records of one agency are the same person less often than two of different agencies
+        # (an agency rarely opens a second record for someone it knows): the labelled pairs say by
+        # how much, so a duplicate within an agency needs stronger evidence than a cross-agency link.
+        {"output_column_name": "agency", "comparison_description": "agency",
+         "comparison_levels": [
+             _level('"source_l" IS NULL OR "source_r" IS NULL', "agency unknown", 0, 0, null=True),
+             _level('"source_l" = "source_r"', "same agency", 0.001, 0.6),
+             _level("ELSE", "different agencies", 0.999, 0.4),
+         ]},
+    ]
+
+
+# Prediction blocks: each an equality join that a corrupted copy still meets. `dob_key` is the
+# date with day and month in order (a transposed date has the same key); a typo, a nickname or
+# half of a double-barrelled name keeps an initial; a swap exchanges the initials; a wrong digit of
+# the year keeps the day, the month and the decade; a wrong digit of the day, or a missing date,
+# leaves the names. Blocks for a name and a date both corrupted (the same surname and birth year,
+# the same initials and month of birth) compared two to five million pairs at a million people
+# each, more than all the others, for a few true pairs in ten thousand: left out.
+_BLOCKS = (
+    "l.dob_key = r.dob_key AND l.s1 = r.s1",
+    "l.dob_key = r.dob_key AND l.f1 = r.f1",
+    "l.dob_key = r.dob_key AND l.s1 = r.f1 AND l.f1 = r.s1",
+    "l.birth_md = r.birth_md AND l.birth_decade = r.birth_decade AND l.s1 = r.s1 AND l.f1 = r.f1",
+    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND l.birth_year = r.birth_year",
+    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND l.birth_md = r.birth_md",
+    # one rule per side, so that the missing date filters its side before the join
+    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND l.dob IS NULL",
+    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND r.dob IS NULL",
+)
+
+
+# Two records of one agency are compared only when both initials and the year of birth agree as
+# well: duplicates within an agency are rare, and most blocked pairs at a million people would
+# otherwise be pairs of police nominals of different people.
+_SAME_AGENCY = "l.s1 = r.s1 AND l.f1 = r.f1 AND l.birth_year = r.birth_year"
+
+
+def blocking_rules(within_source: bool) -> list[str]:
+    """The prediction blocks, restricted to pairs that could change who is linked: different
+    components, at least one without a PNC id; two records of one agency only if configured
+    (and then only with `_SAME_AGENCY`)."""
+    candidate = " AND (l.open OR r.open) AND l.comp <> r.comp"
+    candidate += f" AND (l.source <> r.source OR ({_SAME_AGENCY}))" if within_source else " AND l.source <> r.source"
+    return [block + candidate for block in _BLOCKS]
+
+
+def settings_dict(within_source: bool, prior: float = 1e-4) -> dict:
+    return {
+        "link_type": "dedupe_only",
+        "unique_id_column_name": "unique_id",
+        "probability_two_random_records_match": prior,
+        "comparisons": _comparisons(),
+        "blocking_rules_to_generate_predictions": [
+            {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in blocking_rules(within_source)],
+        "retain_matching_columns": True,
+        "retain_intermediate_calculation_columns": True,
+        "additional_columns_to_retain": [],
+        "em_convergence": 0.001,
+        "max_iterations": 20,
+    }
+
+
+# --- running Splink -------------------------------------------------------------------------
+
+
+def records_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Step 1: the records as Splink reads them (needs the `id_records` and `linked` temp tables)."""
+    run_sql(con, "probabilistic: prob_records", _RECORDS)
+    cols = ", ".join(_RECORD_COLUMNS)
+    return run_sql(con, "probabilistic: read prob_records", f"SELECT {cols} FROM prob_records").fetch_arrow_table()
+
+
+@dataclass
+class Estimate:
+    model: dict  # the Splink model (settings with trained m and u), as JSON-ready data
+    m_from: str  # "pnc_labels" or "expectation_maximisation"
+    labelled_pairs: int
+    records: int
+
+
+def _splink_con(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    scratch = duckdb.connect(":memory:")
+    scratch.execute("SET memory_limit = '1GB'")
+    if threads:
+        scratch.execute(f"SET threads = {int(threads)}")
+    return scratch
+
+
+def _quiet_splink() -> None:
+    for name in ("splink", "splink.internals"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _linker(records: pa.Table, settings: dict, scratch: duckdb.DuckDBPyConnection):
+    from splink import DuckDBAPI, Linker  # heavy (pandas, sqlglot): only when linking
+
+    _quiet_splink()
+    api = DuckDBAPI(connection=scratch)
+    return Linker(api.register(records, table_name="records"), settings)
+
+
+def _labelled_pairs(records: pa.Table, scratch: duckdb.DuckDBPyConnection) -> int:
+    scratch.register("labelled_records", records)
+    pairs = scratch.execute(
+        "SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*) AS n FROM labelled_records "
+        "WHERE pnc_norm IS NOT NULL GROUP BY pnc_norm)").fetchone()[0]
+    scratch.unregister("labelled_records")
+    return int(pairs)
+
+
+def _floor_m(model: dict, floor: float = 1e-5) -> dict:
+    """A level never seen among the labelled pairs gets a small m, not zero: zero would make
+    one field veto a pair whatever the others say (a swap the labels happen not to show)."""
+    for comparison in model["comparisons"]:
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        for level in levels:
+            m = level.get("m_probability")
+            if m is None or (isinstance(m, float) and math.isnan(m)) or m < floor:
+                level["m_probability"] = floor
+            u = level.get("u_probability")
+            if u is None or (isinstance(u, float) and math.isnan(u)) or u < floor:
+                level["u_probability"] = floor
+        total = sum(lv["m_probability"] for lv in levels)
+        for level in levels:
+            level["m_probability"] /= total
+    return model
+
+
+def _u_sample_sql(size: int, seed: int) -> str:
+    return f"SELECT * FROM sample_source ORDER BY hash(unique_id + {int(seed)}), unique_id LIMIT {int(size)}"
+
+
+def _u_from_sample(records: pa.Table, u_pairs: float, seed: int) -> dict:
+    """u of every level from all pairs of a fixed sample of records (a hash of the id and the seed):
+    the same u for the same records, at the speed of Splink's unseeded sampling (its seeded
+    sampling took 25 s where this takes one)."""
+    size = max(2, min(records.num_rows, int(math.sqrt(2 * u_pairs))))
+    scratch = _splink_con()
+    try:
+        scratch.register("sample_source", records)
+        sample = scratch.execute(_u_sample_sql(size, seed)).fetch_arrow_table()
+        scratch.unregister("sample_source")
+        linker = _linker(sample, settings_dict(within_source=True), scratch)
+        linker.training.estimate_u_using_random_sampling(max_pairs=size * size, min_count_per_level=None,
+                                                         num_chunks=1)
+        model = linker.misc.save_model_to_json()
+    finally:
+        scratch.close()
+    return {(c["output_column_name"], lv["label_for_charts"]): lv.get("u_probability")
+            for c in model["comparisons"] for lv in c["comparison_levels"] if not lv.get("is_null_level")}
+
+
+def _with_u(settings: dict, u_values: dict) -> dict:
+    """The settings with the sampled u values (a level the sample never met keeps its prior)."""
+    for comparison in settings["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            value = u_values.get((comparison["output_column_name"], level["label_for_charts"]))
+            if not level.get("is_null_level") and value is not None and not math.isnan(value) and value > 0:
+                level["u_probability"] = value
+    return settings
+
+
+def estimate(records: pa.Table, within_source: bool, seed: int, u_pairs: float) -> Estimate:
+    """Step 2: u by random sampling, m from PNC-linked pairs (or EM), the prior from the
+    deterministic rules; returns the model as data."""
+    scratch = _splink_con()
+    try:
+        labelled = _labelled_pairs(records, scratch)
+        settings = _with_u(settings_dict(within_source), _u_from_sample(records, u_pairs, seed))
+        linker = _linker(records, settings, scratch)
+        training = linker.training
+        deterministic = ["l.pnc_norm = r.pnc_norm", "l.nomis = r.nomis",
+                         "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND l.dob = r.dob"]
+        try:
+            training.estimate_probability_two_random_records_match(deterministic, recall=0.8)
+        except Exception as exc:  # no deterministic pair at all (a tiny or identifier-free extract)
+            log.info("prior not estimated (%s): kept at its default", type(exc).__name__)
+        if labelled >= MIN_LABELLED_PAIRS:
+            training.estimate_m_from_label_column("pnc_norm")
+            m_from = "pnc_labels"
+        else:
+            from splink import block_on
+
+            for rule in (block_on("dob"), block_on("surname_n", "forename_n")):
+                try:
+                    training.estimate_parameters_using_expectation_maximisation(rule)
+                except Exception as exc:  # too few pairs in a block to estimate from
+                    log.info("EM on a block not run (%s): priors kept", type(exc).__name__)
+            m_from = "expectation_maximisation"
+        model = _floor_m(linker.misc.save_model_to_json())
+    finally:
+        scratch.close()
+    log.info("estimated the linkage model on %d records (m from %s, %d labelled pairs)",
+             records.num_rows, m_from, labelled)
+    return Estimate(model, m_from, labelled, records.num_rows)
+
+
+def predict(records: pa.Table, model: dict, within_source: bool, lower: float) -> pa.Table:
+    """Step 3: every blocked candidate pair at or above the lower threshold, with per-field
+    weights (log2 Bayes factors, term frequency included) and levels."""
+    import copy
+
+    settings = copy.deepcopy(model)
+    settings["blocking_rules_to_generate_predictions"] = [
+        {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in blocking_rules(within_source)]
+    # the weights and levels only: the compared values (retain_matching_columns) tripled the time at 1M
+    settings["retain_intermediate_calculation_columns"] = True
+    settings["retain_matching_columns"] = False
+    scratch = _splink_con()
+    try:
+        linker = _linker(records, settings, scratch)
+        frame = linker.inference.predict(threshold_match_probability=lower, warning_mode="never")
+        table = frame.physical_name
+        weights = ", ".join(
+            f"mw_{f} + coalesce(mw_tf_adj_{f}, 0) AS w_{f}" if f in ("surname", "forename") else f"mw_{f} AS w_{f}"
+            for f in FIELDS)
+        level_cases = _level_cases(model)
+        result = scratch.execute(
+            f"""SELECT unique_id_l, unique_id_r, match_probability, match_weight, {weights}, {level_cases}
+                FROM {table}""").fetch_arrow_table()
+    finally:
+        scratch.close()
+    return result
+
+
+def _level_cases(model: dict) -> str:
+    """Each comparison's level, named from its match weight: without the compared values
+    (`retain_matching_columns`) Splink hands over no gamma columns, and each level's weight
+    log2(m / u) is its own (the null level's is 0; a level whose m equals its u would read as it)."""
+    cases = []
+    for comparison in model["comparisons"]:
+        name = comparison["output_column_name"]
+        whens, null_label = [], "unknown"
+        for level in comparison["comparison_levels"]:
+            label = level["label_for_charts"].replace("'", "")
+            if level.get("is_null_level"):
+                null_label = label
+                continue
+            weight = math.log2(level["m_probability"] / level["u_probability"])
+            whens.append(f"WHEN abs(mw_{name} - ({weight!r})) < 1e-6 THEN '{label}'")
+        cases.append(f"CASE {' '.join(whens)} WHEN mw_{name} = 0 THEN '{null_label}' END AS level_{name}")
+    return ", ".join(cases)
+
+
+# --- the step as the link runs it --------------------------------------------------------------
+
+PAIRS_DDL = f"""CREATE OR REPLACE TABLE link_pairs (  -- [one compared pair at or above the lower threshold]
+    record_id_l VARCHAR NOT NULL, record_id_r VARCHAR NOT NULL, match_probability DOUBLE, match_weight DOUBLE,
+    {", ".join(f"w_{f} DOUBLE" for f in FIELDS)}, {", ".join(f"level_{f} VARCHAR" for f in FIELDS)},
+    zone VARCHAR NOT NULL, model_version INTEGER)"""
+
+_STORE_PAIRS = f"""
+INSERT INTO link_pairs
+SELECT least(a.record_id, b.record_id), greatest(a.record_id, b.record_id), p.match_probability, p.match_weight,
+       {", ".join(f"p.w_{f}" for f in FIELDS)}, {", ".join(f"p.level_{f}" for f in FIELDS)},
+       CASE WHEN p.match_probability >= $upper THEN 'auto_link' ELSE 'review' END, $version
+FROM predicted p JOIN prob_records a ON a.unique_id = p.unique_id_l JOIN prob_records b ON b.unique_id = p.unique_id_r
+"""
+
+
+@dataclass
+class ScoredPairs:
+    model_version: int | None
+    model_sha256: str | None
+    estimated: str | None  # why a model was estimated at this link (None: the stored one was used)
+    compared: int  # records handed to Splink
+    pairs: int  # pairs at or above the lower threshold
+    auto_link: int
+    review: int
+
+
+def score_pairs(con: duckdb.DuckDBPyConnection, settings, reestimate: bool = False) -> ScoredPairs:
+    """Steps 1 to 3 on the `id_records` and `linked` tables of the link under way: `link_pairs`."""
+    from pipeline.link.models import MIN_ESTIMATION_RECORDS, estimate_reason, latest_model, store_model
+
+    run_sql(con, "probabilistic: link_pairs", PAIRS_DDL)
+    if not settings.probabilistic:
+        return ScoredPairs(None, None, None, 0, 0, 0, 0)
+    records = records_table(con)
+    current = latest_model(con)
+    reason = estimate_reason(current, records.num_rows, settings, reestimate)
+    estimated = None
+    if reason is not None:
+        if records.num_rows < MIN_ESTIMATION_RECORDS:
+            model, m_from, labelled = settings_dict(settings.within_source), "priors", 0
+            reason = f"{reason}; fewer than {MIN_ESTIMATION_RECORDS:,} records: the priors, not estimated"
+        else:
+            est = estimate(records, settings.within_source, settings.seed, settings.u_sample_pairs)
+            model, m_from, labelled = est.model, est.m_from, est.labelled_pairs
+        current = store_model(con, model, reason, records.num_rows, labelled, m_from)
+        estimated = reason
+    open_records = run_sql(con, "probabilistic: open records",
+                           "SELECT count(*) FILTER (WHERE open) FROM prob_records").fetchone()[0]
+    if open_records and records.num_rows > 1:
+        predicted = predict(records, current.model, settings.within_source, settings.lower_threshold)
+        con.register("predicted", predicted)
+        run_sql(con, "probabilistic: store pairs", _STORE_PAIRS,
+                {"upper": settings.upper_threshold, "version": current.version})
+        con.unregister("predicted")
+    counts = run_sql(con, "probabilistic: count pairs",
+                     "SELECT count(*), count(*) FILTER (WHERE zone = 'auto_link') FROM link_pairs").fetchone()
+    run_sql(con, "probabilistic: drop prob_records", "DROP TABLE IF EXISTS prob_records")
+    log.info("probabilistic linking: %d records, %d pairs at or above %.2f (%d at or above %.2f)",
+             records.num_rows, counts[0], settings.lower_threshold, counts[1], settings.upper_threshold)
+    return ScoredPairs(current.version, current.sha256, estimated, records.num_rows, counts[0], counts[1],
+                       counts[0] - counts[1])
