@@ -10,33 +10,37 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
-import traceback
-from collections.abc import Callable
-from contextlib import contextmanager
 from datetime import date, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import click
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
+from cli_base import (
+    ConfigOption,
+    LogFormat,
+    WaitOption,
+    call,
+    dates,
+    locked_call,
+    parse_date,
+    progress_bar,
+    setup_logging,
+    state,
+)
+from cli_panel import decisions_app, links_app
 from cli_show import (
     err,
     out,
     show_backtest,
     show_explanation,
     show_ingest,
-    show_link,
     show_run,
     show_training,
     table,
 )
-from pipeline.errors import IomError, failed_step
 
 log = logging.getLogger("iom")
 T = TypeVar("T")
@@ -83,68 +87,6 @@ app = typer.Typer(
 )
 
 
-class LogFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
-class _State:
-    quiet = False
-    verbose = False
-    log_format = LogFormat.text
-
-
-state = _State()
-
-ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Workspace config file (iom.toml).", show_default=True)
-]
-WaitOption = Annotated[float, typer.Option(
-    "--wait", min=0, help="If another command holds the workspace, wait up to SECONDS for it (default: exit 6 at once).")]
-
-
-# --- logging -----------------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for cron and log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        payload = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info and state.verbose:
-            payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, ensure_ascii=False)
-
-
-def setup_logging(log_format: LogFormat, quiet: bool, verbose: bool, log_file: Path | None = None) -> None:
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format is LogFormat.json:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
-    handler.setLevel(level)
-    root.addHandler(handler)
-    if log_file is not None:  # always JSON lines; created owner-only (umask 077)
-        log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
-        file_handler.setFormatter(JsonFormatter())
-        file_handler.setLevel(logging.DEBUG if verbose else logging.INFO)
-        root.addHandler(file_handler)
-        log_file.chmod(0o600)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("mlflow", "alembic", "urllib3", "git"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 @app.callback()
 def main(
     log_format: Annotated[LogFormat, typer.Option("--log-format", help="text (default) or json (for cron).")] = LogFormat.text,
@@ -158,68 +100,6 @@ def main(
     setup_logging(log_format, quiet, verbose, log_file)
 
 
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _call(fn: Callable[[], T]) -> T:
-    """Run one library call; map our exceptions to exit codes, never show a raw traceback."""
-    try:
-        return fn()
-    except IomError as exc:
-        err.print(f"[bold red]{exc.label}:[/] {escape(str(exc))}")
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
-    except Exception as exc:  # anything unexpected is an internal error, exit 1
-        step = failed_step(exc)
-        if step:  # the exception type and step only: a message may quote a value from the data
-            log.error("internal error in step %r: %s", step, type(exc).__name__)
-        else:
-            log.error("internal error: %s", type(exc).__name__)
-        first_line = str(exc).splitlines()[0][:300] if str(exc) else ""
-        where = f" in step {escape(step)}" if step else ""
-        err.print(f"[bold red]internal error{where}:[/] {type(exc).__name__}: {escape(first_line)}")
-        if state.verbose:
-            err.print(traceback.format_exc())
-        else:
-            err.print("  run again with --verbose for the traceback, and report it")
-        raise typer.Exit(1) from None
-
-
-def _locked_call(cfg, command: str, fn: Callable[[], T], *, shared: bool = False, wait: float = 0.0) -> T:
-    """`_call` holding the workspace lock: exclusive for a command that writes, shared for one that
-    only reads. The lock comes first and the heavy imports inside `fn` after, so a busy workspace
-    is reported within a second."""
-    from pipeline.lock import workspace_lock
-
-    def locked() -> T:
-        with workspace_lock(cfg.warehouse_path, command, shared=shared, wait=wait):
-            return fn()
-
-    return _call(locked)
-
-
-@contextmanager
-def _progress():
-    """A progress bar on a terminal only; a callback (label, done, total) for the library."""
-    if state.quiet or not err.is_terminal:
-        yield None
-        return
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-        TimeElapsedColumn(), console=err, transient=True,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def update(label: str, done: int = 0, total: int | None = None) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
-        yield update
-
-
 # --- commands --------------------------------------------------------------------------------
 
 
@@ -231,7 +111,7 @@ def init(
     """Write a commented iom.toml (warehouse, extracts, column mappings) into DIRECTORY."""
     from pipeline.workspace import init_workspace
 
-    path = _call(lambda: init_workspace(directory, force))
+    path = call(lambda: init_workspace(directory, force))
     out.print(f"Wrote {path}. Edit the [extracts.*] sections to point at your files and map your column names.")
 
 
@@ -249,8 +129,8 @@ def generate(
     """Generate a synthetic world: the five extracts, a matching iom.toml, the truth and past decisions."""
     from pipeline.workspace import generate_workspace
 
-    when = _call(lambda: _parse_date(extract_date, "--extract-date")) if extract_date else date.today().replace(day=1)
-    data, config_path = _call(lambda: generate_workspace(
+    when = call(lambda: parse_date(extract_date, "--extract-date")) if extract_date else date.today().replace(day=1)
+    data, config_path = call(lambda: generate_workspace(
         out_dir, people, seed, when, fault_rate, past_decisions=past_decisions, treatment_effect=treatment_effect,
         identity_noise=identity_noise))
     rows = [[e.name, e.path.name, e.format, e.rows] for e in data.extracts]
@@ -272,9 +152,9 @@ def ingest(config: ConfigOption = Path("iom.toml"), wait: WaitOption = 0.0) -> N
 
         return ingest_workspace(cfg, progress, evaluate=True)
 
-    cfg = _call(lambda: load_config(config))
-    with _progress() as progress:
-        report = _locked_call(cfg, "ingest", lambda: load(progress), wait=wait)
+    cfg = call(lambda: load_config(config))
+    with progress_bar() as progress:
+        report = locked_call(cfg, "ingest", lambda: load(progress), wait=wait)
     show_ingest(report)
 
 
@@ -291,15 +171,15 @@ def demo(
 
     when = date.today().replace(day=1)
     out.print(f"Generating {people:,} synthetic people into {directory} (seed {seed}, extract date {when}) ...")
-    data, config_path = _call(lambda: generate_workspace(directory, people, seed, when, 0.002))
+    data, config_path = call(lambda: generate_workspace(directory, people, seed, when, 0.002))
     out.print(f"Injected faults (to show quarantine at work): {', '.join(f'{k} {v:,}' for k, v in sorted(data.faults.items()))}")
-    cfg = _call(lambda: load_config(config_path))
-    with _progress() as progress:
-        report = _locked_call(cfg, "demo", lambda: ingest_workspace(cfg, progress, evaluate=True))
+    cfg = call(lambda: load_config(config_path))
+    with progress_bar() as progress:
+        report = locked_call(cfg, "demo", lambda: ingest_workspace(cfg, progress, evaluate=True))
     show_ingest(report)
     from pipeline.link.review import example_link
 
-    example = _locked_call(cfg, "demo", lambda: example_link(cfg))
+    example = locked_call(cfg, "demo", lambda: example_link(cfg))
     if example is not None:
         key, lines = example
         out.print(f"\nA person linked probabilistically ({key}; `iom explain {key}` shows it with the score):")
@@ -311,8 +191,8 @@ def demo(
     # Two monthly runs, so the pack shows movement since "last month".
     last_month = (when - timedelta(days=1)).replace(day=1)
     for as_of in (last_month, when):
-        with _progress() as progress:
-            result = _locked_call(cfg, "demo", lambda as_of=as_of: run_period(cfg, as_of, force=False, progress=progress))
+        with progress_bar() as progress:
+            result = locked_call(cfg, "demo", lambda as_of=as_of: run_period(cfg, as_of, force=False, progress=progress))
         out.print()
         show_run(result)
     out.print(f"\nWarehouse: {cfg.warehouse_path}")
@@ -345,16 +225,16 @@ def run(
     """Ingest new extracts, compute features, score, select the cohorts, write the outputs."""
     from pipeline.config import load_config
 
-    cfg = _call(lambda: load_config(config))
-    when = _call(lambda: _parse_date(as_of, "--as-of")) if as_of else None
+    cfg = call(lambda: load_config(config))
+    when = call(lambda: parse_date(as_of, "--as-of")) if as_of else None
 
     def monthly_run(progress):
         from pipeline.run import run_period
 
         return run_period(cfg, when, force, progress, model)
 
-    with _progress() as progress:
-        result = _locked_call(cfg, "run", lambda: monthly_run(progress), wait=wait)
+    with progress_bar() as progress:
+        result = locked_call(cfg, "run", lambda: monthly_run(progress), wait=wait)
     show_run(result)
 
 
@@ -375,8 +255,8 @@ def report(
 
         return report_run(cfg, run_id, out_dir, pseudonymise)
 
-    cfg = _call(lambda: load_config(config))
-    paths = _locked_call(cfg, "report", regenerate, shared=True, wait=wait)
+    cfg = call(lambda: load_config(config))
+    paths = locked_call(cfg, "report", regenerate, shared=True, wait=wait)
     out.print(f"Run {paths.run_id}: {paths.members:,} proposed people")
     out.print(f"Panel pack (open in a browser, works offline): {paths.pack}")
     out.print(f"Panel workbook (decisions sheet): {paths.workbook}")
@@ -396,8 +276,8 @@ def explain(
     from pipeline.config import load_config
     from pipeline.explain import explain_person, feature_lines
 
-    cfg = _call(lambda: load_config(config))
-    e = _locked_call(cfg, "explain", lambda: explain_person(cfg, identifier, run_id, events), shared=True, wait=wait)
+    cfg = call(lambda: load_config(config))
+    e = locked_call(cfg, "explain", lambda: explain_person(cfg, identifier, run_id, events), shared=True, wait=wait)
     show_explanation(e, feature_lines)
 
 @app.command()
@@ -413,97 +293,16 @@ def train(
     """Train the advisory model on past snapshots, test it against the rules score, register it in MLflow."""
     from pipeline.config import load_config
 
-    cfg = _call(lambda: load_config(config))
-    start, end = _dates(from_date, "--from"), _dates(to_date, "--to")
+    cfg = call(lambda: load_config(config))
+    start, end = dates(from_date, "--from"), dates(to_date, "--to")
 
     def work():
         from models.train import train_model
 
         return train_model(cfg, start, end, horizon_days, target, out_dir)
 
-    result = _locked_call(cfg, "train", work, wait=wait)  # it stores the training in the warehouse
+    result = locked_call(cfg, "train", work, wait=wait)  # it stores the training in the warehouse
     show_training(result)
-
-links_app = typer.Typer(help="Probabilistic identity linking: the review queue, decisions, evaluation, the model.",
-                        no_args_is_help=True)
-app.add_typer(links_app, name="links")
-
-
-@links_app.command("review")
-def links_review(
-    config: ConfigOption = Path("iom.toml"),
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write the whole queue to this CSV file, to decide in.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many pairs to show.")] = 20,
-    wait: WaitOption = 0.0,
-) -> None:
-    """The clerical review queue: pairs between the thresholds, side by side, with the weight of each field."""
-    from pipeline.config import load_config
-    from pipeline.link.review import review_queue, write_queue
-
-    cfg = _call(lambda: load_config(config))
-    queue = _locked_call(cfg, "links review", lambda: review_queue(cfg), shared=True, wait=wait)
-    rows = [[r["record_id_l"], f"{r['forenames_l'] or ''} {r['surname_l'] or ''} {r['date_of_birth_l'] or ''}",
-             r["record_id_r"], f"{r['forenames_r'] or ''} {r['surname_r'] or ''} {r['date_of_birth_r'] or ''}",
-             f"{r['match_probability']:.3f}", r["suggested"]] for r in queue.head(limit).iter_rows(named=True)]
-    out.print(table(f"Review queue: {queue.height:,} pairs", ["record", "as held", "record", "as held",
-                                                               "probability", "suggested"], rows))
-    if out_file is not None:
-        written = _call(lambda: write_queue(queue, out_file))
-        out.print(f"Written to {written}: fill `decision` with match or no_match, then `iom links decide {written}`")
-
-
-@links_app.command("decide")
-def links_decide(
-    file: Annotated[Path, typer.Argument(help="A review file with decision filled (match / no_match) per pair.")],
-    config: ConfigOption = Path("iom.toml"),
-    wait: WaitOption = 0.0,
-) -> None:
-    """Import reviewers' decisions (match / no_match) with an audit trail, and relink."""
-    from pipeline.config import load_config
-    from pipeline.link.review import import_decisions
-
-    cfg = _call(lambda: load_config(config))
-    result = _locked_call(cfg, "links decide", lambda: import_decisions(cfg, file), wait=wait)
-    if result.already_imported:
-        out.print(f"{result.file} (sha256 {result.sha256[:12]}) was imported before: nothing changed")
-        return
-    out.print(f"Recorded {result.recorded:,} decisions from {result.file}: {result.matches:,} match, "
-              f"{result.no_matches:,} no match; {result.blank:,} rows without a decision skipped")
-    if result.link is not None:
-        show_link(result.link)
-
-
-@links_app.command("evaluate")
-def links_evaluate(
-    config: ConfigOption = Path("iom.toml"),
-    truth: Annotated[Path | None, typer.Option("--truth", help="Truth file; default truth/identities.parquet beside iom.toml.")] = None,
-    wait: WaitOption = 0.0,
-) -> None:
-    """Precision and recall of the links against the synthetic world's truth file."""
-    from pipeline.config import load_config
-    from pipeline.link.evaluate import evaluate
-
-    cfg = _call(lambda: load_config(config))
-    e = _locked_call(cfg, "links evaluate", lambda: evaluate(cfg, truth), shared=True, wait=wait)
-    out.print(table(f"Links against {e.truth_file}", ["measure", "value"], [
-        ["records scored", e.records], ["precision", f"{e.precision:.4f}"], ["recall", f"{e.recall:.4f}"],
-        ["true pairs", e.true_pairs], ["linked pairs", e.predicted_pairs], ["false pairs", e.false_pairs],
-        ["missed pairs", e.missed_pairs], ["  of which across two PNC ids (never merged)", e.missed_two_pnc_ids],
-        ["probabilistic pairs linked", e.probabilistic_pairs_linked],
-        ["  of which correct", e.probabilistic_pairs_correct],
-        ["review queue pairs", e.queue_pairs], ["  of which true matches", e.queue_true_matches]]))
-
-
-@links_app.command("estimate")
-def links_estimate(config: ConfigOption = Path("iom.toml"), wait: WaitOption = 0.0) -> None:
-    """Estimate the linkage model again (u by sampling, m from PNC-linked pairs) and relink."""
-    from pipeline.config import load_config
-    from pipeline.workspace import relink_workspace
-
-    cfg = _call(lambda: load_config(config))
-    summary = _locked_call(cfg, "links estimate", lambda: relink_workspace(cfg, reestimate=True), wait=wait)
-    show_link(summary)
-
 
 @app.command()
 def runs(
@@ -517,9 +316,9 @@ def runs(
     from pipeline.runs import get_run, list_runs
     from pipeline.warehouse import connect
 
-    cfg = _call(lambda: load_config(config))
+    cfg = call(lambda: load_config(config))
     if show is None:
-        rows = _locked_call(cfg, "runs", lambda: list_runs(cfg), shared=True, wait=wait)
+        rows = locked_call(cfg, "runs", lambda: list_runs(cfg), shared=True, wait=wait)
         out.print(table("Runs", ["run", "as of", "status", "started", "finished", "rules", "code"],
                          [[r["run_id"], r["as_of"], r["status"], r["started_at"], r["finished_at"],
                            f"{r['rules_name'] or ''} {r['rules_version'] or ''}".strip(), r["code_version"]] for r in rows]))
@@ -535,7 +334,7 @@ def runs(
         finally:
             con.close()
 
-    run_info = _locked_call(cfg, "runs", fetch, shared=True, wait=wait)
+    run_info = locked_call(cfg, "runs", fetch, shared=True, wait=wait)
     out.print(json.dumps(run_info["manifest"], indent=2, default=str, sort_keys=True))
 
 
@@ -551,8 +350,8 @@ def rejects(
     from pipeline.config import load_config
     from pipeline.quality import rejects as read_rejects
 
-    cfg = _call(lambda: load_config(config))
-    report = _locked_call(cfg, "rejects", lambda: read_rejects(cfg, source, limit, out_file), shared=True, wait=wait)
+    cfg = call(lambda: load_config(config))
+    report = locked_call(cfg, "rejects", lambda: read_rejects(cfg, source, limit, out_file), shared=True, wait=wait)
     out.print(table("Rejected rows by reason", ["source", "file", "reason", "failures"],
                      [list(r) for r in report.by_reason]))
     out.print()
@@ -574,8 +373,8 @@ def purge(
     from pipeline.config import load_config
     from pipeline.retention import purge as purge_workspace
 
-    cfg = _call(lambda: load_config(config))
-    report = _locked_call(cfg, "purge", lambda: purge_workspace(cfg, older_than, dry_run), wait=wait)
+    cfg = call(lambda: load_config(config))
+    report = locked_call(cfg, "purge", lambda: purge_workspace(cfg, older_than, dry_run), wait=wait)
     verb = "Would remove" if dry_run else "Removed"
     out.print(f"{verb} data of {len(report.loads):,} loads and {len(report.runs):,} runs finished before "
               f"{report.cutoff:%Y-%m-%d %H:%M}:")
@@ -598,91 +397,19 @@ def backtest(
     """Back-test the ranking: score at past as-of dates, then see who offended in the window after."""
     from pipeline.config import load_config
 
-    cfg = _call(lambda: load_config(config))
-    start, end = _dates(from_date, "--from"), _dates(to_date, "--to")
+    cfg = call(lambda: load_config(config))
+    start, end = dates(from_date, "--from"), dates(to_date, "--to")
 
     def work():
         from evaluation.backtest import run_backtest
 
         return run_backtest(cfg, start, end, every, horizon_days, rules or (), out_dir)
 
-    result = _locked_call(cfg, "backtest", work, wait=wait)  # it stores its results in the warehouse
+    result = locked_call(cfg, "backtest", work, wait=wait)  # it stores its results in the warehouse
     show_backtest(result, horizon_days)
 
-decisions_app = typer.Typer(
-    help="The panel's decisions: import the completed workbook (or a CSV), list them.", no_args_is_help=True)
+app.add_typer(links_app, name="links")
 app.add_typer(decisions_app, name="decisions")
-
-
-@decisions_app.command("import")
-def decisions_import(
-    file: Annotated[Path, typer.Argument(help="The completed pack.xlsx, or a CSV in the decisions sheet's columns.")],
-    config: ConfigOption = Path("iom.toml"),
-    sheet: Annotated[str, typer.Option("--sheet", help="The workbook's sheet to read.")] = "decisions",
-    wait: WaitOption = 0.0,
-) -> None:
-    """Import the panel's decisions (accept, reject, defer) from a workbook or CSV, all rows or none."""
-    from pipeline.config import load_config
-
-    def load():
-        from pipeline.decisions import import_decisions
-
-        return import_decisions(cfg, file, sheet)
-
-    cfg = _call(lambda: load_config(config))
-    r = _locked_call(cfg, "decisions import", load, wait=wait)
-    if r.status == "already imported":
-        out.print(f"{r.file_name} was already imported as {r.import_id} ({r.imported_at:%Y-%m-%d %H:%M} UTC, by "
-                  f"{r.imported_by}): nothing changed.")
-        return
-    where = f", sheet {r.sheet}" if r.sheet else ""
-    out.print(f"Imported {r.decisions:,} decisions from {r.file_name}{where} as {r.import_id}"
-              + (f" (run {r.run_id})" if r.run_id else "") + ": "
-              + ", ".join(f"{k} {v:,}" for k, v in r.by_decision.items()))
-    out.print(f"  rows read {r.rows_read:,}; without a decision {r.blank_rows:,}; people with an earlier decision "
-              f"(kept as history, superseded from their new meeting on) {r.superseding:,}")
-    out.print(f"  sha256 {r.sha256}; imported by {r.imported_by} at {r.imported_at:%Y-%m-%d %H:%M:%S} UTC")
-    out.print("The next `iom run` applies them: see `iom decisions list`.")
-
-
-@decisions_app.command("list")
-def decisions_list(
-    config: ConfigOption = Path("iom.toml"),
-    due: Annotated[bool, typer.Option("--due-for-review", help="Only decisions due for review at the date.")] = False,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD; default today.")] = None,
-    wait: WaitOption = 0.0,
-) -> None:
-    """The panel's decision in force for each person at a date, with its review date and status."""
-    from pipeline.config import load_config
-
-    def read():
-        from pipeline.decisions import list_decisions
-
-        return list_decisions(cfg, when, due)
-
-    cfg = _call(lambda: load_config(config))
-    when = _call(lambda: _parse_date(as_of, "--as-of")) if as_of else date.today()
-    frame = _locked_call(cfg, "decisions list", read, shared=True, wait=wait)
-    title = f"{'Due for review' if due else 'Decisions in force'} at {when}: {frame.height:,} people"
-    rows = [[r["person_key"], f"{r.get('forenames') or ''} {r.get('surname') or ''}".strip(), r.get("area"),
-             r["decision"], r["cohort_type"], r["meeting_date"], r["review_date"], r["management_end"], r["status"],
-             r["decided_by"], r["import_id"], r["earlier"]] for r in frame.iter_rows(named=True)]
-    out.print(table(title, ["person", "name", "area", "decision", "type", "meeting", "review", "management ended",
-                             "status", "decided by", "import", "earlier decisions"], rows))
-
-
-def _dates(value: str | None, option: str) -> date | None:
-    """An optional date option: None when not given, else parsed (a bad one exits 2)."""
-    return _call(lambda: _parse_date(value, option)) if value else None
-
-
-def _parse_date(value: str, option: str) -> date:
-    from pipeline.errors import UsageError
-
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"{option} {value!r} is not a date; use YYYY-MM-DD") from None
 
 
 if __name__ == "__main__":  # pragma: no cover
