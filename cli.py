@@ -684,6 +684,60 @@ def backtest(
         out.print(f"  {result.output_dir / name}")
 
 
+@app.command()
+def impact(
+    config: ConfigOption = Path("iom.toml"),
+    from_date: Annotated[str | None, typer.Option("--from", help="First meeting date, YYYY-MM-DD; default the first accept.")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Last meeting date, YYYY-MM-DD; default the latest with 12 months of data after it.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder; default OUTPUTS/impact-ID.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """Estimate the effect of IOM management on offending, what it is worth and the break-even."""
+    from pipeline.config import load_config
+
+    cfg = _call(lambda: load_config(config))
+    start = _call(lambda: _parse_date(from_date, "--from")) if from_date else None
+    end = _call(lambda: _parse_date(to_date, "--to")) if to_date else None
+
+    def work():
+        from evaluation.impact_run import run_impact
+
+        return run_impact(cfg, start, end, out_dir)
+
+    result = _locked_call(cfg, "impact", work, wait=wait)  # it stores its results in the warehouse
+    s = result.summary
+
+    def pct(figure):
+        if figure.get("estimate") is None:
+            return "not estimable"
+        low, high = figure.get("low"), figure.get("high")
+        return f"{figure['estimate']:.1%}" + (f" (95% CI {low:.1%} to {high:.1%})" if low is not None else "")
+
+    out.print(f"Impact {result.impact_id}: meetings {s['from']} to {s['to']}, {s['treated_people']:,} managed people, "
+              f"{s['comparison_people']:,} comparison people, data to {s['last_covered']}")
+    out.print(f"  reduction in offending (matched around the capacity cut): {pct(s['effect'])}")
+    out.print(f"  difference-in-differences: {pct(s['did_effect'])}")
+    out.print(f"  naive before/after (overstated by regression to the mean): {pct(s['naive_effect'])}")
+    out.print(f"  neighbourhood crime (matched): {pct(s['neighbourhood_effect'])}")
+    v = s["value"]
+    be = v["break_even_effect"]
+    out.print(f"  cost of crime avoided {pct_money(v['cost_avoided'])}; management cost £{v['management_cost']:,.0f}; "
+              f"net value " + ("n/a" if v["net_value"] is None else f"£{v['net_value']:,.0f}")
+              + "; break-even reduction " + ("n/a" if be is None else f"{be:.1%}"))
+    out.print(f"Outputs: {result.output_dir}")
+    for name in ("impact.csv", "impact.json"):
+        out.print(f"  {result.output_dir / name}")
+
+
+def pct_money(figure: dict) -> str:
+    if figure.get("estimate") is None:
+        return "n/a"
+    text = f"£{figure['estimate']:,.0f}"
+    if figure.get("low") is not None:
+        text += f" (95% CI £{figure['low']:,.0f} to £{figure['high']:,.0f})"
+    return text
+
+
 decisions_app = typer.Typer(
     help="The panel's decisions: import the completed workbook (or a CSV), list them.", no_args_is_help=True)
 app.add_typer(decisions_app, name="decisions")

@@ -36,7 +36,7 @@ from pipeline.errors import WarehouseError
 # Version 2: the run tables always present, and applied migrations recorded in schema_migrations.
 # Version 3: a run's release watch, unknown codes and fairness. Version 4: the back-tests.
 # Version 5: the panel's decisions. Version 6: the advisory model's trainings.
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 VERSION_KEY = "schema_version"
 
 
@@ -129,6 +129,14 @@ MODEL_DDL = [
         mlflow_run_id VARCHAR, artefact_sha256 VARCHAR, test_auc DOUBLE, rules_test_auc DOUBLE,
         champion BOOLEAN, output_dir VARCHAR, summary VARCHAR)""",
 ]
+# The impact analyses (`iom impact`): one row each, its summary as JSON.
+IMPACT_DDL = [
+    """CREATE TABLE IF NOT EXISTS impacts (
+        impact_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, created_at TIMESTAMP, from_date DATE, to_date DATE,
+        last_covered DATE, treated_people BIGINT, effect DOUBLE, effect_low DOUBLE, effect_high DOUBLE,
+        naive_effect DOUBLE, did_effect DOUBLE, net_value DOUBLE, break_even_effect DOUBLE, output_dir VARCHAR,
+        summary VARCHAR)""",
+]
 PER_RUN_TABLES = (  # purged with the run
     "cohort_members", "movement", "run_release_watch", "run_unknown_codes", "run_fairness")
 
@@ -150,6 +158,7 @@ def table_ddl() -> list[tuple[str, str]]:
         *((f"table {ddl.split()[5]}", ddl) for ddl in BACKTEST_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in DECISIONS_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in MODEL_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in IMPACT_DDL),
     ]
 
 
@@ -175,6 +184,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0004_backtests", "3", "4", tuple(BACKTEST_DDL)),
     Migration("0005_panel_decisions", "4", "5", tuple(DECISIONS_DDL)),
     Migration("0006_model_trainings", "5", "6", tuple(MODEL_DDL)),
+    Migration("0007_impacts", "6", "7", tuple(IMPACT_DDL)),
 )
 
 
