@@ -49,17 +49,21 @@ OUTCOMES = ("offences", "neighbourhood", "cost")
 # `_iom_impact_treated` (person_number, meeting_date, cohort_type).
 _WINDOWS_SQL = """
 WITH m AS (SELECT meeting_date AS d FROM {meetings}),
-pre AS (  -- [one person and meeting with an offence in the 12 months before, known at the meeting]
+pre AS (  -- [one person and meeting with an offence in the 12 months before, as recorded now]
+    -- Not only those recorded by the meeting: the later-recorded ones are part of the peak the
+    -- person was at, and matching on fewer would leave the selected at a higher true peak.
     SELECT o.person_number, m.d, count(*) AS pre_offences,
            count(*) FILTER (k.neighbourhood_crime) AS pre_neighbourhood, sum(k.unit_cost) AS pre_cost
     FROM offence_facts o JOIN m ON o.offence_date > m.d - $window AND o.offence_date <= m.d
     JOIN {codes} k ON k.code_number = o.code_number
-    WHERE o.recorded_date IS NULL OR o.recorded_date <= m.d
     GROUP BY ALL),
-managed AS (  -- [one person and meeting]: accepted people whose management touches the two windows
+managed AS (  -- [one person and meeting]: managed at the meeting or in the 12 months before it.
+    -- People accepted *after* the meeting stay in the comparison: leaving them out would keep
+    -- only the non-selected who stopped offending (selected later for carrying on), which
+    -- conditions on the future; keeping them biases the estimate towards no effect, if anything.
     SELECT DISTINCT p.person_number, m.d
     FROM decisions dc JOIN people p USING (person_key) JOIN m
-      ON dc.decision = 'accept' AND dc.meeting_date <= m.d + $window
+      ON dc.decision = 'accept' AND dc.meeting_date <= m.d
          AND coalesce(dc.management_end, DATE '9999-12-31') > m.d - $window),
 inside AS (  -- [one person in custody at a meeting]
     SELECT DISTINCT s.person_number, m.d FROM custody_facts s JOIN m
@@ -72,7 +76,8 @@ cands AS (
       AND NOT EXISTS (SELECT 1 FROM inside x WHERE x.person_number = pre.person_number AND x.d = pre.d)),
 alive AS (
     SELECT c.*, p.area FROM cands c JOIN people p USING (person_number)
-    WHERE p.deceased_date IS NULL OR p.deceased_date > c.d + $window),
+    WHERE (p.deceased_date IS NULL OR p.deceased_date > c.d + $window)
+      AND (c.treated OR p.date_of_birth <= c.d - INTERVAL 18 YEAR)),  -- IOM is for adults
 custody AS (  -- [one candidate with custody in a window]: days inside before and after
     SELECT a.person_number, a.d,
            sum(greatest(0, least(coalesce(s.release_date, a.d), a.d) - greatest(s.reception_date, a.d - $window)))
