@@ -725,7 +725,7 @@ def impact(
               f"net value " + ("n/a" if v["net_value"] is None else f"£{v['net_value']:,.0f}")
               + "; break-even reduction " + ("n/a" if be is None else f"{be:.1%}"))
     out.print(f"Outputs: {result.output_dir}")
-    for name in ("impact.csv", "impact.json"):
+    for name in ("impact.csv", "impact.json", "impact.svg"):
         out.print(f"  {result.output_dir / name}")
 
 

@@ -16,6 +16,7 @@ import polars as pl
 from evaluation import impact
 from evaluation.backtest import data_range
 from evaluation.costs import BASE_PRICE_YEAR, CAVEAT, SOURCE, unit_costs
+from evaluation.impact_chart import impact_svg
 from evaluation.value import value
 from features.build import offence_codes
 from features.reference import load_offence_reference
@@ -202,6 +203,7 @@ def _store(con, config: Config, summary: dict, out_dir: Path | None, start: date
     table.with_columns(pl.col(c).round(4) for c, t in table.schema.items() if t == pl.Float64
                        ).write_csv(staging / "impact.csv")
     (staging / "impact.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    (staging / "impact.svg").write_text(impact_svg(summary))
     e = summary["effect"]
     with transaction(con):
         run_sql(con, "impact: store", "INSERT INTO impacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

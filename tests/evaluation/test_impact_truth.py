@@ -33,7 +33,7 @@ def _world(root, effect: float) -> dict:
     truth = json.loads((root / "truth" / "world.json").read_text())
     accepted = pl.read_csv(decisions, try_parse_dates=True).filter(pl.col("decision") == "accept")
     return {"summary": summary, "truth": truth, "accepted": accepted,
-            "table": pl.read_csv(root / "impact" / "impact.csv")}
+            "table": pl.read_csv(root / "impact" / "impact.csv"), "svg": (root / "impact" / "impact.svg").read_text()}
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,10 @@ def test_the_outputs_break_down_by_area_and_cohort_type_with_people_counted(worl
     shown = table.filter(~pl.col("suppressed"))
     assert (shown["treated_people"] >= 10).all()
     assert table.filter(pl.col("suppressed"))["effect"].is_null().all()
+
+
+def test_the_chart_shows_the_rates_and_the_break_even_line(worlds):
+    svg = worlds[0.5]["svg"]
+    assert svg.startswith("<svg") and "Offences per person-year at risk" in svg
+    effect = worlds[0.5]["summary"]["effect"]["estimate"]
+    assert "break-even effect" in svg and f"estimated effect {effect:.0%}" in svg
