@@ -724,6 +724,8 @@ def impact(
     out.print(f"  cost of crime avoided {pct_money(v['cost_avoided'])}; management cost £{v['management_cost']:,.0f}; "
               f"net value " + ("n/a" if v["net_value"] is None else f"£{v['net_value']:,.0f}")
               + "; break-even reduction " + ("n/a" if be is None else f"{be:.1%}"))
+    if not v["management_cost"]:
+        out.print("  no management costs are set: add [impact] staff, intervention and fixed costs for the break-even")
     out.print(f"Outputs: {result.output_dir}")
     for name in ("impact.csv", "impact.json", "impact.svg"):
         out.print(f"  {result.output_dir / name}")

@@ -32,7 +32,7 @@ def _world(root, effect: float) -> dict:
     summary = json.loads((root / "impact" / "impact.json").read_text())
     truth = json.loads((root / "truth" / "world.json").read_text())
     accepted = pl.read_csv(decisions, try_parse_dates=True).filter(pl.col("decision") == "accept")
-    return {"summary": summary, "truth": truth, "accepted": accepted,
+    return {"config": config_path, "summary": summary, "truth": truth, "accepted": accepted,
             "table": pl.read_csv(root / "impact" / "impact.csv"), "svg": (root / "impact" / "impact.svg").read_text()}
 
 
@@ -81,3 +81,14 @@ def test_the_chart_shows_the_rates_and_the_break_even_line(worlds):
     assert svg.startswith("<svg") and "Offences per person-year at risk" in svg
     effect = worlds[0.5]["summary"]["effect"]["estimate"]
     assert "break-even effect" in svg and f"estimated effect {effect:.0%}" in svg
+
+
+def test_the_next_panel_pack_shows_the_impact_section(worlds):
+    config = str(worlds[0.5]["config"])
+    assert runner.invoke(app, ["run", "--config", config, "--as-of", "2026-12-01"]).exit_code == 0
+    page = next((worlds[0.5]["config"].parent / "outputs").glob("R*/pack.html")).read_text()
+    section = page[page.index('<section id="impact"'):page.index('<section id="versions"')]
+    summary = worlds[0.5]["summary"]
+    assert "Impact and value" in section and "regression to the mean" in section
+    assert f"{summary['treated_people']:,} managed people" in section and "<svg" in section
+    assert "check against Table 1 before use" in section
