@@ -723,7 +723,7 @@ def impact(
     be = v["break_even_effect"]
     out.print(f"  cost of crime avoided {pct_money(v['cost_avoided'])}; management cost £{v['management_cost']:,.0f}; "
               f"net value " + ("n/a" if v["net_value"] is None else f"£{v['net_value']:,.0f}")
-              + "; break-even reduction " + ("n/a" if be is None else f"{be:.1%}"))
+              + "; break-even reduction " + ("n/a" if be is None or not v["management_cost"] else f"{be:.1%}"))
     if not v["management_cost"]:
         out.print("  no management costs are set: add [impact] staff, intervention and fixed costs for the break-even")
     out.print(f"Outputs: {result.output_dir}")

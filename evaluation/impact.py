@@ -131,7 +131,9 @@ def windows(con: duckdb.DuckDBPyConnection, treated: pl.DataFrame, codes: pl.Dat
     try:
         sql = _WINDOWS_SQL.format(meetings=q("_iom_impact_meetings"), codes=q("_iom_impact_codes"),
                                   treated=q("_iom_impact_treated"))
-        return run_sql(con, "impact: windows", sql, {"window": WINDOW_DAYS}).pl()
+        # sorted: the bootstrap's draws go by row, so the same data give the same intervals
+        return run_sql(con, "impact: windows", sql, {"window": WINDOW_DAYS}).pl().sort(
+            "meeting_date", "person_number", "treated")
     finally:
         for name in views:
             con.unregister(name)

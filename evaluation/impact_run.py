@@ -182,9 +182,11 @@ def _board(overall: dict, did: dict, money: dict) -> str:
             f"(same area, month and recent offending); the difference-in-differences check gives "
             f"{_pct(did['offences_did_effect'])}. Comparing the managed with their own past would claim "
             f"{_pct(overall['offences_naive_effect'])}, which regression to the mean inflates. "
-            f"The estimated cost of crime avoided is £{(money['cost_avoided']['estimate'] or 0):,.0f} against a "
-            f"management cost of £{money['management_cost']:,.0f}; the scheme would break even at a reduction of "
-            + (f"{be:.0%}" if be is not None else "an unknown size") + ". Caveats: recorded offending only; the "
+            f"The estimated cost of crime avoided is £{(money['cost_avoided']['estimate'] or 0):,.0f}"
+            + (f" against a management cost of £{money['management_cost']:,.0f}; the scheme would break even at a "
+               f"reduction of {be:.0%}" if money["management_cost"] and be is not None
+               else "; no management costs were given ([impact] in iom.toml), so no break-even is shown")
+            + ". Caveats: recorded offending only; the "
             "unit costs are 2015/16 Home Office figures to be checked against the report, with proxies for "
             "groups it does not cover; the comparison assumes selection around the cut is as good as random.")
 

@@ -55,7 +55,7 @@ def value(settings: ImpactConfig, managed_years: float, caseload: float, cost_av
         rows.append({"input": "unit costs of crime", "change": f"{sign * SENSITIVITY:+.0%}",
                      "net_value": net(avoided, cost), "break_even_effect": break_even(cost, counterfactual_cost * factor)})
     for bound in ("low", "high"):
-        rows.append({"input": "effect", "change": f"at its interval's {bound} end ({effect.get(bound)})",
+        rows.append({"input": "cost of crime avoided", "change": f"at its interval's {bound} end",
                      "net_value": net(cost_avoided.get(bound), cost),
                      "break_even_effect": break_even(cost, counterfactual_cost)})
     return {"cost_per_managed_year": round(per_year, 2), "managed_person_years": round(managed_years, 3),
