@@ -36,6 +36,7 @@ from cli_show import (
     out,
     show_backtest,
     show_explanation,
+    show_impact,
     show_ingest,
     show_run,
     show_training,
@@ -407,6 +408,30 @@ def backtest(
 
     result = locked_call(cfg, "backtest", work, wait=wait)  # it stores its results in the warehouse
     show_backtest(result, horizon_days)
+
+
+@app.command()
+def impact(
+    config: ConfigOption = Path("iom.toml"),
+    from_date: Annotated[str | None, typer.Option("--from", help="First meeting date, YYYY-MM-DD; default the first accept.")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Last meeting date, YYYY-MM-DD; default the latest with 12 months of data after it.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder; default OUTPUTS/impact-ID.")] = None,
+    wait: WaitOption = 0.0,
+) -> None:
+    """Estimate the effect of IOM management on offending, what it is worth and the break-even."""
+    from pipeline.config import load_config
+
+    cfg = call(lambda: load_config(config))
+    start, end = dates(from_date, "--from"), dates(to_date, "--to")
+
+    def work():
+        from evaluation.impact_run import run_impact
+
+        return run_impact(cfg, start, end, out_dir)
+
+    result = locked_call(cfg, "impact", work, wait=wait)  # it stores its results in the warehouse
+    show_impact(result)
+
 
 app.add_typer(links_app, name="links")
 app.add_typer(decisions_app, name="decisions")

@@ -232,3 +232,39 @@ def show_backtest(result, horizon_days: int) -> None:
     for name in ("metrics.csv", "bands.csv", "curves.csv", "fairness.csv", "backtest.json", "backtest.svg"):
         out.print(f"  {result.output_dir / name}")
 
+
+def show_impact(result) -> None:
+    """`iom impact`: the effect with its interval, the naive figure beside it, the value and break-even."""
+    s = result.summary
+
+    def pct(figure):
+        if figure.get("estimate") is None:
+            return "not estimable"
+        low, high = figure.get("low"), figure.get("high")
+        return f"{figure['estimate']:.1%}" + (f" (95% CI {low:.1%} to {high:.1%})" if low is not None else "")
+
+    out.print(f"Impact {result.impact_id}: meetings {s['from']} to {s['to']}, {s['treated_people']:,} managed people, "
+              f"{s['comparison_people']:,} comparison people, data to {s['last_covered']}")
+    out.print(f"  reduction in offending (matched around the capacity cut): {pct(s['effect'])}")
+    out.print(f"  difference-in-differences: {pct(s['did_effect'])}")
+    out.print(f"  naive before/after (overstated by regression to the mean): {pct(s['naive_effect'])}")
+    out.print(f"  neighbourhood crime (matched): {pct(s['neighbourhood_effect'])}")
+    v = s["value"]
+    be = v["break_even_effect"]
+    out.print(f"  cost of crime avoided {pct_money(v['cost_avoided'])}; management cost £{v['management_cost']:,.0f}; "
+              f"net value " + ("n/a" if v["net_value"] is None else f"£{v['net_value']:,.0f}")
+              + "; break-even reduction " + ("n/a" if be is None or not v["management_cost"] else f"{be:.1%}"))
+    if not v["management_cost"]:
+        out.print("  no management costs are set: add [impact] staff, intervention and fixed costs for the break-even")
+    out.print(f"Outputs: {result.output_dir}")
+    for name in ("impact.csv", "impact.json", "impact.svg"):
+        out.print(f"  {result.output_dir / name}")
+
+
+def pct_money(figure: dict) -> str:
+    if figure.get("estimate") is None:
+        return "n/a"
+    text = f"£{figure['estimate']:,.0f}"
+    if figure.get("low") is not None:
+        text += f" (95% CI £{figure['low']:,.0f} to £{figure['high']:,.0f})"
+    return text

@@ -130,11 +130,50 @@ class ModelConfig(_Strict):
     threads: int = Field(default=1, ge=1, le=64)
 
 
+class StaffCost(_Strict):
+    """One role of the IOM team: its full-time equivalents and the annual cost of one FTE (salary and on-costs)."""
+
+    role: str = Field(min_length=1)
+    fte: float = Field(ge=0)
+    annual_cost: float = Field(ge=0)
+
+
+class ImpactConfig(_Strict):
+    """`[impact]`: the impact analysis and the break-even (evaluation/impact.py, docs/impact.md)."""
+
+    staff: list[StaffCost] = Field(default_factory=list)
+    intervention_per_person_month: float = Field(default=0.0, ge=0)
+    fixed_annual: float = Field(default=0.0, ge=0)
+    # Unit costs by offence group, replacing the shipped table's (evaluation/cost_of_crime.csv), in
+    # the prices the table is uprated to.
+    unit_costs: dict[str, float] = Field(default_factory=dict)
+    # The GDP deflator index at the table's price year (2015/16) and at the target year: enter them
+    # from HM Treasury's GDP deflator series; both unset: the table's own 2015/16 prices.
+    deflator_base: float | None = Field(default=None, gt=0)
+    deflator_target: float | None = Field(default=None, gt=0)
+    price_year: str = "2015/16"
+    min_cell: int = Field(default=10, ge=1)
+    bootstrap_resamples: int = Field(default=200, ge=20, le=5000)
+    max_pre_offences: int = Field(default=30, ge=3)  # pre-period counts above this are matched as one stratum
+    did_min_pre_offences: int = Field(default=3, ge=1)  # the DiD comparison: non-selected people with at least this
+    seed: int = 20261201
+
+    @model_validator(mode="after")
+    def _costs_not_negative(self) -> ImpactConfig:
+        for group, cost in self.unit_costs.items():
+            if cost < 0:
+                raise ValueError(f"unit_costs.{group} is {cost}: a unit cost cannot be negative")
+        if (self.deflator_base is None) != (self.deflator_target is None):
+            raise ValueError("give both deflator_base and deflator_target, or neither")
+        return self
+
+
 class Config(_Strict):
     path: Path
     workspace: WorkspaceConfig = WorkspaceConfig()
     linking: LinkingConfig = LinkingConfig()
     model: ModelConfig = ModelConfig()
+    impact: ImpactConfig = ImpactConfig()
     extracts: dict[str, ExtractConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")

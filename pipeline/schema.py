@@ -40,7 +40,8 @@ from pipeline.errors import WarehouseError
 # Version 3: a run's release watch, unknown codes and fairness. Version 4: the back-tests.
 # Version 5: the panel's decisions. Version 6: the advisory model's trainings. Version 7:
 # probabilistic linking (link_models, link_decisions, person_key_registry, person_key_events).
-SCHEMA_VERSION = "7"
+# Version 8: the impact analyses.
+SCHEMA_VERSION = "8"
 VERSION_KEY = "schema_version"
 
 
@@ -133,6 +134,14 @@ MODEL_DDL = [
         mlflow_run_id VARCHAR, artefact_sha256 VARCHAR, test_auc DOUBLE, rules_test_auc DOUBLE,
         champion BOOLEAN, output_dir VARCHAR, summary VARCHAR)""",
 ]
+# The impact analyses (`iom impact`): one row each, its summary as JSON.
+IMPACT_DDL = [
+    """CREATE TABLE IF NOT EXISTS impacts (
+        impact_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, created_at TIMESTAMP, from_date DATE, to_date DATE,
+        last_covered DATE, treated_people BIGINT, effect DOUBLE, effect_low DOUBLE, effect_high DOUBLE,
+        naive_effect DOUBLE, did_effect DOUBLE, net_value DOUBLE, break_even_effect DOUBLE, output_dir VARCHAR,
+        summary VARCHAR)""",
+]
 PER_RUN_TABLES = (  # purged with the run
     "cohort_members", "movement", "run_release_watch", "run_unknown_codes", "run_fairness")
 
@@ -174,6 +183,7 @@ def table_ddl() -> list[tuple[str, str]]:
         *((f"table {ddl.split()[5]}", ddl) for ddl in DECISIONS_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in MODEL_DDL),
         *((f"table {ddl.split()[5]}", ddl) for ddl in LINKING_DDL),
+        *((f"table {ddl.split()[5]}", ddl) for ddl in IMPACT_DDL),
     ]
 
 
@@ -201,6 +211,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0006_model_trainings", "5", "6", tuple(MODEL_DDL)),
     # Probabilistic linking: the model, the reviewers' link decisions and the person-key registry.
     Migration("0007_probabilistic_linking", "6", "7", tuple(LINKING_DDL)),
+    Migration("0008_impacts", "7", "8", tuple(IMPACT_DDL)),
 )
 
 

@@ -115,6 +115,32 @@ def _cards(data: ReportData) -> list[dict]:
     return cards
 
 
+def _impact_context(summary: dict | None) -> dict | None:
+    """The pack's impact section: the board summary, the headline figures and the chart."""
+    if not summary:
+        return None
+    from evaluation.impact_chart import impact_svg
+
+    def pct(figure: dict | None) -> str:
+        if not figure or figure.get("estimate") is None:
+            return "not estimable"
+        low, high = figure.get("low"), figure.get("high")
+        return f"{figure['estimate']:.1%}" + (f" (95% interval {low:.1%} to {high:.1%})" if low is not None else "")
+
+    value = summary["value"]
+    rows = [("reduction in offending, matched around the capacity cut (headline)", pct(summary["effect"])),
+            ("difference-in-differences (check)", pct(summary["did_effect"])),
+            ("naive before/after (overstated by regression to the mean)", pct(summary["naive_effect"])),
+            ("reduction in neighbourhood crime, matched", pct(summary["neighbourhood_effect"])),
+            ("management cost", f"£{value['management_cost']:,.0f}"),
+            ("net value", "n/a" if value["net_value"] is None else f"£{value['net_value']:,.0f}"),
+            ("break-even effect", "n/a" if value["break_even_effect"] is None else f"{value['break_even_effect']:.1%}")]
+    return {"id": summary["impact_id"], "from": summary["from"], "to": summary["to"],
+            "people": summary["treated_people"], "summary": summary["board_summary"],
+            "why": summary["why_naive_differs"], "rows": rows, "chart": Markup(impact_svg(summary)),
+            "source": summary["cost_of_crime"]["source"], "caveat": summary["cost_of_crime"]["caveat"]}
+
+
 def render_pack(data: ReportData, pseudonymised: bool = False) -> str:
     stats = data.stats
     areas = [{"area": area, **values} for area, values in (stats.get("priority_by_area") or {}).items()]
@@ -152,6 +178,7 @@ def render_pack(data: ReportData, pseudonymised: bool = False) -> str:
             "columns": data.fairness.columns, "rows": data.fairness.rows()},
         "validity": None if data.validity is None else {
             "columns": data.validity.columns, "rows": data.validity.rows(), "source": data.validity_source},
+        "impact": _impact_context(data.impact),
         "pseudonymised": pseudonymised,
         "name_of": _name,
         "css": Markup((TEMPLATES / "pack.css").read_text(encoding="utf-8")),

@@ -71,6 +71,8 @@ class ReportData:
     # everyone whose decision in force was due for review at the as-of date.
     decisions: pl.DataFrame = field(default_factory=pl.DataFrame)
     due_for_review: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # The latest impact analysis stored before the run finished (`iom impact`): its summary.
+    impact: dict | None = None
 
 
 def run_row(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict:
@@ -270,6 +272,16 @@ def _validity(con) -> tuple[pl.DataFrame | None, str | None]:
     return None, None
 
 
+def _impact(con, known_by) -> dict | None:
+    """The summary of the latest impact analysis made by `known_by` (so a pack made again is the same)."""
+    if not table_exists(con, "impacts"):
+        return None
+    row = run_sql(con, "report: impact", """
+        SELECT summary FROM impacts WHERE $known_by::TIMESTAMP IS NULL OR created_at <= $known_by::TIMESTAMP
+        ORDER BY seq DESC LIMIT 1""", {"known_by": known_by}).fetchone()
+    return json.loads(row[0]) if row else None
+
+
 def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> ReportData:
     """Everything the pack and the workbook show for one completed run, from the warehouse alone."""
     run = run_row(con, run_id)
@@ -300,6 +312,7 @@ def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> Repo
         validity_source=validity_source,
         decisions=decision_history(con, keys, run["as_of"], known_by),
         due_for_review=due_for_review(con, run["as_of"], known_by),
+        impact=_impact(con, known_by),
     )
 
 

@@ -74,6 +74,7 @@ def commands(config) -> dict[str, list[str]]:
         "decisions list": ["decisions", "list", *c],
         "backtest": ["backtest", *c],
         "train": ["train", *c],
+        "impact": ["impact", *c],
     }
 
 
