@@ -26,6 +26,8 @@ from pipeline.schema import LINKING_DDL
 from pipeline.warehouse import connect
 from pipeline.workspace import ingest_workspace
 
+pytestmark = pytest.mark.slow  # Splink estimates and links on every warehouse built: seconds each
+
 runner = CliRunner()
 
 # Distinct people around the ones under test, so that no name is frequent (term frequencies).
