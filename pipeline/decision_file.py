@@ -37,7 +37,7 @@ TEXT_LIMITS = {"reason": 500, "decided_by": 100}
 EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)
 # The synthetic world's past decisions name the person by `person_id` and say which identifier it is.
 SYNTHETIC_ID, SYNTHETIC_ID_TYPE = "person_id", "id_type"
-# What a spreadsheet's safe-cell apostrophe (reporting.safe_cells) may precede: strip it back.
+# What a spreadsheet's safe-cell apostrophe (pipeline.safe_cells) may precede: strip it back.
 _SAFE_APOSTROPHE = r"^'([=+\-@\t\r])"
 
 

@@ -34,12 +34,12 @@ from pipeline.errors import ValidationThresholdError
 from pipeline.link.persons import merged_into
 from pipeline.lock import workspace_lock
 from pipeline.runs import RulesUsed, RunCounts, RunInput, RunManifest, get_run, list_runs
+from pipeline.safe_cells import write_safe_csv
 from pipeline.schema import scores_table
 from pipeline.warehouse import connect, q, run_sql, transaction
 from pipeline.workspace import IngestReport, ingest_workspace
 from reporting.pseudonyms import for_config
 from reporting.report import PACK, WORKBOOK, build_report
-from reporting.safe_cells import write_safe_csv
 from reporting.tables import store_run_extras
 from rules.schema import RuleSet, load_rules
 from rules.score import EligibilityReason, score
@@ -302,7 +302,7 @@ def write_outputs(target: Path, scored: Scored, moves: pl.DataFrame, manifest: R
                   fairness: pl.DataFrame | None = None) -> None:
     """Write into a temporary sibling folder, then rename: a killed run leaves no half folder.
 
-    Every CSV goes through the one formula-injection rule (`reporting.safe_cells`); with
+    Every CSV goes through the one formula-injection rule (`pipeline.safe_cells`); with
     `pseudonymise` on, identifiers are replaced in every file. `report(staging, pseudonymiser)`
     writes the pack and the workbook into the same folder before the rename; `fairness.csv` is
     written before it, since the pack shows it."""

@@ -4,7 +4,7 @@ Sheets: `ranked` (the proposed, frozen header, autofilter, component columns and
 `movement`, `release watch`, `data quality`, `due for review`, `decisions` (prefilled with the
 proposed people and then those whose decision is due for review,
 drop-down validation for the panel's columns) and `about` (the run, and what each decisions
-column means). Every text cell goes through `reporting.safe_cells.neutralise` and is written
+column means). Every text cell goes through `pipeline.safe_cells.neutralise` and is written
 with `write_string`, so no value from the data is ever a formula. The decisions columns are
 the contract of `iom decisions import`; see docs/panel-pack.md.
 """
@@ -19,7 +19,7 @@ import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
 from pipeline.decision_file import COHORT_TYPES, DECISION_VALUES, SHEET
-from reporting.safe_cells import neutralise
+from pipeline.safe_cells import neutralise
 from reporting.tables import IDENTIFIERS, ReportData
 
 DECISIONS_SHEET = SHEET

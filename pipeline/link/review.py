@@ -30,6 +30,7 @@ import polars as pl
 from pipeline.config import Config
 from pipeline.errors import InputFileError
 from pipeline.link.probabilistic import FIELD_LABELS, FIELDS
+from pipeline.safe_cells import write_safe_csv
 from pipeline.warehouse import connect, run_sql, transaction
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,6 @@ def _queue_sql(midpoint: float) -> str:
     ORDER BY k.match_probability DESC, k.record_id_l, k.record_id_r"""
 
 
-def _safe(value):
-    """A text cell a spreadsheet would read as a formula is written with a leading apostrophe."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def review_queue(config: Config) -> pl.DataFrame:
     con = connect(config, read_only=True)
     try:
@@ -112,9 +106,7 @@ def review_queue(config: Config) -> pl.DataFrame:
 def write_queue(frame: pl.DataFrame, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = frame.with_columns(pl.col(c).map_elements(_safe, return_dtype=pl.Utf8)
-                              for c, t in frame.schema.items() if t == pl.Utf8)
-    text.write_csv(path)
+    write_safe_csv(frame, path)  # the project's one formula-injection rule, set-based
     path.chmod(0o600)
     return path
 

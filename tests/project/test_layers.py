@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pipeline core", (
         "pipeline", "pipeline.contract", "pipeline.errors", "pipeline.identifiers", "pipeline.config",
         "pipeline.keys", "pipeline.schema", "pipeline.warehouse", "pipeline.validate", "pipeline.lock",
-        "pipeline.facts", "pipeline.preflight", "pipeline.ingest", "pipeline.link", "pipeline.quality", "pipeline.retention",
+        "pipeline.facts", "pipeline.preflight", "pipeline.ingest", "pipeline.link", "pipeline.quality", "pipeline.retention", "pipeline.safe_cells",
         "pipeline.decision_file", "pipeline.decisions",
     )),
     # The synthetic world sits beside the features: it may import them, they never import it.

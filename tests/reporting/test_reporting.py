@@ -185,7 +185,7 @@ def test_injected_formulas_are_inert_in_every_sheet(built):
 
 def test_run_csvs_go_through_the_same_rule(ws):
     # A reason shown in movement.csv that starts with a formula character is neutralised.
-    from reporting.safe_cells import neutralise
+    from pipeline.safe_cells import neutralise
 
     out = packkit.latest_output(ws)
     with (out / "movement.csv").open(newline="") as handle:

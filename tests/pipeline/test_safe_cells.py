@@ -1,4 +1,4 @@
-"""The one formula-injection rule (reporting.safe_cells), for CSV and XLSX alike."""
+"""The one formula-injection rule (pipeline.safe_cells), for CSV and XLSX alike."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reporting.safe_cells import is_formula_like, neutralise, safe_frame, write_safe_csv
+from pipeline.safe_cells import is_formula_like, neutralise, safe_frame, write_safe_csv
 
 ATTACKS = ['=HYPERLINK("http://example.invalid","x")', "+SUM(1,2)", "@SUM(A1)", "-2+3", "-cmd|'/c calc'!A0",
            "\t=1+1", "\r=1+1", "=1"]
