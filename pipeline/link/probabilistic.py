@@ -23,14 +23,20 @@ Splink and its pandas are imported only here, only when a link runs.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
 import logging
 import math
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
-from pipeline.warehouse import run_sql
+from pipeline.warehouse import MEMORY_LIMIT, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -198,9 +204,45 @@ class Estimate:
     records: int
 
 
+# Splink's scratch connection. At a million people the scoring needs about 1 GB that DuckDB cannot
+# spill; at a 1 GB limit it failed now and then ("failed to pin block"). The warehouse connection
+# gives its cache back while Splink runs (`_warehouse_memory_lent`), so the peak stays the same.
+SCRATCH_MEMORY_LIMIT = "1536MB"
+WAREHOUSE_LIMIT_WHILE_SPLINK = "384MB"
+
+
+@contextlib.contextmanager
+def _warehouse_memory_lent(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Shrink the warehouse connection's buffer pool (it evicts cached blocks) while Splink's
+    scratch connection works, then restore it (the warehouse's own limit: the setting reads back
+    rounded)."""
+    try:
+        con.execute(f"SET memory_limit = '{WAREHOUSE_LIMIT_WHILE_SPLINK}'")
+    except duckdb.Error:  # it holds pinned blocks it cannot give back: keep its limit
+        log.debug("the warehouse connection kept its memory limit during probabilistic linking")
+    try:
+        yield
+    finally:
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+
+
+@functools.cache
+def _spill_directory() -> str:
+    """A private (0700) folder for the scratch connection to spill to, removed at exit. Without one
+    an in-memory DuckDB cannot spill, and scoring a million people failed now and then at the
+    limit ("failed to pin block"). TMPDIR decides where it is: put it on an encrypted volume when
+    the warehouse is encrypted."""
+    path = tempfile.mkdtemp(prefix="iom-splink-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def _splink_con(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     scratch = duckdb.connect(":memory:")
-    scratch.execute("SET memory_limit = '1GB'")
+    scratch.execute(f"SET memory_limit = '{SCRATCH_MEMORY_LIMIT}'")
+    spill = _spill_directory().replace("'", "''")
+    scratch.execute(f"SET temp_directory = '{spill}'")
+    scratch.execute("SET preserve_insertion_order = false")
     if threads:
         scratch.execute(f"SET threads = {int(threads)}")
     return scratch
@@ -391,7 +433,7 @@ class ScoredPairs:
 
 def score_pairs(con: duckdb.DuckDBPyConnection, settings, reestimate: bool = False) -> ScoredPairs:
     """Steps 1 to 3 on the `id_records` and `linked` tables of the link under way: `link_pairs`."""
-    from pipeline.link.models import MIN_ESTIMATION_RECORDS, estimate_reason, latest_model, store_model
+    from pipeline.link.models import estimate_reason, latest_model
 
     run_sql(con, "probabilistic: link_pairs", PAIRS_DDL)
     if not settings.probabilistic:
@@ -399,20 +441,14 @@ def score_pairs(con: duckdb.DuckDBPyConnection, settings, reestimate: bool = Fal
     records = records_table(con)
     current = latest_model(con)
     reason = estimate_reason(current, records.num_rows, settings, reestimate)
-    estimated = None
-    if reason is not None:
-        if records.num_rows < MIN_ESTIMATION_RECORDS:
-            model, m_from, labelled = settings_dict(settings.within_source), "priors", 0
-            reason = f"{reason}; fewer than {MIN_ESTIMATION_RECORDS:,} records: the priors, not estimated"
-        else:
-            est = estimate(records, settings.within_source, settings.seed, settings.u_sample_pairs)
-            model, m_from, labelled = est.model, est.m_from, est.labelled_pairs
-        current = store_model(con, model, reason, records.num_rows, labelled, m_from)
-        estimated = reason
-    open_records = run_sql(con, "probabilistic: open records",
-                           "SELECT count(*) FILTER (WHERE open) FROM prob_records").fetchone()[0]
-    if open_records and records.num_rows > 1:
-        predicted = predict(records, current.model, settings.within_source, settings.lower_threshold)
+    with _warehouse_memory_lent(con):
+        current, estimated = _estimated(con, records, current, reason, settings)
+        open_records = run_sql(con, "probabilistic: open records",
+                               "SELECT count(*) FILTER (WHERE open) FROM prob_records").fetchone()[0]
+        predicted = None
+        if open_records and records.num_rows > 1:
+            predicted = predict(records, current.model, settings.within_source, settings.lower_threshold)
+    if predicted is not None:
         con.register("predicted", predicted)
         run_sql(con, "probabilistic: store pairs", _STORE_PAIRS,
                 {"upper": settings.upper_threshold, "version": current.version})
@@ -424,3 +460,20 @@ def score_pairs(con: duckdb.DuckDBPyConnection, settings, reestimate: bool = Fal
              records.num_rows, counts[0], settings.lower_threshold, counts[1], settings.upper_threshold)
     return ScoredPairs(current.version, current.sha256, estimated, records.num_rows, counts[0], counts[1],
                        counts[0] - counts[1])
+
+
+def _estimated(con, records: pa.Table, current, reason: str | None, settings):
+    """The model to score with and why it was estimated now (None: the stored one)."""
+    from pipeline.link.models import MIN_ESTIMATION_RECORDS, store_model
+
+    estimated = None
+    if reason is not None:
+        if records.num_rows < MIN_ESTIMATION_RECORDS:
+            model, m_from, labelled = settings_dict(settings.within_source), "priors", 0
+            reason = f"{reason}; fewer than {MIN_ESTIMATION_RECORDS:,} records: the priors, not estimated"
+        else:
+            est = estimate(records, settings.within_source, settings.seed, settings.u_sample_pairs)
+            model, m_from, labelled = est.model, est.m_from, est.labelled_pairs
+        current = store_model(con, model, reason, records.num_rows, labelled, m_from)
+        estimated = reason
+    return current, estimated
