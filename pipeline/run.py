@@ -165,7 +165,10 @@ def score_at(con: duckdb.DuckDBPyConnection, config: Config, as_of: date, model=
     ordered = [c for c in LEADING_COLUMNS + list(IDENTIFIER_COLUMNS) if c in ranked.columns]
     ranked = ranked.select(ordered + [c for c in ranked.columns if c not in ordered])
     return Scored(ranked, selection.release_watch, selection.stats, unknown, rules, timings, codes,
-                  due_for_review(con, as_of), model.manifest() if model is not None else None, disagreement)
+                  due_for_review(con, as_of),
+                  None if model is None else {**model.manifest(),
+                                              "disagreement_top_percent": config.model.disagreement_top_percent},
+                  disagreement)
 
 
 def score_period(config: Config, as_of: date, model=None) -> dict:

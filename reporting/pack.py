@@ -106,6 +106,8 @@ def _cards(data: ReportData) -> list[dict]:
                 (row.get("reasons") or "").splitlines()),
             "recent": recent.get(key, [])[:RECENT],
             "probability": row.get(data.probability_column) if data.probability_column else None,
+            "model_band": row.get("model_band"),
+            "model_rank": row.get("model_rank"),
             "agencies": [(agency, bool(row.get(flag)), row.get(id_col)) for agency, flag, id_col in AGENCIES],
             "timeline": timelines.get(key),
             "moves": moves.get(key, []),
@@ -139,6 +141,24 @@ def _impact_context(summary: dict | None) -> dict | None:
             "people": summary["treated_people"], "summary": summary["board_summary"],
             "why": summary["why_naive_differs"], "rows": rows, "chart": Markup(impact_svg(summary)),
             "source": summary["cost_of_crime"]["source"], "caveat": summary["cost_of_crime"]["caveat"]}
+
+
+DISAGREEMENT_KINDS = {
+    "rules_high_model_low": "High on the rules, low on the model",
+    "model_high_rules_low": "High on the model, low on the rules",
+}
+
+
+def _disagreement_context(data: ReportData) -> dict | None:
+    """The pack's 'where the rules and the model disagree' section: each kind, largest gap first."""
+    if data.model is None or data.disagreement is None:
+        return None
+    frame = data.disagreement
+    eligible = int(frame.get_column("eligible_people")[0]) if frame.height else 0
+    kinds = [{"title": title, "rows": list(frame.filter(pl.col("kind") == kind).iter_rows(named=True))}
+             for kind, title in DISAGREEMENT_KINDS.items()]
+    return {"kinds": kinds, "eligible": eligible,
+            "top_percent": data.model.get("disagreement_top_percent"), "people": frame.height}
 
 
 def render_pack(data: ReportData, pseudonymised: bool = False) -> str:
@@ -179,6 +199,8 @@ def render_pack(data: ReportData, pseudonymised: bool = False) -> str:
         "validity": None if data.validity is None else {
             "columns": data.validity.columns, "rows": data.validity.rows(), "source": data.validity_source},
         "impact": _impact_context(data.impact),
+        "model": data.model,
+        "disagreement": _disagreement_context(data),
         "pseudonymised": pseudonymised,
         "name_of": _name,
         "css": Markup((TEMPLATES / "pack.css").read_text(encoding="utf-8")),

@@ -18,6 +18,8 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
+from models.predict import MODEL_COLUMNS, disagreement
+from pipeline.config import ModelConfig
 from pipeline.decisions import decision_history, due_for_review
 from pipeline.errors import NotFoundError
 from pipeline.warehouse import cur_table, q, run_sql, table_exists
@@ -73,6 +75,9 @@ class ReportData:
     due_for_review: pl.DataFrame = field(default_factory=pl.DataFrame)
     # The latest impact analysis stored before the run finished (`iom impact`): its summary.
     impact: dict | None = None
+    # With an advisory model: its manifest entry, and where it and the rules part (models.predict).
+    model: dict | None = None
+    disagreement: pl.DataFrame | None = None
 
 
 def run_row(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict:
@@ -103,7 +108,8 @@ def _members(con, table: str) -> tuple[pl.DataFrame, list[str], str | None]:
               "days_since_last_offence", "in_custody", "under_supervision", "supervision_type", "rosh",
               "ogrs3_2yr", "in_police", "in_probation", "in_prison", "managed", "decision", "decision_note",
               "due_for_review",
-              *([probability] if probability else []), *[f"points_{c}" for c in components]]
+              *([probability] if probability else []), *[c for c in ("model_band", "model_rank") if probability],
+              *[f"points_{c}" for c in components]]
     select = ", ".join(f"s.{q(c)}" for c in wanted if c in columns)
     frame = run_sql(con, "report: members",
         f"""-- [one proposed person]
@@ -282,6 +288,32 @@ def _impact(con, known_by) -> dict | None:
     return json.loads(row[0]) if row else None
 
 
+def _disagreement(con, table: str, model: dict | None) -> pl.DataFrame | None:
+    """[one eligible person ranked high by the rules and low by the model, or the reverse], as the
+    run's disagreement.csv, with names: made again from the stored scores."""
+    if not model:
+        return None
+    columns = {r[0] for r in run_sql(con, "report: model columns", f"DESCRIBE {q(table)}").fetchall()}
+    needed = ("person_key", "area", "rank", "score", "priority", "super_prolific", "eligible", *MODEL_COLUMNS)
+    if not set(needed) <= columns:
+        return None
+    eligible = run_sql(con, "report: eligible with the model",
+        f"""-- [one eligible person, with the rules' and the model's ranks]
+        SELECT {", ".join(q(c) for c in needed)} FROM {q(table)} WHERE eligible ORDER BY rank, person_key""").pl()
+    top_percent = model.get("disagreement_top_percent") or ModelConfig().disagreement_top_percent
+    frame = disagreement(eligible, top_percent)
+    if frame.is_empty():
+        return frame.with_columns(pl.lit(None, pl.Utf8).alias(c) for c in ("surname", "forenames", *IDENTIFIERS))
+    con.register("report_keys", frame.select("person_key").to_arrow())
+    try:
+        names = run_sql(con, "report: disagreement names",
+            f"""SELECT person_key, surname, forenames, {", ".join(q(c) for c in IDENTIFIERS)}
+            FROM people JOIN report_keys USING (person_key)""").pl()
+    finally:
+        con.unregister("report_keys")
+    return frame.join(names, on="person_key", how="left", maintain_order="left")
+
+
 def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> ReportData:
     """Everything the pack and the workbook show for one completed run, from the warehouse alone."""
     run = run_row(con, run_id)
@@ -313,6 +345,8 @@ def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> Repo
         decisions=decision_history(con, keys, run["as_of"], known_by),
         due_for_review=due_for_review(con, run["as_of"], known_by),
         impact=_impact(con, known_by),
+        model=manifest.get("model"),
+        disagreement=_disagreement(con, table, manifest.get("model")),
     )
 
 
@@ -325,6 +359,7 @@ def pseudonymised(data: ReportData, pseudonymiser) -> ReportData:
         **data.__dict__,
         "members": p(data.members), "movement": p(data.movement), "release_watch": p(data.release_watch),
         "events": p(data.events), "history": p(data.history),
+        "disagreement": None if data.disagreement is None else p(data.disagreement),
         # The panel's free text may name people: left out of a pseudonymised pack.
         "decisions": p(data.decisions.drop("reason", "decided_by", strict=False)),
         "due_for_review": p(data.due_for_review.drop("reason", "decided_by", strict=False)),

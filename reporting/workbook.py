@@ -96,7 +96,8 @@ def _name_expr() -> pl.Expr:
 def _ranked(data: ReportData) -> pl.DataFrame:
     m = data.members
     points = [pl.col(f"points_{c}").alias(c) for c in data.components]
-    extra = [pl.col(data.probability_column).alias("model_probability")] if data.probability_column else []
+    extra = [pl.col(data.probability_column).alias("model_probability"),
+             *[c for c in ("model_band", "model_rank") if c in m.columns]] if data.probability_column else []
     return m.select(
         "rank", "area_rank", "person_key", _name_expr(), "area", "score",
         pl.col("priority"), pl.col("super_prolific"), "cohort_type", "selection_note",
@@ -227,6 +228,10 @@ def write_workbook(data: ReportData, path: Path, pseudonymised: bool = False) ->
         w.table("release watch", watch, widths={"reasons_if_released": 70}, wrap=("reasons_if_released",))
         w.table("data quality", _data_quality(data), widths={"detail": 40})
         w.table("due for review", _due(data), widths={"name": 22, "reason": 50}, wrap=("reason",))
+        if data.disagreement is not None:
+            d = data.disagreement
+            w.table("model disagreement", d.select("kind", "person_key", _name_expr(), *[
+                c for c in d.columns if c not in ("kind", "person_key", "surname", "forenames")]), widths={"kind": 22, "name": 22})
         _decisions_sheet(w, data)
         _about(w, data, pseudonymised)
     finally:

@@ -303,6 +303,33 @@ def test_second_workspace_scores_with_the_shared_champion(second, trained):
     assert "Advisory model (" in explained.output and "pushed up by" in explained.output
 
 
+def test_the_pack_shows_the_model_beside_the_rules_and_where_they_disagree(second, trained):
+    import openpyxl
+
+    result = runner.invoke(app, ["run", "--config", str(second), "--as-of", "2026-08-01", "--model", "champion"])
+    assert result.exit_code == 0, result.output
+    folder = next(load_config(second).outputs_path.glob("R*-2026-08-01"))
+    expected = pl.read_csv(folder / "disagreement.csv")
+    assert expected.height > 0, "the small world should give the two views something to disagree on"
+    html = (folder / "pack.html").read_text(encoding="utf-8")
+    assert "Where the rules and the model disagree" in html and "model rank" in html
+    assert all(key in html for key in expected["person_key"])
+    book = openpyxl.load_workbook(folder / "pack.xlsx", read_only=True)
+    assert "model disagreement" in book.sheetnames
+    rows = list(book["model disagreement"].iter_rows(values_only=True))
+    assert {r[1] for r in rows[1:]} == set(expected["person_key"])  # the same people as disagreement.csv
+    ranked_header = next(book["ranked"].iter_rows(values_only=True))
+    assert {"model_probability", "model_band", "model_rank"} <= set(ranked_header)
+
+    # made again from the warehouse alone, into another folder: the same list
+    again_dir = folder.parent / "remade"
+    again = runner.invoke(app, ["report", "--config", str(second), "--run", folder.name, "--out", str(again_dir)])
+    assert again.exit_code == 0, again.output
+    remade = (again_dir / "pack.html").read_text(encoding="utf-8")
+    assert "Where the rules and the model disagree" in remade
+    assert all(key in remade for key in expected["person_key"])
+
+
 def _artefact_path(config, version: str) -> Path:
     from urllib.parse import urlparse
 

@@ -262,7 +262,7 @@ def test_model_probability_fairness_and_validity_are_shown_when_the_run_has_them
     result = runner.invoke(app, ["report", "--run", out.name, "--config", str(ws / "iom.toml"), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     html = (tmp_path / "pack.html").read_text(encoding="utf-8")
-    assert "Model probability (advisory" in html and "0.81" in html
+    assert "Advisory model (not part of the score): probability of a further offence 81%" in html and "0.81" in html
     assert "&lt;b&gt;W1&lt;/b&gt;" in html and "Fairness figures: not available" not in html
     assert "B2, as-of dates 2024-06-01 to 2025-06-01" in html and "0.712" in html  # the latest, pooled
     assert "old_rules" not in html and "per_date" not in html
