@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from features.ogrs3 import OFFENCE_TERMS
-from pipeline.contract import HO_CODE_PATTERN
+from pipeline.contract import OFFENCE_CODE_PATTERN, offence_code_form
 from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,11 @@ def load_offence_reference(path: Path | None = None) -> pl.DataFrame:
     # A reference table is a few hundred rows at most: a plain loop gives the best messages.
     for index, row in enumerate(rows):
         line = index + 2
-        code = row["ho_offence_code"] or ""
-        if not re.match(HO_CODE_PATTERN, code):
-            raise _fail(path, line, "ho_offence_code", f"{code!r} is not a Home Office code like '028/01'")
+        code = offence_code_form(row["ho_offence_code"] or "")  # 28/1 is 028/01, as in the extracts
+        if not re.match(OFFENCE_CODE_PATTERN, code):
+            raise _fail(path, line, "ho_offence_code",
+                        f"{code!r} is not an offence code: a Home Office code like '028/01', or a CJS or local "
+                        "code of upper-case letters, digits, '/', '.' or '-' with at least one digit")
         if code in seen:
             raise _fail(path, line, "ho_offence_code", f"{code!r} repeats line {seen[code]}; each code once")
         seen[code] = line

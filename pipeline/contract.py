@@ -9,6 +9,7 @@ of the contract too: analysts filter `iom rejects` on them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -64,6 +65,23 @@ NOMIS_PATTERN = r"^[A-Z][0-9]{4}[A-Z]{2}$"
 CRN_PATTERN = r"^[A-Z][0-9]{6}$"
 LOCAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$"
 HO_CODE_PATTERN = r"^[0-9]{3}[A-Z]?/[0-9]{2}$"
+# What an offence code may be: a Home Office class/subclass (028/01, the shipped reference's
+# codes), a CJS offence code (TH68010) or a force's or another jurisdiction's own code, which the
+# workspace's offence reference maps to a group (an unmapped code scores with the rule set's
+# `[unknown_offence]` defaults and is listed in the pack). Rejecting every non-Home Office code
+# lost all the offences of an extract keyed in local codes.
+# At least one digit: a description keyed in the code column ("burglary") is still refused.
+OFFENCE_CODE_PATTERN = r"^([0-9]|[A-Z][A-Z0-9/.\-]*[0-9])[A-Z0-9/.\-]*$"
+# A Home Office code keyed without its zeros or with another separator (28/1, 028-01, 028.01).
+HO_CODE_VARIANT = r"^0*([0-9]{1,3})([A-Z]?)[/.\-]([0-9]{1,2})$"
+
+
+def offence_code_form(code: str) -> str:
+    """The stored form of an offence code (for one value, as a reference file's): upper case, and
+    a Home Office code with its zeros and '/'. `validate.normalise` does the same to a column."""
+    code = code.strip().upper()
+    parts = re.match(HO_CODE_VARIANT, code)
+    return f"{int(parts[1]):03d}{parts[2]}/{int(parts[3]):02d}" if parts else code
 AREA_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 &'\-]{0,59}$"
 
 # No date in a criminal-justice extract precedes this: an earlier one is a keying error (0221 for
@@ -192,8 +210,9 @@ POLICE_OFFENCES = Extract(
         Column("offence_date", Kind.DATE, required=True, description="Date committed (start date if a range)",
                example="2026-09-03"),
         Column("recorded_date", Kind.DATE, description="Date recorded by the force", example="2026-09-04"),
-        Column("ho_offence_code", required=True, pattern=HO_CODE_PATTERN, max_length=8,
-               description="Home Office offence code, class/subclass", example="028/01"),
+        Column("ho_offence_code", required=True, pattern=OFFENCE_CODE_PATTERN, max_length=16,
+               description="Home Office offence code, class/subclass (28/1 is read as 028/01); a CJS or local "
+                           "code is accepted and mapped by the offence reference", example="028/01"),
         Column("offence_description", max_length=200, description="Free text description", example="Burglary - residential"),
         Column("outcome", allowed=OUTCOMES, description="Outcome of the offence for this person", example="charged"),
         Column("outcome_date", Kind.DATE, description="Date of the outcome", example="2026-09-05"),

@@ -39,6 +39,9 @@ Progress = Callable[[str, int, int | None], None]  # (label, rows done, rows tot
 T = TypeVar("T")
 
 
+MOSTLY_REJECTED = 0.5  # a share of a file's rows rejected that is worth a warning
+
+
 @dataclass
 class LoadResult:
     source: str
@@ -245,6 +248,8 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: PlannedFile, workdir: Path,
         ).fetchall()
     )
     log.info("loaded %s (%s): read %d, loaded %d, rejected %d", name, plan.path.name, rows_read, loaded, rejected)
+    if rows_read and rejected > MOSTLY_REJECTED * rows_read:
+        _warn_mostly_rejected(con, plan, load_id, rows_read, rejected)
     if plan.ignored:
         log.info("%s (%s): columns not in the contract, ignored: %s", name, plan.path.name, ", ".join(plan.ignored))
     if plan.absent_optional:
@@ -252,6 +257,18 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: PlannedFile, workdir: Path,
                  ", ".join(plan.absent_optional))
     return LoadResult(name, plan.path.name, load_id, "loaded", rows_read, loaded, rejected, reasons,
                       plan.ignored, plan.absent_optional)
+
+
+def _warn_mostly_rejected(con, plan: PlannedFile, load_id: str, rows_read: int, rejected: int) -> None:
+    """A file that loses most of its rows is almost always a mapping or format setting, not bad data:
+    say so loudly, with the commonest failure, rather than let a run score people on what is left."""
+    column, reason, failures = run_sql(con, "ingest: commonest failure", """
+        SELECT coalesce(column_name, '(row)'), reason_code, count(*) FROM rejects WHERE load_id = ?
+        GROUP BY ALL ORDER BY 3 DESC, 1, 2 LIMIT 1""", [load_id]).fetchone()
+    log.warning("%s (%s): %d of %d rows rejected (%.0f%%), most for %s in %s (%d rows): check the file's column "
+                "mapping, date formats and codes in iom.toml; `iom rejects` lists each failure",
+                plan.extract.name, plan.path.name, rejected, rows_read, 100 * rejected / rows_read, reason, column,
+                failures)
 
 
 def _raw_json(rows: pl.DataFrame) -> pl.DataFrame:

@@ -18,7 +18,15 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from pipeline.contract import EARLIEST_DATE, Column, Extract, Kind, RejectReason
+from pipeline.contract import (
+    EARLIEST_DATE,
+    HO_CODE_VARIANT,
+    OFFENCE_CODE_PATTERN,
+    Column,
+    Extract,
+    Kind,
+    RejectReason,
+)
 from pipeline.errors import InputFileError
 from pipeline.identifiers import pnc_check_ok_expr
 
@@ -154,10 +162,20 @@ def normalise(frame: pl.DataFrame, extract: Extract) -> pl.DataFrame:
         expr = pl.when(expr == "").then(None).otherwise(expr)
         if c.identifier or c.name == "sex":
             expr = expr.str.to_uppercase()
+        elif c.pattern == OFFENCE_CODE_PATTERN:
+            expr = _home_office_form(expr.str.to_uppercase())
         elif c.allowed:
             expr = expr.str.to_lowercase().str.replace_all(r"[ \-]", "_")
         exprs.append(expr.alias(c.name))
     return frame.with_columns(exprs)
+
+
+def _home_office_form(code: pl.Expr) -> pl.Expr:
+    """028/01 from 28/1, 028-01 or 028.01; any other code as it is."""
+    parts = code.str.extract_groups(HO_CODE_VARIANT)
+    padded = pl.concat_str([parts.struct.field("1").str.zfill(3), parts.struct.field("2"), pl.lit("/"),
+                            parts.struct.field("3").str.zfill(2)])
+    return pl.when(code.str.contains(HO_CODE_VARIANT)).then(padded).otherwise(code)
 
 
 _REASON_FROM_PANDERA = {"not_nullable": RejectReason.MISSING_REQUIRED.value}

@@ -529,7 +529,8 @@ def test_override_reference_is_read(tmp_path):
         (HEADER + "028/01,B,b,maybe,false,2,300,domestic_burglary\n", "line 2: neighbourhood_crime: 'maybe'"),
         (HEADER + "028/01,B,b,true,false,2,lots,domestic_burglary\n", "line 2: harm_weight_days"),
         (HEADER + "028/01,B,b,true,false,2,3,burglary_of_sheds\n", "line 2: ogrs3_group"),
-        (HEADER + "28/1,B,b,true,false,2,3,violence\n", "line 2: ho_offence_code"),
+        (HEADER + "burglary,B,b,true,false,2,3,violence\n", "line 2: ho_offence_code"),
+        (HEADER + "028/01,B,b,true,false,2,3,violence\n28/1,C,c,true,false,2,3,violence\n", "line 3: ho_offence_code"),
         (HEADER + "028/01,B,b,true,false,2,3,violence\n028/01,C,c,true,false,2,3,violence\n", "line 3: ho_offence_code"),
     ],
 )
@@ -538,6 +539,13 @@ def test_bad_reference_names_file_line_and_column(tmp_path, text, needle):
     with pytest.raises(ConfigError) as info:
         load_offence_reference(path)
     assert needle in str(info.value)
+
+
+def test_a_reference_of_local_or_cjs_codes_is_read_in_the_extracts_form(tmp_path):
+    path = _write_reference(tmp_path / "ref.csv", HEADER + "th68010,Theft from a shop,shoplifting,true,false,1,30,shoplifting\n"
+                            "28/1,Burglary,burglary,true,false,4,300,domestic_burglary\n")
+    frame = load_offence_reference(path)
+    assert frame["ho_offence_code"].to_list() == ["TH68010", "028/01"]
 
 
 def test_missing_reference_file(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -306,3 +307,27 @@ def test_read_ahead_stops_its_worker_when_the_consumer_leaves_early():
     items.close()  # the consumer stops, as it does when a batch fails to store
     assert not any(t.name == "iom-read-ahead" and t.is_alive() for t in threading.enumerate())
     assert len(produced) <= 4  # bounded: the worker ran at most a couple of items ahead
+
+
+def test_a_file_that_loses_most_of_its_rows_is_warned_about_with_its_commonest_failure(workspace, caplog):
+    from builders import offence
+
+    rows = [offence(f"CR{i}", "N1", date(2026, 1, 1) if i % 4 else date(2026, 1, 2),
+                    code="burglary" if i % 4 else "028/01") for i in range(1, 9)]
+    config = workspace({"police_offences": rows})
+    with caplog.at_level("WARNING", logger="pipeline.ingest"):
+        result = {r.source: r for r in ingest(config)}["police_offences"]
+    assert (result.rows_loaded, result.rows_rejected) == (2, 6)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("6 of 8 rows rejected (75%)" in m and "bad_format in ho_offence_code" in m and "iom rejects" in m
+               for m in warned), warned
+
+
+def test_a_file_with_a_few_bad_rows_is_not_warned_about(workspace, caplog):
+    from builders import offence
+
+    rows = [offence(f"CR{i}", "N1", date(2026, 1, 1), code="burglary" if i == 1 else "028/01") for i in range(1, 9)]
+    config = workspace({"police_offences": rows})
+    with caplog.at_level("WARNING", logger="pipeline.ingest"):
+        ingest(config)
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and "rows rejected" in r.getMessage()]

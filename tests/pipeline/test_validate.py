@@ -88,6 +88,23 @@ def test_each_validator_quarantines_with_its_reason(name, column, value, reason)
     assert own["message"].str.starts_with(column).all()
 
 
+@pytest.mark.parametrize(("keyed", "stored"), [
+    ("028/01", "028/01"), ("28/1", "028/01"), ("028-01", "028/01"), (" 028.01 ", "028/01"), ("8a/3", "008A/03"),
+    ("TH68010", "TH68010"),  # a CJS offence code
+    ("f123456", "F123456"),  # a force's or another jurisdiction's own code, mapped by the offence reference
+])
+def test_offence_codes_in_home_office_local_or_cjs_form_are_kept(keyed, stored):
+    good, failures = run("police_offences", ho_offence_code=keyed)
+    assert failures.height == 0, failures.to_dicts()
+    assert good["ho_offence_code"][0] == stored
+
+
+@pytest.mark.parametrize("keyed", ["burglary", "X", "/12", "028 01", "A" * 10 + "1" * 7])
+def test_an_offence_code_with_no_digit_or_odd_characters_or_too_long_is_quarantined(keyed):
+    good, failures = run("police_offences", ho_offence_code=keyed)
+    assert good.height == 0 and failures["column_name"].to_list() == ["ho_offence_code"]
+
+
 def test_date_order_message_names_both_dates():
     _, failures = run("prison_custody", release_date="2026-05-01")
     assert "release_date value '2026-05-01' is before reception_date" in failures["message"].to_list()
