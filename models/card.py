@@ -80,6 +80,9 @@ def render(info: dict, metrics: pl.DataFrame, calibration: pl.DataFrame, fairnes
         + " (OGRS3's formula has terms for sex and age).",
         "- Left out by the config (`[model] exclude_features`): "
         + (", ".join(f"`{f}`" for f in info["excluded_features"]) or "none") + ".",
+        "- Left out because the training data gave them one value or none (an extract the workspace does not "
+        "have, such as probation's OGRS3 and RoSH): "
+        + (", ".join(f"`{f}`" for f in info.get("features_without_values", [])) or "none") + ".",
         "",
         "## Test metrics (the same test rows for every scorer)",
         "",

@@ -87,6 +87,18 @@ def with_derived(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def informative(fit: pl.DataFrame, features: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(features with at least two values among the fit rows, those left out). A workspace without a
+    probation extract has no OGRS3, RoSH or supervision: a column that is all missing or one value
+    carries nothing, and gradient boosting cannot bin an all-missing column."""
+    distinct = fit.select(pl.col(f).cast(pl.Float64).drop_nulls().drop_nans().n_unique().alias(f) for f in features).row(0)
+    kept = [f for f, n in zip(features, distinct, strict=True) if n > 1]
+    unused = [f for f in features if f not in kept]
+    if unused:
+        log.info("features with no information in the training data, left out: %s", ", ".join(unused))
+    return kept, unused
+
+
 def model_matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
     """The inputs as a float32 matrix (booleans 0/1, unknown values NaN), rows as in `frame`."""
     return (frame.select(pl.col(f).cast(pl.Float32) for f in features)

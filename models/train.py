@@ -205,6 +205,7 @@ def train_model(config: Config, start: date | None = None, end: date | None = No
             counts = dataset.check_positives(data, settings.min_positives, target)
             timings["dataset_s"] = round(time.perf_counter() - step, 2)
             fit, cal, test = dataset.split_parts(data)
+            features, unused = dataset.informative(fit, features)
             step = time.perf_counter()
             x_fit, y_fit = dataset.model_matrix(fit, features), fit.get_column("label").to_numpy()
             x_cal, y_cal = dataset.model_matrix(cal, features), cal.get_column("label").to_numpy()
@@ -239,7 +240,7 @@ def train_model(config: Config, start: date | None = None, end: date | None = No
             info = {"window": window, "split": plan.describe(), "counts": counts, "rules": {
                 "name": rules.name, "version": rules.version, "sha256": rules.sha256}, "kind": best.kind,
                 "calibration": settings.calibration, "features": list(features),
-                "excluded_features": list(settings.exclude_features)}
+                "excluded_features": list(settings.exclude_features), "features_without_values": unused}
             blob = artefact_bytes(best, features, reference_values, info)
             sha = hashlib.sha256(blob).hexdigest()
             model_card = card.render(info, metrics, calibration, fairness, best.kind, champion,

@@ -445,3 +445,30 @@ def test_help_and_runs_never_import_mlflow(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "iom.toml")], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def _without_probation(config_path: Path) -> None:
+    """Drop the probation extracts from a generated iom.toml (a partnership with police and prison data only)."""
+    kept, skipping = [], False
+    for line in config_path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.startswith("["):
+            skipping = line.startswith("[extracts.probation")
+        if not skipping:
+            kept.append(line)
+    config_path.write_text("".join(kept), encoding="utf-8")
+
+
+def test_a_workspace_without_probation_data_trains_and_says_which_features_it_left_out(tmp_path):
+    from pipeline.workspace import generate_workspace, ingest_workspace
+
+    _, config_path = generate_workspace(tmp_path, 700, 5, date(2026, 11, 1), 0.0)
+    _without_probation(config_path)
+    with config_path.open("a", encoding="utf-8") as handle:
+        handle.write('\n[model]\nkinds = ["logistic", "hist_gradient_boosting"]\nmin_positives = 5\n')
+    ingest_workspace(load_config(config_path))
+    result = runner.invoke(app, ["train", "--config", str(config_path)])
+    assert result.exit_code == 0, result.output
+    card = next((tmp_path / "outputs").glob("train-*/model_card.md")).read_text(encoding="utf-8")
+    left_out = next(line for line in card.splitlines() if "one value or none" in line)
+    assert "`rosh_level`" in left_out and "`supervision_licence`" in left_out  # probation's own fields
+    assert "`offences_12m`" not in left_out  # the police history is there
