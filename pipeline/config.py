@@ -39,6 +39,8 @@ class ExtractConfig(_Strict):
     header_row: int = Field(default=1, ge=1, le=1000)
     extract_date: date | None = None
     columns: dict[str, str] = Field(default_factory=dict)
+    # [extracts.NAME.values.COLUMN]: your value = the canonical value, for a coded column
+    values: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("delimiter")
     @classmethod
@@ -168,6 +170,20 @@ class ImpactConfig(_Strict):
         return self
 
 
+def _check_value_mapping(extract: str, column: str, mapping: dict[str, str]) -> None:
+    """`[extracts.NAME.values.COLUMN]` must name a coded column and map to its canonical values."""
+    coded = {c.name: c for c in EXTRACTS[extract].columns if c.allowed}
+    where = f"[extracts.{extract}.values.{column}]"
+    if column not in coded:
+        raise ValueError(f"{where}: '{column}' is not a coded column of {extract}; coded columns: "
+                         f"{', '.join(coded) or 'none'}")
+    allowed = coded[column].allowed
+    for theirs, ours in mapping.items():
+        if ours.strip().lower().replace(" ", "_").replace("-", "_") not in {a.lower() for a in allowed}:
+            raise ValueError(f"{where}: \"{theirs}\" maps to '{ours}', which is not a value of {column}; "
+                             f"allowed: {', '.join(allowed)}")
+
+
 class Config(_Strict):
     path: Path
     workspace: WorkspaceConfig = WorkspaceConfig()
@@ -197,6 +213,8 @@ class Config(_Strict):
                         f"map to '{canonical}'; map each canonical column once"
                     )
                 targets[canonical] = source_column
+            for column, mapping in extract.values.items():
+                _check_value_mapping(name, column, mapping)
         return self
 
     @property
@@ -345,11 +363,23 @@ date_formats = [{date_formats}]  # tried in order; ISO yyyy-mm-dd is always acce
 # Your column name = canonical column name. Canonical columns of {name}:
 # {canonical}
 # (required: {required})
-{mapping}"""
+{mapping}{values}"""
 
 
 def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t") + '"'
+
+
+def _values_example(contract) -> str:
+    """A commented `[extracts.NAME.values.COLUMN]` for the extract's first coded column (sex is read
+    in words already, so another one when there is one)."""
+    coded = [c for c in contract.columns if c.allowed and c.name != "sex"] or [c for c in contract.columns if c.allowed]
+    if not coded:
+        return ""
+    column = coded[0]
+    return (f"\n# Coded values in your system's own words: your value = canonical value. Allowed for {column.name}:\n"
+            f"# {', '.join(column.allowed)}\n# [extracts.{contract.name}.values.{column.name}]\n"
+            f"# \"Your value\" = \"{column.allowed[0]}\"\n")
 
 
 def render_config(
@@ -374,6 +404,7 @@ def render_config(
             canonical=", ".join(contract.column_names),
             required=", ".join(contract.required_columns),
             mapping="\n".join(f"{_toml_string(k)} = {_toml_string(v)}" for k, v in mapping.items()) + "\n",
+            values=_values_example(contract),
         )
         if spec.get("extract_date"):
             body = body.replace(

@@ -89,6 +89,9 @@ AREA_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 &'\-]{0,59}$"
 EARLIEST_DATE = date(1900, 1, 1)
 
 SEX_CODES = ("M", "F", "X", "U")
+# Words for sex that every system uses, read without any configuration (upper-cased first).
+SEX_WORDS = {"MALE": "M", "FEMALE": "F", "MAN": "M", "WOMAN": "F", "UNKNOWN": "U", "NOT KNOWN": "U",
+             "NOT STATED": "U", "NOT RECORDED": "U", "OTHER": "X", "INDETERMINATE": "X"}
 OUTCOMES = (
     "charged",
     "summonsed",
@@ -342,6 +345,9 @@ def contract_markdown() -> str:
         "Extra columns are ignored (and listed in the load report); absent optional columns are empty.",
         "Dates are read with the extract's `date_formats` (ISO `yyyy-mm-dd` always works). Values are",
         "trimmed; an empty value is missing; codes are case-insensitive (`Charged` = `charged`, `m` = `M`).",
+        "A coded column in your own words maps in `[extracts.NAME.values.COLUMN]` (your value = canonical",
+        "value, e.g. `\"Charged/Summonsed\" = \"charged\"`); `Male`, `Female`, `Unknown` and `Not known`",
+        "are read as `M`, `F` and `U` without it.",
         "",
         "A row that breaks a rule is quarantined in the `rejects` table with file, line, column, value,",
         "reason code and message; it is never silently dropped. A later load replaces earlier rows with",

@@ -178,7 +178,7 @@ def _load_file(con: duckdb.DuckDBPyConnection, plan: PlannedFile, workdir: Path,
     batches, malformed_rows = _read_batches(plan, workdir)
     # The next batch is read and normalised in a worker thread while this one is validated and
     # stored: DuckDB's Arrow export and Polars release the GIL, so the two cores both work.
-    prepared = ((text, normalise(text, extract)) for text in batches)
+    prepared = ((text, normalise(text, extract, plan.settings.values)) for text in batches)
     # closing(): after an error below, the worker stops at once, not when the traceback is freed
     with contextlib.closing(_read_ahead(prepared)) as ahead:
         for text, normalised in ahead:

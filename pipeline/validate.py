@@ -11,6 +11,7 @@ Uniqueness of natural keys is checked across the whole file in the warehouse (se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -22,6 +23,7 @@ from pipeline.contract import (
     EARLIEST_DATE,
     HO_CODE_VARIANT,
     OFFENCE_CODE_PATTERN,
+    SEX_WORDS,
     Column,
     Extract,
     Kind,
@@ -154,13 +156,23 @@ def build_schema(extract: Extract, options: ParseOptions) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, name=extract.name, strict=False)
 
 
-def normalise(frame: pl.DataFrame, extract: Extract) -> pl.DataFrame:
-    """Trim, empty to null, canonical case for codes and identifiers. Changes no meaning."""
+def normalise(frame: pl.DataFrame, extract: Extract, values: Mapping[str, Mapping[str, str]] | None = None
+              ) -> pl.DataFrame:
+    """Trim, empty to null, canonical case for codes and identifiers; a coded column's own words
+    (`values`: column -> your value -> canonical value, matched ignoring case) to its canonical
+    values, and sex in words (Male, Female, Not known) to its code. Changes no meaning."""
     exprs = []
     for c in extract.columns:
         expr = pl.col(c.name).cast(pl.Utf8).str.strip_chars()
         expr = pl.when(expr == "").then(None).otherwise(expr)
-        if c.identifier or c.name == "sex":
+        own_words = (values or {}).get(c.name)
+        if own_words:
+            lookup = {k.strip().upper(): v.strip() for k, v in own_words.items()}
+            expr = expr.str.to_uppercase().replace_strict(lookup, default=expr, return_dtype=pl.Utf8)
+        if c.name == "sex":
+            expr = expr.str.to_uppercase()
+            expr = expr.replace_strict(SEX_WORDS, default=expr, return_dtype=pl.Utf8)
+        elif c.identifier:
             expr = expr.str.to_uppercase()
         elif c.pattern == OFFENCE_CODE_PATTERN:
             expr = _home_office_form(expr.str.to_uppercase())

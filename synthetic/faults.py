@@ -127,7 +127,7 @@ def _fault_nominals(f: Faults, df: pl.DataFrame) -> None:
                     f.ext - (f.rng.uniform(1, 9.5, idx.size) * 365.25).astype(np.int64))
     f.set("date_of_birth", idx, f.date_text(days))
     idx = f.rows("enum_violation")
-    f.set("sex", idx, f.pick_text(["Male", "Female", "male", "9"], idx.size))
+    f.set("sex", idx, f.pick_text(["9", "MF", "Unknwn", "0"], idx.size))
 
 
 def _fault_offences(f: Faults) -> None:

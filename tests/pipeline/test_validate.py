@@ -60,7 +60,7 @@ def test_pnc_check_letter_matches_the_published_examples():
         ("police_nominals", "date_of_birth", "01/01/2020", "age_out_of_range"),
         ("police_nominals", "date_of_birth", "01/01/1900", "age_out_of_range"),
         ("police_nominals", "date_of_birth", "02/11/2026", "future_date"),
-        ("police_nominals", "sex", "Male", "not_allowed_value"),
+        ("police_nominals", "sex", "Bloke", "not_allowed_value"),
         ("police_nominals", "police_person_id", "N 12", "bad_format"),
         ("police_nominals", "surname", "X" * 81, "too_long"),
         ("police_offences", "offence_date", "2026-11-02", "future_date"),
@@ -105,6 +105,47 @@ def test_an_offence_code_with_no_digit_or_odd_characters_or_too_long_is_quaranti
     assert good.height == 0 and failures["column_name"].to_list() == ["ho_offence_code"]
 
 
+@pytest.mark.parametrize(("keyed", "stored"), [("Male", "M"), ("female", "F"), ("Not known", "U"), ("m", "M"), ("Other", "X")])
+def test_sex_in_words_is_read_as_its_code_without_configuration(keyed, stored):
+    good, failures = run("police_nominals", sex=keyed)
+    assert failures.height == 0 and good["sex"][0] == stored
+
+
+def _normalised_with(name: str, values: dict, **row) -> tuple[pl.DataFrame, pl.DataFrame]:
+    extract = EXTRACTS[name]
+    full = {c.name: c.example or None for c in extract.columns} | row
+    frame = pl.DataFrame([full], schema={c: pl.Utf8 for c in extract.column_names}).with_columns(
+        pl.lit(2, dtype=pl.Int64).alias(LINE))
+    return validate_batch(normalise(frame, extract, values), extract, build_schema(extract, OPTIONS), OPTIONS)
+
+
+def test_a_coded_column_in_a_forces_own_words_maps_to_the_canonical_values():
+    values = {"outcome": {"Charged/Summonsed": "charged", "NFA - evidential": "nfa"}}
+    for keyed, stored in (("charged/summonsed", "charged"), (" NFA - evidential ", "nfa"),
+                          ("Cautioned", "cautioned")):  # a canonical value needs no mapping
+        good, failures = _normalised_with("police_offences", values, outcome=keyed)
+        assert failures.height == 0 and good["outcome"][0] == stored, (keyed, failures.to_dicts())
+    good, failures = _normalised_with("police_offences", values, outcome="Arrested")  # unmapped: quarantined
+    assert good.height == 0 and failures["reason_code"].to_list() == ["not_allowed_value"]
+    assert failures["value"].to_list() == ["arrested"]
+
+
+@pytest.mark.parametrize(("column", "mapping", "needle"), [
+    ("surname", {"A": "B"}, "'surname' is not a coded column of police_offences"),
+    ("outcome", {"Charged/Summonsed": "prosecuted"}, "maps to 'prosecuted', which is not a value of outcome"),
+])
+def test_a_bad_value_mapping_is_refused_naming_the_table_and_the_values_allowed(tmp_path, column, mapping, needle):
+    from pydantic import ValidationError
+
+    from pipeline.config import Config
+
+    with pytest.raises(ValidationError) as info:
+        Config(path=tmp_path / "iom.toml", extracts={"police_offences": {
+            "file": "o.csv", "values": {column: mapping}}})
+    message = str(info.value)
+    assert f"[extracts.police_offences.values.{column}]" in message and needle in message
+
+
 def test_date_order_message_names_both_dates():
     _, failures = run("prison_custody", release_date="2026-05-01")
     assert "release_date value '2026-05-01' is before reception_date" in failures["message"].to_list()
@@ -124,7 +165,7 @@ def test_normalisation_keeps_meaning_and_types_are_cast():
 
 
 def test_every_failure_of_a_row_is_reported_not_just_the_first():
-    _, failures = run("police_nominals", surname=None, sex="Male", pnc_id="12/394773J")
+    _, failures = run("police_nominals", surname=None, sex="Bloke", pnc_id="12/394773J")
     assert {r for _, r in reasons(failures)} >= {"missing_required", "not_allowed_value", "bad_check_letter"}
     assert failures[LINE].unique().to_list() == [2]
 
