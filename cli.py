@@ -35,6 +35,7 @@ from cli_show import (
     err,
     out,
     show_backtest,
+    show_demo_step,
     show_explanation,
     show_impact,
     show_ingest,
@@ -164,42 +165,27 @@ def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Workspace folder for the demo.")] = Path("iom-demo"),
     people: Annotated[int, typer.Option("--people", help="Number of people to generate.")] = 5000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+    evidence: Annotated[bool, typer.Option(
+        "--evidence/--no-evidence", help="Also import the simulated past decisions, back-test, estimate the impact "
+                                         "and train the advisory model.")] = True,
 ) -> None:
-    """Generate a small realistic data set and run the whole chain on it."""
-    from pipeline.config import load_config
-    from pipeline.run import run_period
-    from pipeline.workspace import generate_workspace, ingest_workspace
+    """Generate a realistic data set and run the whole chain on it: link, back-test, impact, model, two runs."""
+    from pipeline.demo import demo_steps
 
-    when = date.today().replace(day=1)
-    out.print(f"Generating {people:,} synthetic people into {directory} (seed {seed}, extract date {when}) ...")
-    data, config_path = call(lambda: generate_workspace(directory, people, seed, when, 0.002))
-    out.print(f"Injected faults (to show quarantine at work): {', '.join(f'{k} {v:,}' for k, v in sorted(data.faults.items()))}")
-    cfg = call(lambda: load_config(config_path))
-    with progress_bar() as progress:
-        report = locked_call(cfg, "demo", lambda: ingest_workspace(cfg, progress, evaluate=True))
-    show_ingest(report)
-    from pipeline.link.review import example_link
+    out.print(f"Generating {people:,} synthetic people into {directory} (seed {seed}) ...")
+    seen: dict = {}
 
-    example = locked_call(cfg, "demo", lambda: example_link(cfg))
-    if example is not None:
-        key, lines = example
-        out.print(f"\nA person linked probabilistically ({key}; `iom explain {key}` shows it with the score):")
-        for line in lines:
-            out.print(f"  {line}")
-    if report.link.review_queue:
-        out.print(f"{report.link.review_queue:,} uncertain pairs wait for a reviewer: "
-                  f"uv run iom links review --config {config_path} --out review.csv")
-    # Two monthly runs, so the pack shows movement since "last month".
-    last_month = (when - timedelta(days=1)).replace(day=1)
-    for as_of in (last_month, when):
-        with progress_bar() as progress:
-            result = locked_call(cfg, "demo", lambda as_of=as_of: run_period(cfg, as_of, force=False, progress=progress))
-        out.print()
-        show_run(result)
-    out.print(f"\nWarehouse: {cfg.warehouse_path}")
+    def walk() -> None:
+        for step in demo_steps(directory, people, seed, evidence, progress_bar):
+            show_demo_step(step)
+            seen[step.name] = step.result
+
+    call(walk)
+    config_path, result = seen["generated"][1], seen.get("run")
+    out.print(f"\nWarehouse: {config_path.parent / 'warehouse.duckdb'}")
     out.print(f"Try: uv run iom explain {_first_priority(result)} --config {config_path}")
-    if result.output_dir is not None:
-        next_month = (when + timedelta(days=32)).replace(day=1)
+    if result is not None and result.output_dir is not None:
+        next_month = (result.as_of + timedelta(days=32)).replace(day=1)
         out.print(f"Then fill the decisions sheet of {result.output_dir / 'pack.xlsx'} and: "
                   f"uv run iom decisions import FILLED.xlsx --config {config_path} && "
                   f"uv run iom run --as-of {next_month} --config {config_path}")

@@ -268,3 +268,37 @@ def pct_money(figure: dict) -> str:
     if figure.get("low") is not None:
         text += f" (95% CI £{figure['low']:,.0f} to £{figure['high']:,.0f})"
     return text
+
+
+def show_demo_step(step) -> None:
+    """One step of `iom demo` as it finishes (pipeline.demo)."""
+    name, r = step.name, step.result
+    if name == "generated":
+        data, config_path, when = r
+        out.print(f"Extract date {when}; injected faults (to show quarantine at work): "
+                  + ", ".join(f"{k} {v:,}" for k, v in sorted(data.faults.items())))
+    elif name == "ingested":
+        show_ingest(r)
+        if r.link.review_queue:
+            out.print(f"{r.link.review_queue:,} uncertain pairs wait for a reviewer: "
+                      f"uv run iom links review --config {step.config_path} --out review.csv")
+    elif name == "example_link" and r is not None:
+        key, lines = r
+        out.print(f"\nA person linked probabilistically ({key}; `iom explain {key}` shows it with the score):")
+        for line in lines:
+            out.print(f"  {line}")
+    elif name == "decisions":
+        out.print(f"\nPast panel decisions of the simulated scheme imported ({r.decisions:,}: "
+                  + ", ".join(f"{k} {v:,}" for k, v in r.by_decision.items()) + ")")
+    elif name == "backtest":
+        out.print()
+        show_backtest(r, r.horizon_days if hasattr(r, "horizon_days") else 365)
+    elif name == "impact":
+        out.print()
+        show_impact(r)
+    elif name == "trained":
+        out.print()
+        show_training(r)
+    elif name == "run":
+        out.print()
+        show_run(r)

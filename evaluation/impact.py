@@ -174,7 +174,7 @@ def _point(a: Arrays, w: np.ndarray) -> dict[str, float]:
     t, c = a.treated, ~a.treated
     n_t = np.bincount(a.stratum[t], weights=w[t], minlength=a.strata)
     n_c = np.bincount(a.stratum[c], weights=w[c], minlength=a.strata)
-    ratio = np.divide(n_t, n_c, out=np.zeros_like(n_t), where=n_c > 0)
+    ratio = np.divide(n_t, n_c, out=np.zeros(len(n_t)), where=n_c > 0)  # float even when the weights are whole
     both = (n_t > 0) & (n_c > 0)
     wt = np.where(t, w * both[a.stratum], 0.0)  # treated people with a comparison in their stratum
     wc = np.where(c, w * ratio[a.stratum], 0.0)

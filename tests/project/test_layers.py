@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluation", ("evaluation",)),
     ("models", ("models",)),
     ("reporting", ("reporting",)),
-    ("pipeline orchestration", ("pipeline.run", "pipeline.runs", "pipeline.explain", "pipeline.workspace")),
+    ("pipeline orchestration", ("pipeline.run", "pipeline.runs", "pipeline.explain", "pipeline.workspace", "pipeline.demo")),
     ("cli", ("cli", "cli_show", "cli_base", "cli_panel")),
 ]
 # Imports forbidden within a layer: (importer prefix, imported prefix).
