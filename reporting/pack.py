@@ -154,7 +154,7 @@ def _disagreement_context(data: ReportData) -> dict | None:
     if data.model is None or data.disagreement is None:
         return None
     frame = data.disagreement
-    eligible = int(frame.get_column("eligible_people")[0]) if frame.height else 0
+    eligible = data.model_eligible
     kinds = [{"title": title, "rows": list(frame.filter(pl.col("kind") == kind).iter_rows(named=True))}
              for kind, title in DISAGREEMENT_KINDS.items()]
     return {"kinds": kinds, "eligible": eligible,

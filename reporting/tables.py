@@ -78,6 +78,7 @@ class ReportData:
     # With an advisory model: its manifest entry, and where it and the rules part (models.predict).
     model: dict | None = None
     disagreement: pl.DataFrame | None = None
+    model_eligible: int = 0  # the eligible people the disagreement list was drawn from
 
 
 def run_row(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict:
@@ -288,22 +289,23 @@ def _impact(con, known_by) -> dict | None:
     return json.loads(row[0]) if row else None
 
 
-def _disagreement(con, table: str, model: dict | None) -> pl.DataFrame | None:
+def _disagreement(con, table: str, model: dict | None) -> tuple[pl.DataFrame | None, int]:
     """[one eligible person ranked high by the rules and low by the model, or the reverse], as the
     run's disagreement.csv, with names: made again from the stored scores."""
     if not model:
-        return None
+        return None, 0
     columns = {r[0] for r in run_sql(con, "report: model columns", f"DESCRIBE {q(table)}").fetchall()}
     needed = ("person_key", "area", "rank", "score", "priority", "super_prolific", "eligible", *MODEL_COLUMNS)
     if not set(needed) <= columns:
-        return None
+        return None, 0
     eligible = run_sql(con, "report: eligible with the model",
         f"""-- [one eligible person, with the rules' and the model's ranks]
         SELECT {", ".join(q(c) for c in needed)} FROM {q(table)} WHERE eligible ORDER BY rank, person_key""").pl()
     top_percent = model.get("disagreement_top_percent") or ModelConfig().disagreement_top_percent
     frame = disagreement(eligible, top_percent)
     if frame.is_empty():
-        return frame.with_columns(pl.lit(None, pl.Utf8).alias(c) for c in ("surname", "forenames", *IDENTIFIERS))
+        return frame.with_columns(pl.lit(None, pl.Utf8).alias(c) for c in ("surname", "forenames", *IDENTIFIERS)), \
+            eligible.height
     con.register("report_keys", frame.select("person_key").to_arrow())
     try:
         names = run_sql(con, "report: disagreement names",
@@ -311,7 +313,7 @@ def _disagreement(con, table: str, model: dict | None) -> pl.DataFrame | None:
             FROM people JOIN report_keys USING (person_key)""").pl()
     finally:
         con.unregister("report_keys")
-    return frame.join(names, on="person_key", how="left", maintain_order="left")
+    return frame.join(names, on="person_key", how="left", maintain_order="left"), eligible.height
 
 
 def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> ReportData:
@@ -323,6 +325,7 @@ def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> Repo
         raise NotFoundError(f"the scores of run {run['run_id']} have been purged: its pack cannot be made again")
     members, components, probability = _members(con, table)
     keys = members.select("person_key")
+    disagreeing, model_eligible = _disagreement(con, table, manifest.get("model"))
     validity, validity_source = _validity(con)
     known_by = run["finished_at"]
     return ReportData(
@@ -346,7 +349,8 @@ def load_report_data(con: duckdb.DuckDBPyConnection, run_id: str | None) -> Repo
         due_for_review=due_for_review(con, run["as_of"], known_by),
         impact=_impact(con, known_by),
         model=manifest.get("model"),
-        disagreement=_disagreement(con, table, manifest.get("model")),
+        disagreement=disagreeing,
+        model_eligible=model_eligible,
     )
 
 

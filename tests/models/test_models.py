@@ -313,6 +313,8 @@ def test_the_pack_shows_the_model_beside_the_rules_and_where_they_disagree(secon
     assert expected.height > 0, "the small world should give the two views something to disagree on"
     html = (folder / "pack.html").read_text(encoding="utf-8")
     assert "Where the rules and the model disagree" in html and "model rank" in html
+    eligible = pl.read_csv(folder / "scores.csv").filter(pl.col("eligible")).height
+    assert f"({expected.height:,} of {eligible:,} eligible)" in html
     assert all(key in html for key in expected["person_key"])
     book = openpyxl.load_workbook(folder / "pack.xlsx", read_only=True)
     assert "model disagreement" in book.sheetnames
