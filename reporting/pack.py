@@ -35,7 +35,20 @@ def _environment() -> Environment:
     env.filters["num"] = lambda v: "" if v is None else (f"{v:,}" if isinstance(v, int) else str(v))
     env.filters["pct"] = lambda v: "" if v is None else f"{v:.1%}"
     env.filters["humanise"] = lambda v: str(v).replace("_", " ")
+    env.filters["chance"] = chance
     return env
+
+
+def chance(probability: float | None) -> str:
+    """A model probability for a panel: whole percentages, never a certain 0% or 100% (a
+    calibrated model's top or bottom bin is an estimate, not a certainty)."""
+    if probability is None:
+        return ""
+    if probability >= 0.995:
+        return "over 99%"
+    if probability < 0.005:
+        return "under 1%"
+    return f"{probability:.0%}"
 
 
 def _name(row: dict) -> str:

@@ -25,6 +25,11 @@
   [area, cohort, type].forEach(function (el) { el.addEventListener("change", apply); });
   search.addEventListener("input", apply);
 
+  // A cell may sort by its data-value (a probability shown as "over 99%") rather than its text.
+  function sortKey(cell) {
+    var value = cell.getAttribute("data-value");
+    return value !== null ? value : cell.textContent.trim();
+  }
   var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
   headers.forEach(function (th, index) {
     var button = th.querySelector("button");
@@ -35,7 +40,7 @@
       th.setAttribute("aria-sort", descending ? "descending" : "ascending");
       var numeric = button.getAttribute("data-sort") === "num";
       rows.sort(function (x, y) {
-        var p = x.cells[index].textContent.trim(), q = y.cells[index].textContent.trim(), r;
+        var p = sortKey(x.cells[index]), q = sortKey(y.cells[index]), r;
         if (numeric) {
           var pn = p === "" ? -Infinity : parseFloat(p), qn = q === "" ? -Infinity : parseFloat(q);
           r = pn - qn;

@@ -262,7 +262,8 @@ def test_model_probability_fairness_and_validity_are_shown_when_the_run_has_them
     result = runner.invoke(app, ["report", "--run", out.name, "--config", str(ws / "iom.toml"), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     html = (tmp_path / "pack.html").read_text(encoding="utf-8")
-    assert "Advisory model (not part of the score): probability of a further offence 81%" in html and "0.81" in html
+    assert "Advisory model (not part of the score): probability of a further offence 81%" in html
+    assert 'data-value="0.8125">81%<' in html  # shown as a percentage, sorted by its value
     assert "&lt;b&gt;W1&lt;/b&gt;" in html and "Fairness figures: not available" not in html
     assert "B2, as-of dates 2024-06-01 to 2025-06-01" in html and "0.712" in html  # the latest, pooled
     assert "old_rules" not in html and "per_date" not in html
@@ -292,3 +293,11 @@ def test_the_same_inputs_give_byte_identical_packs_and_workbooks(tmp_path):
     outs = [packkit.latest_output(packkit.build(tmp_path / name, people=600, seed=5)) for name in ("a", "b")]
     for name in ("pack.html", "pack.xlsx"):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(("probability", "shown"), [
+    (0.8125, "81%"), (1.0, "over 99%"), (0.996, "over 99%"), (0.994, "99%"), (0.0, "under 1%"), (0.006, "1%"), (None, "")])
+def test_a_model_probability_is_never_shown_to_the_panel_as_certain(probability, shown):
+    from reporting.pack import chance
+
+    assert chance(probability) == shown
