@@ -243,9 +243,10 @@ def show_impact(result) -> None:
         low, high = figure.get("low"), figure.get("high")
         return f"{figure['estimate']:.1%}" + (f" (95% CI {low:.1%} to {high:.1%})" if low is not None else "")
 
-    out.print(f"Impact {result.impact_id}: meetings {s['from']} to {s['to']}, {s['treated_people']:,} managed people, "
-              f"{s['comparison_people']:,} comparison people, data to {s['last_covered']}")
-    out.print(f"  reduction in offending (matched around the capacity cut): {pct(s['effect'])}")
+    out.print(f"Impact {result.impact_id}: meetings {s['from']} to {s['to']}, {s['managed_people']:,} managed people "
+              f"({s['treated_people']:,} near the capacity line against {s['comparison_people']:,} comparison people), "
+              f"data to {s['last_covered']}")
+    out.print(f"  reduction in offending (near the capacity line, the headline): {pct(s['effect'])}")
     out.print(f"  difference-in-differences: {pct(s['did_effect'])}")
     out.print(f"  naive before/after (overstated by regression to the mean): {pct(s['naive_effect'])}")
     out.print(f"  neighbourhood crime (matched): {pct(s['neighbourhood_effect'])}")
