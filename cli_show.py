@@ -247,6 +247,10 @@ def show_impact(result) -> None:
               f"({s['treated_people']:,} near the capacity line against {s['comparison_people']:,} comparison people), "
               f"data to {s['last_covered']}")
     out.print(f"  reduction in offending (near the capacity line, the headline): {pct(s['effect'])}")
+    share = s.get("managed_share") or {}
+    if share.get("managed") is not None and share.get("comparison") is not None:
+        out.print(f"  while managed: {pct(s['effect_while_managed'])} (the year after spent managed: "
+                  f"{share['managed']:.0%} of the managed people's, {share['comparison']:.0%} of the comparison's)")
     out.print(f"  difference-in-differences: {pct(s['did_effect'])}")
     out.print(f"  naive before/after (overstated by regression to the mean): {pct(s['naive_effect'])}")
     out.print(f"  neighbourhood crime (matched): {pct(s['neighbourhood_effect'])}")

@@ -115,6 +115,15 @@ custody AS (  -- [one candidate with custody in a window]: days inside before an
     FROM alive a JOIN custody_facts s USING (person_number)
     WHERE s.reception_date < a.d + $window AND (s.release_date IS NULL OR s.release_date > a.d - $window)
     GROUP BY ALL),
+managed_after AS (  -- [one candidate managed in the year after]: days managed in it (the managed
+    -- themselves, and comparison people the panel took later), for the effect while managed
+    SELECT a.person_number, a.d,
+           least($window, sum(greatest(0, least(coalesce(dc.management_end, a.d + $window), a.d + $window)
+                                       - greatest(dc.meeting_date, a.d)))) AS post_managed
+    FROM alive a JOIN people p USING (person_number)
+    JOIN decisions dc ON dc.person_key = p.person_key AND dc.decision = 'accept'
+    WHERE dc.meeting_date < a.d + $window AND coalesce(dc.management_end, DATE '9999-12-31') > a.d
+    GROUP BY ALL),
 post AS (  -- [one candidate with an offence in the 12 months after, recorded by the window's end]
     SELECT a.person_number, a.d, count(*) AS post_offences,
            count(*) FILTER (k.neighbourhood_crime) AS post_neighbourhood, sum(k.unit_cost) AS post_cost
@@ -132,9 +141,11 @@ SELECT a.person_number, a.d AS meeting_date, a.treated, a.cohort_type, a.area,
        coalesce(post.post_cost, 0)::DOUBLE AS post_cost,
        ($window - coalesce(c.pre_custody, 0))::BIGINT AS pre_days,
        ($window - coalesce(c.post_custody, 0))::BIGINT AS post_days,
+       coalesce(ma.post_managed, 0)::BIGINT AS post_managed_days,
        l.line::BIGINT AS line
 FROM alive a LEFT JOIN pre USING (person_number, d) LEFT JOIN post USING (person_number, d)
-LEFT JOIN custody c USING (person_number, d) LEFT JOIN lines l ON l.d = a.d AND l.area = a.area
+LEFT JOIN custody c USING (person_number, d) LEFT JOIN managed_after ma USING (person_number, d)
+LEFT JOIN lines l ON l.d = a.d AND l.area = a.area
 """
 
 
@@ -193,6 +204,7 @@ class Arrays:
     pre_py: np.ndarray
     post_py: np.ndarray
     strata: int
+    post_managed: np.ndarray  # days managed in the year after
 
 
 def _arrays(frame: pl.DataFrame, stratum: list[str]) -> Arrays:
@@ -201,11 +213,13 @@ def _arrays(frame: pl.DataFrame, stratum: list[str]) -> Arrays:
                   {o: frame[f"pre_{o}"].cast(pl.Float64).to_numpy() for o in OUTCOMES},
                   {o: frame[f"post_{o}"].cast(pl.Float64).to_numpy() for o in OUTCOMES},
                   person_years(frame["pre_days"].to_numpy()), person_years(frame["post_days"].to_numpy()),
-                  int(codes.max()) + 1 if len(codes) else 0)
+                  int(codes.max()) + 1 if len(codes) else 0,
+                  (frame["post_managed_days"].cast(pl.Float64).to_numpy() if "post_managed_days" in frame.columns
+                   else np.zeros(frame.height)))
 
 
 # the sums kept per stratum, for the managed and for the comparison
-_STATS = ("n", "pre_py", "post_py") + tuple(f"{w}_{o}" for w in ("pre", "post") for o in OUTCOMES)
+_STATS = ("n", "pre_py", "post_py", "post_managed") + tuple(f"{w}_{o}" for w in ("pre", "post") for o in OUTCOMES)
 _K = {name: i for i, name in enumerate(_STATS)}
 _CHUNK = 25  # resamples drawn at once: 25 x rows weights in memory
 
@@ -214,7 +228,7 @@ def _design(a: Arrays) -> sparse.csr_matrix:
     """[one row] x [group (managed, comparison), stratum, statistic]: each row's values in its own
     group and stratum's columns, so that weights @ design gives every stratum's weighted sums."""
     n, k = len(a.treated), len(_STATS)
-    values = np.column_stack([np.ones(n), a.pre_py, a.post_py, *(a.pre[o] for o in OUTCOMES),
+    values = np.column_stack([np.ones(n), a.pre_py, a.post_py, a.post_managed, *(a.pre[o] for o in OUTCOMES),
                               *(a.post[o] for o in OUTCOMES)])
     cell = np.where(a.treated, 0, a.strata) + a.stratum
     cols = (cell[:, None] * k + np.arange(k)[None, :]).ravel()
@@ -239,6 +253,10 @@ def _from_sums(sums: np.ndarray, strata: int) -> dict[str, np.ndarray]:
             return np.where(y != 0, x / np.where(y != 0, y, 1), np.nan)
         py_t, py_c = tw[:, _K["post_py"]], cw[:, _K["post_py"]]
         pre_py_t, pre_py_c = tw[:, _K["pre_py"]], cw[:, _K["pre_py"]]
+        # the share of the year after spent managed: the managed, and the comparison taken later
+        share_t = ratio_of(tw[:, _K["post_managed"]], tw[:, _K["n"]] * WINDOW_DAYS)
+        share_c = ratio_of(cw[:, _K["post_managed"]], cw[:, _K["n"]] * WINDOW_DAYS)
+        out["managed_share_treated"], out["managed_share_comparison"] = share_t, share_c
         for o in OUTCOMES:
             rate_t, rate_c = ratio_of(tw[:, _K[f"post_{o}"]], py_t), ratio_of(cw[:, _K[f"post_{o}"]], py_c)
             pre_t, pre_c = ratio_of(tw[:, _K[f"pre_{o}"]], pre_py_t), ratio_of(cw[:, _K[f"pre_{o}"]], pre_py_c)
@@ -249,6 +267,10 @@ def _from_sums(sums: np.ndarray, strata: int) -> dict[str, np.ndarray]:
             out[f"{o}_naive_effect"] = 1 - ratio_of(rate_t, pre_t)
             out[f"{o}_did_effect"] = 1 - ratio_of(ratio_of(rate_t, pre_t), ratio_of(rate_c, pre_c))
             out[f"{o}_counterfactual"] = rate_c * py_t
+            # while managed: a rate cut by m on the days managed gives after-rates in the ratio
+            # (1 - m s_t) / (1 - m s_c), so m = (1 - R) / (s_t - R s_c), R the rates' ratio
+            r = ratio_of(rate_t, rate_c)
+            out[f"{o}_managed_effect"] = ratio_of(1 - r, share_t - r * share_c)
     out["treated_people"] = tw[:, _K["n"]]
     out["treated_person_years"] = py_t
     return out

@@ -173,6 +173,9 @@ def _analyse(frame: pl.DataFrame, settings, treated: pl.DataFrame, last_covered:
     return {"treated_people": overall["treated_people"], "comparison_people": overall["comparison_people"],
             "managed_people": managed.height, "bandwidth": settings.bandwidth,
             "effect": headline, "naive_effect": did_overall["offences_naive_effect"],
+            "effect_while_managed": overall["offences_managed_effect"],
+            "managed_share": {"managed": overall["managed_share_treated"],
+                              "comparison": overall["managed_share_comparison"]},
             "did_effect": did_overall["offences_did_effect"],
             "neighbourhood_effect": overall["neighbourhood_effect"],
             "offences_averted": _extrapolated(observed_offences, headline), "why_naive_differs": NAIVE_LINE,
@@ -183,6 +186,11 @@ def _analyse(frame: pl.DataFrame, settings, treated: pl.DataFrame, last_covered:
                            "count of offences in the year before, who was selected is unrelated to what they would "
                            "have done next (as good as random at the margin of selection); the comparison were "
                            "candidates at the meeting: never managed before, not in custody, not awaiting a review",
+                "while_managed": "selection changes offending only through the days managed (the comparison "
+                                 "people the panel took later count as managed on those days), and management cuts "
+                                 "the rate by the same proportion on every day managed: the headline divided out by "
+                                 "the difference in days managed (a fuzzy discontinuity, or instrumental variable, "
+                                 "estimate)",
                 "value": "the effect estimated at the line holds, as a proportion, for every managed person (those "
                          "further above the line too): the cost of crime avoided and the offences averted are taken "
                          "over all the managed people's year after",
@@ -206,7 +214,9 @@ def _board(overall: dict, did: dict, money: dict, managed: int) -> str:
     return (f"Of {managed:,} people managed, the {overall['treated_people']:,} selected close to their area's "
             f"capacity line offended {_pct(overall['offences_effect'])} less in the year after selection than "
             f"comparable people just as close to the line who were not selected (same area, month and recent "
-            f"offending); the difference-in-differences check gives {_pct(did['offences_did_effect'])}. Comparing "
+            f"offending). Some of those not selected were taken on later, so this understates what management "
+            f"does while it lasts: {_pct(overall['offences_managed_effect'])} on the days managed. "
+            f"The difference-in-differences check gives {_pct(did['offences_did_effect'])}. Comparing "
             f"the managed with their own past would claim {_pct(did['offences_naive_effect'])}, which regression "
             f"to the mean inflates. "
             f"The estimated cost of crime avoided is £{(money['cost_avoided']['estimate'] or 0):,.0f}"

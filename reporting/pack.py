@@ -129,6 +129,8 @@ def _impact_context(summary: dict | None) -> dict | None:
 
     value = summary["value"]
     rows = [("reduction in offending near the capacity line (headline)", pct(summary["effect"])),
+            ("reduction on the days managed (the headline over the difference in days managed)",
+             pct(summary.get("effect_while_managed"))),
             ("difference-in-differences (check)", pct(summary["did_effect"])),
             ("naive before/after (overstated by regression to the mean)", pct(summary["naive_effect"])),
             ("reduction in neighbourhood crime, matched", pct(summary["neighbourhood_effect"])),
