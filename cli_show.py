@@ -243,9 +243,14 @@ def show_impact(result) -> None:
         low, high = figure.get("low"), figure.get("high")
         return f"{figure['estimate']:.1%}" + (f" (95% CI {low:.1%} to {high:.1%})" if low is not None else "")
 
-    out.print(f"Impact {result.impact_id}: meetings {s['from']} to {s['to']}, {s['treated_people']:,} managed people, "
-              f"{s['comparison_people']:,} comparison people, data to {s['last_covered']}")
-    out.print(f"  reduction in offending (matched around the capacity cut): {pct(s['effect'])}")
+    out.print(f"Impact {result.impact_id}: meetings {s['from']} to {s['to']}, {s['managed_people']:,} managed people "
+              f"({s['treated_people']:,} near the capacity line against {s['comparison_people']:,} comparison people), "
+              f"data to {s['last_covered']}")
+    out.print(f"  reduction in offending (near the capacity line, the headline): {pct(s['effect'])}")
+    share = s.get("managed_share") or {}
+    if share.get("managed") is not None and share.get("comparison") is not None:
+        out.print(f"  while managed: {pct(s['effect_while_managed'])} (the year after spent managed: "
+                  f"{share['managed']:.0%} of the managed people's, {share['comparison']:.0%} of the comparison's)")
     out.print(f"  difference-in-differences: {pct(s['did_effect'])}")
     out.print(f"  naive before/after (overstated by regression to the mean): {pct(s['naive_effect'])}")
     out.print(f"  neighbourhood crime (matched): {pct(s['neighbourhood_effect'])}")

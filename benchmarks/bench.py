@@ -23,6 +23,11 @@ resident set size, from wait4) are its own. Steps:
                  the workspace's embedded MLflow store. Target at 1M: under 10 minutes and 4 GiB.
 - `run-model`:   `run` with the registered champion scoring beside the rules (loading it included
                  in the process, not in compute_s); against `run` the target is at most +20%.
+- `decisions`:   `iom decisions import` of the world's simulated past decisions
+                 (decisions/past_decisions.csv), so that `impact` has a panel to evaluate.
+- `impact`:      `iom impact` with its defaults: every meeting with 12 months of follow-up (24
+                 months of meetings in a generated world), the matched design, the DiD, the
+                 bootstraps, the breakdowns and the outputs. Target at 1M: under 60 s, at most 3 GiB.
 
 The results are printed as a Markdown table to paste into docs/performance.md.
 """
@@ -179,6 +184,31 @@ def step_run_model(workdir: Path, as_of: date) -> dict:
     return {"compute_s": round(time.perf_counter() - started, 2), **result}
 
 
+def step_decisions(workdir: Path) -> dict:
+    from pipeline.config import load_config
+    from pipeline.decisions import import_decisions
+
+    config = load_config(workdir / "iom.toml")
+    started = time.perf_counter()
+    report = import_decisions(config, workdir / "decisions" / "past_decisions.csv")
+    return {"compute_s": round(time.perf_counter() - started, 2), "decisions": report.decisions, "status": report.status}
+
+
+def step_impact(workdir: Path) -> dict:
+    from evaluation.impact_run import run_impact
+    from pipeline.config import load_config
+
+    config = load_config(workdir / "iom.toml")
+    started = time.perf_counter()
+    result = run_impact(config, out_dir=workdir / "bench-impact")
+    s = result.summary
+    months = (date.fromisoformat(s["to"]).year - date.fromisoformat(s["from"]).year) * 12 + \
+        date.fromisoformat(s["to"]).month - date.fromisoformat(s["from"]).month + 1
+    return {"compute_s": round(time.perf_counter() - started, 2), "meetings_months": months,
+            "managed_people": s["managed_people"], "near_line_people": s["treated_people"],
+            "comparison_people": s["comparison_people"], "effect": s["effect"]["estimate"], "rows": result.table.height}
+
+
 def step_generate(workdir: Path, as_of: date, people: int, seed: int) -> dict:
     from pipeline.workspace import generate_workspace
 
@@ -188,7 +218,7 @@ def step_generate(workdir: Path, as_of: date, people: int, seed: int) -> dict:
 
 STEPS = {"floor-load": step_floor_load, "ingest": step_ingest, "floor-features": step_floor_features,
          "run": step_run, "report": step_report, "backtest": step_backtest, "generate": step_generate,
-         "train": step_train, "run-model": step_run_model}
+         "train": step_train, "run-model": step_run_model, "decisions": step_decisions, "impact": step_impact}
 
 
 def run_child(step: str, workdir: Path, as_of: date, extra: list[str] | None = None) -> dict:

@@ -2,9 +2,11 @@
 config's overrides, and the uprating to a stated price year with the GDP deflator.
 
 Source of the shipped figures: Home Office, "The economic and social costs of crime", second
-edition (Heeks, Reed, Tafsiri and Prince, 2018, Research Report 99), 2015/16 prices, as reported
-in docs (not checked against the report's Table 1 here: check each before use). Groups with no
-verifiable figure carry a documented proxy, flagged `proxy` (docs/impact.md).
+edition (Heeks, Reed, Tafsiri and Prince, July 2018, Research Report 99), Table 1, 2015/16
+prices. The figures marked `reported` agree with the table as a press report reproduced it
+(South Wales Echo, 2 August 2019); the report's own table could not be read here. Groups the
+report has no figure for carry a documented proxy, flagged `proxy` (docs/impact.md). No GDP
+deflator values are shipped: uprating needs the two indices from one HM Treasury release.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pipeline.errors import ConfigError
 
 COST_TABLE = Path(__file__).with_name("cost_of_crime.csv")
 SOURCE = ('Home Office, "The economic and social costs of crime", second edition (Heeks, Reed, Tafsiri and '
-          "Prince, 2018, Research Report 99), 2015/16 prices")
-CAVEAT = "figures as reported from the report: check against Table 1 before use; rows marked proxy are not Home Office figures"
+          "Prince, July 2018, Research Report 99), Table 1, 2015/16 prices")
+CAVEAT = ("Home Office figures as a press report reproduced Table 1 (South Wales Echo, 2 August 2019), not read "
+          "from the report itself; rows marked proxy are not Home Office figures; 2015/16 prices unless uprated")
 BASE_PRICE_YEAR = "2015/16"
 
 

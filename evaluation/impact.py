@@ -1,24 +1,32 @@
 """Did IOM management reduce recorded offending? `iom impact` (docs/impact.md).
 
-Design. Each person accepted by the panel (their first accept in the period; `decisions`) is
-followed from the meeting D: 12 months before, (D - 365, D], and 12 months after, (D, D + 365].
-Offending is every offence recorded by the police (`offence_facts`) committed in a window and
-recorded by its end; person-time excludes the days in custody in each window, so the rate is
-offences per person-year at risk.
+Design. Each person accepted by the panel (`decisions`) is evaluated once, at their first accept,
+if its meeting D is in the period, and followed for the 365 days before the meeting day,
+[D - 365, D), and the 365 days from it, [D, D + 365). Offending is every offence recorded by the
+police (`offence_facts`) committed in a window and recorded by its end; person-time excludes the
+days in custody in each window, so the rate is offences per person-year at risk.
 
-- Primary (matched design around the capacity cut): the panel ranks people eligible at D by their
-  recent offending and manages as many as its capacity allows, so people with the same recent
-  offending in the same area at the same meeting who were not selected (rejected, deferred, or
-  just below the cut) are the comparison. Treated and comparison are matched exactly on
-  (meeting, area, offences in the 12 months before D, capped); the comparison is weighted to the
-  treated's strata (an ATT). Assumption: within a stratum, selection is unrelated to what the
-  person would have done next (as-good-as-random around the cut). Because both groups were
-  chosen at the same peak, regression to the mean affects both alike.
-- Secondary (difference-in-differences): the change from before to after of the treated against
-  that of non-selected people in the same meeting and area with at least
+Candidates for the comparison at D: adults with an offence in the year before, alive a year on,
+not in custody at D, never accepted at or before D, and not waiting for a review the panel set
+after D (a case it had decided and would not look at again yet: not a candidate at D).
+
+- Primary (a discontinuity design around the capacity cut, by local randomisation): the panel
+  ranks the candidates in each area by their recent offending (the running variable) and takes
+  as many as its places allow, so its capacity line at D is the lowest recent offending of anyone
+  it accepted there. Only people from the line to `bandwidth` offences above it are compared,
+  matched exactly on (meeting, area, offences in the year before); the comparison is weighted
+  to the managed people's strata (an effect on the treated at the margin of selection).
+  Assumption: near the line, who was selected is as good as random given the running variable
+  (ties broken by the panel's judgement or chance, the order of review, places running out).
+  Both groups were chosen at the same peak, so regression to the mean affects both alike.
+  Further from the line, the people not selected are the exceptions the panel turned down for
+  reasons of its own, and matching on recent offending no longer makes them comparable (on the
+  synthetic world this overstated the effect by about a seventh: docs/impact.md).
+- Secondary (difference-in-differences): the change from before to after of all the managed
+  against that of non-selected candidates in the same meeting and area with at least
   `did_min_pre_offences`. Assumption: parallel trends, which regression to the mean breaks when
   the two groups' peaks differ; it is reported as a check, not the headline.
-- Naive: the treated's own after against before, which regression to the mean flatters.
+- Naive: the managed people's own after against before, which regression to the mean flatters.
 
 Intervals: a Poisson bootstrap over people (fixed seed). Figures on fewer than `min_cell` treated
 people are suppressed.
@@ -33,6 +41,7 @@ from datetime import date, timedelta
 import duckdb
 import numpy as np
 import polars as pl
+from scipy import sparse
 
 from pipeline.errors import DataRangeError
 from pipeline.warehouse import q, run_sql
@@ -51,28 +60,47 @@ _WINDOWS_SQL = """
 WITH m AS (SELECT meeting_date AS d FROM {meetings}),
 pre AS (  -- [one person and meeting with an offence in the 12 months before, as recorded now]
     -- Not only those recorded by the meeting: the later-recorded ones are part of the peak the
-    -- person was at, and matching on fewer would leave the selected at a higher true peak.
+    -- person was at, and matching on fewer would leave the selected at a higher true peak. The
+    -- 365 days before the meeting day, [D - 365, D): the meeting day is the first day managed.
     SELECT o.person_number, m.d, count(*) AS pre_offences,
            count(*) FILTER (k.neighbourhood_crime) AS pre_neighbourhood, sum(k.unit_cost) AS pre_cost
-    FROM offence_facts o JOIN m ON o.offence_date > m.d - $window AND o.offence_date <= m.d
+    FROM offence_facts o JOIN m ON o.offence_date >= m.d - $window AND o.offence_date < m.d
     JOIN {codes} k ON k.code_number = o.code_number
     GROUP BY ALL),
-managed AS (  -- [one person and meeting]: managed at the meeting or in the 12 months before it.
+managed AS (  -- [one person and meeting]: accepted at the meeting or at any before it. The
+    -- managed are each evaluated at their first accept, so they had never been managed before it;
+    -- the comparison must not have been either: people managed before are more often persistent
+    -- offenders than people at their first peak, and would make the scheme look better.
     -- People accepted *after* the meeting stay in the comparison: leaving them out would keep
     -- only the non-selected who stopped offending (selected later for carrying on), which
     -- conditions on the future; keeping them biases the estimate towards no effect, if anything.
     SELECT DISTINCT p.person_number, m.d
     FROM decisions dc JOIN people p USING (person_key) JOIN m
-      ON dc.decision = 'accept' AND dc.meeting_date <= m.d
-         AND coalesce(dc.management_end, DATE '9999-12-31') > m.d - $window),
+      ON dc.decision = 'accept' AND dc.meeting_date <= m.d),
+pending AS (  -- [one person and meeting]: a case the panel had decided not to take, with its
+    -- review due after the meeting, so not a candidate at it (the panel could not select them)
+    SELECT DISTINCT p.person_number, m.d
+    FROM decisions dc JOIN people p USING (person_key) JOIN m
+      ON dc.decision <> 'accept' AND dc.meeting_date < m.d AND dc.review_date > m.d),
 inside AS (  -- [one person in custody at a meeting]
     SELECT DISTINCT s.person_number, m.d FROM custody_facts s JOIN m
       ON s.reception_date <= m.d AND (s.release_date IS NULL OR s.release_date > m.d)),
+lines AS (  -- [one meeting and area]: the capacity line, the lowest recent offending of anyone
+    -- the panel accepted there (the last place filled)
+    SELECT m.d, p.area, min(coalesce(pre.pre_offences, 0)) AS line
+    FROM decisions dc JOIN people p USING (person_key) JOIN m ON dc.decision = 'accept' AND dc.meeting_date = m.d
+    LEFT JOIN pre ON pre.person_number = p.person_number AND pre.d = m.d
+    GROUP BY ALL),
 cands AS (
     SELECT t.person_number, t.meeting_date AS d, true AS treated, t.cohort_type FROM {treated} t
     UNION ALL
-    SELECT pre.person_number, pre.d, false, NULL FROM pre
-    WHERE NOT EXISTS (SELECT 1 FROM managed x WHERE x.person_number = pre.person_number AND x.d = pre.d)
+    -- only where someone was accepted, and with at least as many offences before as either design
+    -- compares (the line, or the DiD's minimum): the rest carry no weight in any estimate
+    SELECT pre.person_number, pre.d, false, NULL
+    FROM pre JOIN people p USING (person_number) JOIN lines l ON l.d = pre.d AND l.area = p.area
+    WHERE pre.pre_offences >= least(l.line, $did_min)
+      AND NOT EXISTS (SELECT 1 FROM managed x WHERE x.person_number = pre.person_number AND x.d = pre.d)
+      AND NOT EXISTS (SELECT 1 FROM pending x WHERE x.person_number = pre.person_number AND x.d = pre.d)
       AND NOT EXISTS (SELECT 1 FROM inside x WHERE x.person_number = pre.person_number AND x.d = pre.d)),
 alive AS (
     SELECT c.*, p.area FROM cands c JOIN people p USING (person_number)
@@ -87,13 +115,22 @@ custody AS (  -- [one candidate with custody in a window]: days inside before an
     FROM alive a JOIN custody_facts s USING (person_number)
     WHERE s.reception_date < a.d + $window AND (s.release_date IS NULL OR s.release_date > a.d - $window)
     GROUP BY ALL),
+managed_after AS (  -- [one candidate managed in the year after]: days managed in it (the managed
+    -- themselves, and comparison people the panel took later), for the effect while managed
+    SELECT a.person_number, a.d,
+           least($window, sum(greatest(0, least(coalesce(dc.management_end, a.d + $window), a.d + $window)
+                                       - greatest(dc.meeting_date, a.d)))) AS post_managed
+    FROM alive a JOIN people p USING (person_number)
+    JOIN decisions dc ON dc.person_key = p.person_key AND dc.decision = 'accept'
+    WHERE dc.meeting_date < a.d + $window AND coalesce(dc.management_end, DATE '9999-12-31') > a.d
+    GROUP BY ALL),
 post AS (  -- [one candidate with an offence in the 12 months after, recorded by the window's end]
     SELECT a.person_number, a.d, count(*) AS post_offences,
            count(*) FILTER (k.neighbourhood_crime) AS post_neighbourhood, sum(k.unit_cost) AS post_cost
     FROM alive a JOIN offence_facts o ON o.person_number = a.person_number
     JOIN {codes} k ON k.code_number = o.code_number
-    WHERE o.offence_date > a.d AND o.offence_date <= a.d + $window
-      AND (o.recorded_date IS NULL OR o.recorded_date <= a.d + $window)
+    WHERE o.offence_date >= a.d AND o.offence_date < a.d + $window
+      AND (o.recorded_date IS NULL OR o.recorded_date < a.d + $window)
     GROUP BY ALL)
 SELECT a.person_number, a.d AS meeting_date, a.treated, a.cohort_type, a.area,
        coalesce(pre.pre_offences, 0)::BIGINT AS pre_offences,
@@ -103,26 +140,35 @@ SELECT a.person_number, a.d AS meeting_date, a.treated, a.cohort_type, a.area,
        coalesce(post.post_neighbourhood, 0)::BIGINT AS post_neighbourhood,
        coalesce(post.post_cost, 0)::DOUBLE AS post_cost,
        ($window - coalesce(c.pre_custody, 0))::BIGINT AS pre_days,
-       ($window - coalesce(c.post_custody, 0))::BIGINT AS post_days
+       ($window - coalesce(c.post_custody, 0))::BIGINT AS post_days,
+       coalesce(ma.post_managed, 0)::BIGINT AS post_managed_days,
+       l.line::BIGINT AS line
 FROM alive a LEFT JOIN pre USING (person_number, d) LEFT JOIN post USING (person_number, d)
-LEFT JOIN custody c USING (person_number, d)
+LEFT JOIN custody c USING (person_number, d) LEFT JOIN managed_after ma USING (person_number, d)
+LEFT JOIN lines l ON l.d = a.d AND l.area = a.area
 """
 
 
 def treated_people(con: duckdb.DuckDBPyConnection, start: date, end: date) -> pl.DataFrame:
-    """[one person accepted at a meeting from `start` to `end`]: their first accept there,
-    person_number, meeting_date, cohort_type, management_end."""
+    """[one person first accepted at a meeting from `start` to `end`]: person_number,
+    meeting_date, cohort_type, management_end. People managed before are not evaluated again
+    (their comparison would have to have been managed before too)."""
     return run_sql(con, "impact: treated", """
-        -- [one person: the first accept with a meeting in the period]
-        SELECT p.person_number, d.meeting_date, d.cohort_type, d.management_end
-        FROM decisions d JOIN people p USING (person_key)
-        WHERE d.decision = 'accept' AND d.meeting_date BETWEEN $start AND $end
-        QUALIFY row_number() OVER (PARTITION BY p.person_number ORDER BY d.meeting_date, d.row_number) = 1
+        -- [one person: their first accept, if its meeting is in the period]
+        SELECT * FROM (
+            SELECT p.person_number, d.meeting_date, d.cohort_type, d.management_end
+            FROM decisions d JOIN people p USING (person_key)
+            WHERE d.decision = 'accept'
+            QUALIFY row_number() OVER (PARTITION BY p.person_number ORDER BY d.meeting_date, d.row_number) = 1)
+        WHERE meeting_date BETWEEN $start AND $end
         """, {"start": start, "end": end}).pl()
 
 
-def windows(con: duckdb.DuckDBPyConnection, treated: pl.DataFrame, codes: pl.DataFrame) -> pl.DataFrame:
-    """The before/after windows of the treated and of every candidate comparison (see _WINDOWS_SQL)."""
+def windows(con: duckdb.DuckDBPyConnection, treated: pl.DataFrame, codes: pl.DataFrame,
+            did_min: int = 3) -> pl.DataFrame:
+    """The before/after windows of the treated and of every candidate comparison with at least
+    min(line, `did_min`) offences before, at a meeting and in an area where someone was accepted
+    (see _WINDOWS_SQL)."""
     meetings = treated.select("meeting_date").unique()
     views = {"_iom_impact_meetings": meetings, "_iom_impact_codes": codes,
              "_iom_impact_treated": treated.select("person_number", "meeting_date", "cohort_type")}
@@ -132,7 +178,7 @@ def windows(con: duckdb.DuckDBPyConnection, treated: pl.DataFrame, codes: pl.Dat
         sql = _WINDOWS_SQL.format(meetings=q("_iom_impact_meetings"), codes=q("_iom_impact_codes"),
                                   treated=q("_iom_impact_treated"))
         # sorted: the bootstrap's draws go by row, so the same data give the same intervals
-        return run_sql(con, "impact: windows", sql, {"window": WINDOW_DAYS}).pl().sort(
+        return run_sql(con, "impact: windows", sql, {"window": WINDOW_DAYS, "did_min": did_min}).pl().sort(
             "meeting_date", "person_number", "treated")
     finally:
         for name in views:
@@ -158,6 +204,7 @@ class Arrays:
     pre_py: np.ndarray
     post_py: np.ndarray
     strata: int
+    post_managed: np.ndarray  # days managed in the year after
 
 
 def _arrays(frame: pl.DataFrame, stratum: list[str]) -> Arrays:
@@ -166,51 +213,109 @@ def _arrays(frame: pl.DataFrame, stratum: list[str]) -> Arrays:
                   {o: frame[f"pre_{o}"].cast(pl.Float64).to_numpy() for o in OUTCOMES},
                   {o: frame[f"post_{o}"].cast(pl.Float64).to_numpy() for o in OUTCOMES},
                   person_years(frame["pre_days"].to_numpy()), person_years(frame["post_days"].to_numpy()),
-                  int(codes.max()) + 1 if len(codes) else 0)
+                  int(codes.max()) + 1 if len(codes) else 0,
+                  (frame["post_managed_days"].cast(pl.Float64).to_numpy() if "post_managed_days" in frame.columns
+                   else np.zeros(frame.height)))
 
 
-def _point(a: Arrays, w: np.ndarray) -> dict[str, float]:
-    """The estimates under person weights `w` (1 for the data, Poisson draws for a resample)."""
-    t, c = a.treated, ~a.treated
-    n_t = np.bincount(a.stratum[t], weights=w[t], minlength=a.strata)
-    n_c = np.bincount(a.stratum[c], weights=w[c], minlength=a.strata)
-    ratio = np.divide(n_t, n_c, out=np.zeros(len(n_t)), where=n_c > 0)  # float even when the weights are whole
+# the sums kept per stratum, for the managed and for the comparison
+_STATS = ("n", "pre_py", "post_py", "post_managed") + tuple(f"{w}_{o}" for w in ("pre", "post") for o in OUTCOMES)
+_K = {name: i for i, name in enumerate(_STATS)}
+_CHUNK = 25  # resamples drawn at once: 25 x rows weights in memory
+
+
+def _design(a: Arrays) -> sparse.csr_matrix:
+    """[one row] x [group (managed, comparison), stratum, statistic]: each row's values in its own
+    group and stratum's columns, so that weights @ design gives every stratum's weighted sums."""
+    n, k = len(a.treated), len(_STATS)
+    values = np.column_stack([np.ones(n), a.pre_py, a.post_py, a.post_managed, *(a.pre[o] for o in OUTCOMES),
+                              *(a.post[o] for o in OUTCOMES)])
+    cell = np.where(a.treated, 0, a.strata) + a.stratum
+    cols = (cell[:, None] * k + np.arange(k)[None, :]).ravel()
+    rows = np.repeat(np.arange(n), k)
+    return sparse.csr_matrix((values.ravel(), (rows, cols)), shape=(n, 2 * max(a.strata, 1) * k))
+
+
+def _from_sums(sums: np.ndarray, strata: int) -> dict[str, np.ndarray]:
+    """The estimates from per-stratum weighted sums, (resamples, 2 x strata x statistics): the
+    comparison reweighted to the managed people's strata, strata without both left out."""
+    k = len(_STATS)
+    s = sums.reshape(len(sums), 2, max(strata, 1), k)
+    t, c = s[:, 0], s[:, 1]
+    n_t, n_c = t[..., _K["n"]], c[..., _K["n"]]
+    ratio = np.divide(n_t, n_c, out=np.zeros_like(n_t), where=n_c > 0)
     both = (n_t > 0) & (n_c > 0)
-    wt = np.where(t, w * both[a.stratum], 0.0)  # treated people with a comparison in their stratum
-    wc = np.where(c, w * ratio[a.stratum], 0.0)
+    tw = (t * both[..., None]).sum(axis=1)  # the managed people with a comparison in their stratum
+    cw = (c * ratio[..., None]).sum(axis=1)
     out = {}
-    py_t, py_c = (wt * a.post_py).sum(), (wc * a.post_py).sum()
-    pre_py_t, pre_py_c = (wt * a.pre_py).sum(), (wc * a.pre_py).sum()
-    for o in OUTCOMES:
-        rate_t = (wt * a.post[o]).sum() / py_t if py_t else np.nan
-        rate_c = (wc * a.post[o]).sum() / py_c if py_c else np.nan
-        pre_t = (wt * a.pre[o]).sum() / pre_py_t if pre_py_t else np.nan
-        pre_c = (wc * a.pre[o]).sum() / pre_py_c if pre_py_c else np.nan
-        out[f"{o}_treated_before"], out[f"{o}_treated_after"] = pre_t, rate_t
-        out[f"{o}_comparison_before"], out[f"{o}_comparison_after"] = pre_c, rate_c
-        out[f"{o}_effect"] = 1 - rate_t / rate_c if rate_c else np.nan
-        out[f"{o}_averted"] = (rate_c - rate_t) * py_t
-        out[f"{o}_naive_effect"] = 1 - rate_t / pre_t if pre_t else np.nan
-        out[f"{o}_did_effect"] = (1 - (rate_t / pre_t) / (rate_c / pre_c)
-                                  if pre_t and rate_c and pre_c else np.nan)
-        out[f"{o}_counterfactual"] = rate_c * py_t
-    out["treated_people"] = float(wt.sum())
-    out["comparison_people"] = int((c & (ratio[a.stratum] > 0) & (w > 0)).sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        def ratio_of(x, y):
+            return np.where(y != 0, x / np.where(y != 0, y, 1), np.nan)
+        py_t, py_c = tw[:, _K["post_py"]], cw[:, _K["post_py"]]
+        pre_py_t, pre_py_c = tw[:, _K["pre_py"]], cw[:, _K["pre_py"]]
+        # the share of the year after spent managed: the managed, and the comparison taken later
+        share_t = ratio_of(tw[:, _K["post_managed"]], tw[:, _K["n"]] * WINDOW_DAYS)
+        share_c = ratio_of(cw[:, _K["post_managed"]], cw[:, _K["n"]] * WINDOW_DAYS)
+        out["managed_share_treated"], out["managed_share_comparison"] = share_t, share_c
+        for o in OUTCOMES:
+            rate_t, rate_c = ratio_of(tw[:, _K[f"post_{o}"]], py_t), ratio_of(cw[:, _K[f"post_{o}"]], py_c)
+            pre_t, pre_c = ratio_of(tw[:, _K[f"pre_{o}"]], pre_py_t), ratio_of(cw[:, _K[f"pre_{o}"]], pre_py_c)
+            out[f"{o}_treated_before"], out[f"{o}_treated_after"] = pre_t, rate_t
+            out[f"{o}_comparison_before"], out[f"{o}_comparison_after"] = pre_c, rate_c
+            out[f"{o}_effect"] = 1 - ratio_of(rate_t, rate_c)
+            out[f"{o}_averted"] = (rate_c - rate_t) * py_t
+            out[f"{o}_naive_effect"] = 1 - ratio_of(rate_t, pre_t)
+            out[f"{o}_did_effect"] = 1 - ratio_of(ratio_of(rate_t, pre_t), ratio_of(rate_c, pre_c))
+            out[f"{o}_counterfactual"] = rate_c * py_t
+            # while managed: a rate cut by m on the days managed gives after-rates in the ratio
+            # (1 - m s_t) / (1 - m s_c), so m = (1 - R) / (s_t - R s_c), R the rates' ratio
+            r = ratio_of(rate_t, rate_c)
+            out[f"{o}_managed_effect"] = ratio_of(1 - r, share_t - r * share_c)
+    out["treated_people"] = tw[:, _K["n"]]
     out["treated_person_years"] = py_t
     return out
 
 
 def estimate(frame: pl.DataFrame, stratum: list[str], resamples: int, seed: int) -> dict:
     """Point estimates and 95% bootstrap intervals (Poisson bootstrap over people)."""
+    return estimate_groups(frame, stratum, resamples, seed, {"all": None})["all"]
+
+
+def estimate_groups(frame: pl.DataFrame, stratum: list[str], resamples: int, seed: int,
+                    groups: dict[str, pl.Expr | None]) -> dict[str, dict]:
+    """`estimate` for each group of rows (an expression on the frame; None: every row), all from
+    the same resamples: each resample's Poisson weights are drawn once for the whole frame, and
+    every group's stratum sums are the product of those weights with its rows of a sparse design."""
     a = _arrays(frame, stratum)
-    point = _point(a, np.ones(len(a.treated)))
+    n = len(a.treated)
+    design = _design(a)
+    masks = {g: (np.ones(n, dtype=bool) if e is None else frame.select(e.fill_null(False)).to_series().to_numpy())
+             for g, e in groups.items()}
+    designs = {g: (design if m.all() else sparse.diags(m.astype(np.float64)) @ design) for g, m in masks.items()}
+    points = {}
+    for g, d in designs.items():
+        total = np.asarray(d.sum(axis=0))
+        point = {key: v[0] for key, v in _from_sums(total, a.strata).items()}
+        sums = total.reshape(2, max(a.strata, 1), len(_STATS))
+        matched = (sums[0, :, _K["n"]] > 0) & (sums[1, :, _K["n"]] > 0)
+        point["comparison_people"] = int((~a.treated & masks[g] & matched[a.stratum]).sum()) if n else 0
+        points[g] = point
     rng = np.random.default_rng(seed)
-    draws = [_point(a, rng.poisson(1.0, len(a.treated)).astype(np.float64)) for _ in range(resamples)]
+    draws: dict[str, dict[str, list[np.ndarray]]] = {g: {} for g in groups}
+    for start in range(0, resamples, _CHUNK):
+        weights = rng.poisson(1.0, (min(_CHUNK, resamples - start), n)).astype(np.float64)
+        for g, d in designs.items():
+            for key, v in _from_sums(np.asarray(weights @ d), a.strata).items():
+                draws[g].setdefault(key, []).append(v)
+    return {g: _summarised(points[g], draws[g]) for g in groups}
+
+
+def _summarised(point: dict, draws: dict[str, list[np.ndarray]]) -> dict:
     result = {"treated_people": int(round(point["treated_people"])), "comparison_people": point["comparison_people"],
               "treated_person_years": point["treated_person_years"]}
     for key, value in point.items():
         if key.endswith(("_effect", "_averted")):
-            values = np.array([d[key] for d in draws])
+            values = np.concatenate(draws[key]) if key in draws else np.array([])
             values = values[np.isfinite(values)]
             low, high = (np.quantile(values, [0.025, 0.975]) if len(values) else (np.nan, np.nan))
             result[key] = {"estimate": _num(value), "low": _num(low), "high": _num(high)}
@@ -224,12 +329,26 @@ def _num(value) -> float | None:
     return round(value, 6) if np.isfinite(value) else None
 
 
-def analysis_frames(frame: pl.DataFrame, cap: int, did_min: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(matched frame, DiD frame): the matched one strata on meeting, area and capped pre count;
-    the DiD one keeps non-selected people with at least `did_min` offences before, by meeting and area."""
+def analysis_frames(frame: pl.DataFrame, cap: int, did_min: int,
+                    bandwidth: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(matched frame, DiD frame), each kept to the cells that hold a managed person (the others
+    carry no weight, so leaving them out changes no estimate and makes the bootstrap cheaper).
+
+    The matched one: strata of meeting, area and the count of offences before (capped at `cap`);
+    with a `bandwidth`, only people from the area's capacity line at that meeting to `bandwidth`
+    offences above it (`line` <= pre_offences <= line + bandwidth: a discontinuity design by
+    local randomisation). The DiD one: the managed and the non-selected with at least `did_min`
+    offences before, by meeting and area."""
     matched = frame.with_columns(pl.min_horizontal(pl.col("pre_offences"), pl.lit(cap)).alias("pre_stratum"))
+    if bandwidth is not None:
+        running = pl.col("pre_offences") - pl.col("line")
+        matched = matched.filter(running.is_between(0, bandwidth))
     did = frame.filter(pl.col("treated") | (pl.col("pre_offences") >= did_min)).with_columns(pl.lit(0).alias("pre_stratum"))
-    return matched, did
+    return _with_treated(matched, ["meeting_date", "area", "pre_stratum"]), _with_treated(did, ["meeting_date", "area"])
+
+
+def _with_treated(frame: pl.DataFrame, cell: list[str]) -> pl.DataFrame:
+    return frame.filter(pl.col("treated").any().over(cell))
 
 
 def check_period(start: date, end: date, last_covered: date | None) -> None:

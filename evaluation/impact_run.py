@@ -115,7 +115,7 @@ def run_impact(config: Config, start: date | None = None, end: date | None = Non
         treated = impact.treated_people(con, start, end)
         if treated.height == 0:
             raise DataRangeError(f"no one was accepted at a meeting from {start} to {end}")
-        frame = impact.windows(con, treated, _codes(con, reference, costs))
+        frame = impact.windows(con, treated, _codes(con, reference, costs), settings.did_min_pre_offences)
         summary = _analyse(frame, settings, treated, last_covered, _caseload(con))
         summary.update({"from": start.isoformat(), "to": end.isoformat(), "last_covered": last_covered.isoformat(),
                         "cost_of_crime": {"source": SOURCE, "caveat": CAVEAT, "base_price_year": BASE_PRICE_YEAR,
@@ -127,44 +127,78 @@ def run_impact(config: Config, start: date | None = None, end: date | None = Non
         con.close()
 
 
+def _extrapolated(observed: float, effect: dict) -> dict:
+    """What a proportional effect on the rate is worth over all the managed people's year after:
+    their observed total times e / (1 - e), at the estimate and its interval's ends (the map
+    rises with e, so the ends stay ends)."""
+    def at(e):
+        return None if e is None or e >= 1 else round(observed * e / (1 - e), 2)
+    return {k: at(effect.get(k)) for k in ("estimate", "low", "high")}
+
+
 def _analyse(frame: pl.DataFrame, settings, treated: pl.DataFrame, last_covered: date, caseload: float) -> dict:
-    matched, did = impact.analysis_frames(frame, settings.max_pre_offences, settings.did_min_pre_offences)
+    matched, did = impact.analysis_frames(frame, settings.max_pre_offences, settings.did_min_pre_offences,
+                                          settings.bandwidth)
     strata = ["meeting_date", "area", "pre_stratum"]
     n, seed = settings.bootstrap_resamples, settings.seed
-    overall = impact.estimate(matched, strata, n, seed)
-    did_overall = impact.estimate(did, strata, n, seed)
-    rows: list[dict] = []
-    groups = {"all": ("all", matched, did)}
+    groups: dict[str, tuple[str, pl.Expr | None]] = {"all": ("all", None)}
     for area in sorted(frame["area"].drop_nulls().unique()):
-        groups[f"area:{area}"] = ("area", matched.filter(pl.col("area") == area), did.filter(pl.col("area") == area))
+        groups[f"area:{area}"] = ("area", pl.col("area") == area)
     for kind in sorted(frame["cohort_type"].drop_nulls().unique()):
-        keep = ~pl.col("treated") | (pl.col("cohort_type") == kind)
-        groups[f"cohort_type:{kind}"] = ("cohort_type", matched.filter(keep), did.filter(keep))
+        groups[f"cohort_type:{kind}"] = ("cohort_type", ~pl.col("treated") | (pl.col("cohort_type") == kind))
+    # every breakdown from the same resamples of each design's frame
+    by_matched = impact.estimate_groups(matched, strata, n, seed, {k: e for k, (_, e) in groups.items()})
+    by_did = impact.estimate_groups(did, strata, n, seed, {k: e for k, (_, e) in groups.items()})
+    overall, did_overall = by_matched["all"], by_did["all"]
+    rows: list[dict] = []
     breakdown = {}
-    for key, (label, m, d) in groups.items():
-        fm = overall if key == "all" else impact.estimate(m, strata, n, seed)
-        fd = did_overall if key == "all" else impact.estimate(d, strata, n, seed)
-        fm, fd = _suppressed(fm, settings.min_cell), _suppressed(fd, settings.min_cell)
+    for key, (label, _) in groups.items():
+        fm, fd = _suppressed(by_matched[key], settings.min_cell), _suppressed(by_did[key], settings.min_cell)
         group = key.split(":", 1)[-1]
-        rows += _row(label, group, "effect", fm) + _row(label, group, "did_effect", fd) + _row(label, group, "naive_effect", fm)
+        # the naive figure is every managed person's own before and after (the DiD frame's managed)
+        rows += _row(label, group, "effect", fm) + _row(label, group, "did_effect", fd) + _row(label, group, "naive_effect", fd)
         breakdown[key] = {"matched": fm, "difference_in_differences": fd}
-    money = value(settings, _managed_years(treated, last_covered), caseload, overall["cost_averted"],
-                  overall["cost_counterfactual"] or 0.0, overall["offences_effect"])
+    # The headline is the effect at the margin of selection; what it is worth is taken over every
+    # managed person's year after, assuming the same proportional effect for those further above
+    # the line (an extrapolation, stated in the assumptions)
+    managed = frame.filter(pl.col("treated"))
+    observed_cost, observed_offences = float(managed["post_cost"].sum()), float(managed["post_offences"].sum())
+    cost_effect = overall["cost_effect"]
+    cost_avoided = _extrapolated(observed_cost, cost_effect)
+    counterfactual = (observed_cost / (1 - cost_effect["estimate"])
+                      if cost_effect.get("estimate") is not None and cost_effect["estimate"] < 1 else 0.0)
+    money = value(settings, _managed_years(treated, last_covered), caseload, cost_avoided, counterfactual,
+                  overall["offences_effect"])
     headline = overall["offences_effect"]
     return {"treated_people": overall["treated_people"], "comparison_people": overall["comparison_people"],
-            "effect": headline, "naive_effect": overall["offences_naive_effect"],
+            "managed_people": managed.height, "bandwidth": settings.bandwidth,
+            "effect": headline, "naive_effect": did_overall["offences_naive_effect"],
+            "effect_while_managed": overall["offences_managed_effect"],
+            "managed_share": {"managed": overall["managed_share_treated"],
+                              "comparison": overall["managed_share_comparison"]},
             "did_effect": did_overall["offences_did_effect"],
             "neighbourhood_effect": overall["neighbourhood_effect"],
-            "offences_averted": overall["offences_averted"], "why_naive_differs": NAIVE_LINE,
+            "offences_averted": _extrapolated(observed_offences, headline), "why_naive_differs": NAIVE_LINE,
             "value": money, "breakdown": breakdown, "rows": rows,
             "assumptions": {
-                "matched": "within a meeting, area and count of offences in the 12 months before, who was selected is "
-                           "unrelated to what they would have done next (as good as random around the capacity cut)",
+                "matched": "near each area's capacity line (from the lowest recent offending the panel accepted to "
+                           f"{settings.bandwidth} offences above it), among people with the same meeting, area and "
+                           "count of offences in the year before, who was selected is unrelated to what they would "
+                           "have done next (as good as random at the margin of selection); the comparison were "
+                           "candidates at the meeting: never managed before, not in custody, not awaiting a review",
+                "while_managed": "selection changes offending only through the days managed (the comparison "
+                                 "people the panel took later count as managed on those days), and management cuts "
+                                 "the rate by the same proportion on every day managed: the headline divided out by "
+                                 "the difference in days managed (a fuzzy discontinuity, or instrumental variable, "
+                                 "estimate)",
+                "value": "the effect estimated at the line holds, as a proportion, for every managed person (those "
+                         "further above the line too): the cost of crime avoided and the offences averted are taken "
+                         "over all the managed people's year after",
                 "difference_in_differences": "without management, the treated's offending would have changed as the "
                                              "comparison's did (parallel trends); regression to the mean breaks this "
                                              "when the two groups were at different peaks",
                 "naive_before_after": "nothing but management changed the offending: false for people chosen at a peak"},
-            "board_summary": _board(overall, did_overall, money)}
+            "board_summary": _board(overall, did_overall, money, managed.height)}
 
 
 def _pct(figure: dict) -> str:
@@ -175,20 +209,23 @@ def _pct(figure: dict) -> str:
     return f"{figure['estimate']:.0%}{interval}"
 
 
-def _board(overall: dict, did: dict, money: dict) -> str:
+def _board(overall: dict, did: dict, money: dict, managed: int) -> str:
     be = money["break_even_effect"]
-    return (f"Of {overall['treated_people']:,} people managed, recorded offending in the year after selection was "
-            f"{_pct(overall['offences_effect'])} lower than among comparable people who were not selected "
-            f"(same area, month and recent offending); the difference-in-differences check gives "
-            f"{_pct(did['offences_did_effect'])}. Comparing the managed with their own past would claim "
-            f"{_pct(overall['offences_naive_effect'])}, which regression to the mean inflates. "
+    return (f"Of {managed:,} people managed, the {overall['treated_people']:,} selected close to their area's "
+            f"capacity line offended {_pct(overall['offences_effect'])} less in the year after selection than "
+            f"comparable people just as close to the line who were not selected (same area, month and recent "
+            f"offending). Some of those not selected were taken on later, so this understates what management "
+            f"does while it lasts: {_pct(overall['offences_managed_effect'])} on the days managed. "
+            f"The difference-in-differences check gives {_pct(did['offences_did_effect'])}. Comparing "
+            f"the managed with their own past would claim {_pct(did['offences_naive_effect'])}, which regression "
+            f"to the mean inflates. "
             f"The estimated cost of crime avoided is £{(money['cost_avoided']['estimate'] or 0):,.0f}"
             + (f" against a management cost of £{money['management_cost']:,.0f}; the scheme would break even at a "
                f"reduction of {be:.0%}" if money["management_cost"] and be is not None
                else "; no management costs were given ([impact] in iom.toml), so no break-even is shown")
-            + ". Caveats: recorded offending only; the "
-            "unit costs are 2015/16 Home Office figures to be checked against the report, with proxies for "
-            "groups it does not cover; the comparison assumes selection around the cut is as good as random.")
+            + ". Caveats: recorded offending only; the effect is measured at the margin of selection and assumed "
+            "for everyone managed; the unit costs are 2015/16 Home Office figures, with proxies for groups the "
+            "report does not cover; the comparison assumes selection near the line is as good as random.")
 
 
 def _store(con, config: Config, summary: dict, out_dir: Path | None, start: date, end: date,

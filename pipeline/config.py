@@ -158,6 +158,9 @@ class ImpactConfig(_Strict):
     bootstrap_resamples: int = Field(default=200, ge=20, le=5000)
     max_pre_offences: int = Field(default=30, ge=3)  # pre-period counts above this are matched as one stratum
     did_min_pre_offences: int = Field(default=3, ge=1)  # the DiD comparison: non-selected people with at least this
+    # The headline compares people from each area's capacity line to this many offences (in the
+    # year before) above it: the local design around the cut (docs/impact.md)
+    bandwidth: int = Field(default=2, ge=0)
     seed: int = 20261201
 
     @model_validator(mode="after")

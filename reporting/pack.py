@@ -143,7 +143,9 @@ def _impact_context(summary: dict | None) -> dict | None:
         return f"{figure['estimate']:.1%}" + (f" (95% interval {low:.1%} to {high:.1%})" if low is not None else "")
 
     value = summary["value"]
-    rows = [("reduction in offending, matched around the capacity cut (headline)", pct(summary["effect"])),
+    rows = [("reduction in offending near the capacity line (headline)", pct(summary["effect"])),
+            ("reduction on the days managed (the headline over the difference in days managed)",
+             pct(summary.get("effect_while_managed"))),
             ("difference-in-differences (check)", pct(summary["did_effect"])),
             ("naive before/after (overstated by regression to the mean)", pct(summary["naive_effect"])),
             ("reduction in neighbourhood crime, matched", pct(summary["neighbourhood_effect"])),
@@ -151,7 +153,8 @@ def _impact_context(summary: dict | None) -> dict | None:
             ("net value", "n/a" if value["net_value"] is None else f"£{value['net_value']:,.0f}"),
             ("break-even effect", "n/a" if value["break_even_effect"] is None else f"{value['break_even_effect']:.1%}")]
     return {"id": summary["impact_id"], "from": summary["from"], "to": summary["to"],
-            "people": summary["treated_people"], "summary": summary["board_summary"],
+            "people": summary.get("managed_people", summary["treated_people"]),
+            "near_line": summary["treated_people"], "summary": summary["board_summary"],
             "why": summary["why_naive_differs"], "rows": rows, "chart": Markup(impact_svg(summary)),
             "source": summary["cost_of_crime"]["source"], "caveat": summary["cost_of_crime"]["caveat"]}
 

@@ -207,10 +207,11 @@ FAULTERS = {
 
 
 def inject(name: str, df: pl.DataFrame, rng: np.random.Generator, rate: float, date_format: str,
-           ext: int, totals: dict[str, int]) -> pl.DataFrame:
-    """The block's rows of one extract with its faults applied; counts added to `totals`."""
+           ext: int, totals: dict[str, int]) -> tuple[pl.DataFrame, np.ndarray]:
+    """The block's rows of one extract with its faults applied, and which of the rows given were
+    faulted (a boolean mask over `df`, duplicated rows included); counts added to `totals`."""
     f = Faults(rng, df.height, rate, FAULT_KINDS_PER_EXTRACT[name], date_format, ext)
     FAULTERS[name](f, df)
     for kind, count in f.counts.items():
         totals[kind] = totals.get(kind, 0) + count
-    return f.apply(df)
+    return f.apply(df), f.used.copy()

@@ -207,14 +207,20 @@ def generate_extracts(out_dir: Path, people: int, seed: int, extract_date: date,
 
         frames = {"police_nominals": nominals, "police_offences": offences, "probation_cases": cases,
                   "probation_events": events, "prison_custody": custody}
+        faulted = {}
         for name in _ORDER:
             fmt = EXTRACT_FORMATS[name]
-            frames[name] = inject(name, frames[name], rngs[f"faults_{name}"], fault_rate, fmt.date_format, ext, totals)
+            frames[name], faulted[name] = inject(name, frames[name], rngs[f"faults_{name}"], fault_rate,
+                                                 fmt.date_format, ext, totals)
+        # [one person]: their police nominal was faulted, so validation quarantines it and no
+        # decision can name them (the nominals are the people in the police index, in order)
+        nominal_faulted = np.zeros(p.n, dtype=bool)
+        nominal_faulted[np.flatnonzero(p.in_index)[faulted["police_nominals"]]] = True
         if first:
             stage("truth")
         write_truth(truth, p, ids, c, ref, on_file, has_crn, has_nomis, probation_copy, prison_copy, ext, pnc_true)
         if truth.decisions is not None:
-            truth.decisions.write(decision_frame(rngs["decisions"], p, ids, c, ext))
+            truth.decisions.write(decision_frame(rngs["decisions"], p, ids, c, ext, nominal_faulted))
         buffered.append(frames)
         if len(buffered) >= per_chunk:
             flush()

@@ -130,7 +130,11 @@ def write_truth(w: TruthWriters, p: People, ids, c: Career, ref: Reference, on_f
     w.identities.write(pl.concat(frames))
 
 
-def decision_frame(rng: np.random.Generator, p: People, ids, c: Career, ext: int) -> pl.DataFrame:
+def decision_frame(rng: np.random.Generator, p: People, ids, c: Career, ext: int,
+                   skip: np.ndarray | None = None) -> pl.DataFrame:
+    """The panel's decisions in the import columns, leaving out the people marked in `skip` (one
+    flag a person: their police nominal was faulted and is quarantined at ingest, so a decision
+    naming them would be refused). The rows kept are the same whatever `skip`."""
     who = c.dc_person
     k = who.size
     use_pnc = ids.pnc_police.is_not_null().to_numpy()[who] & (rng.random(k) < 0.3)
@@ -144,6 +148,8 @@ def decision_frame(rng: np.random.Generator, p: People, ids, c: Career, ext: int
                                "awaiting information from probation"))
     ended = (c.dc_end >= 0) & (c.dc_end <= ext)
     order = np.lexsort((who, c.dc_meeting))
+    if skip is not None:
+        order = order[~skip[who[order]]]
     return pl.DataFrame({
         "person_id": person_id,
         "id_type": np.where(use_pnc, "pnc_id", "police_person_id"),

@@ -22,9 +22,10 @@ runner = CliRunner()
 MEETING = date(2025, 3, 1)
 
 
-def _decide(con, key: str, decision: str, meeting: date, end: date | None = None) -> None:
+def _decide(con, key: str, decision: str, meeting: date, end: date | None = None,
+            review: date = date(2025, 6, 1)) -> None:
     con.execute("""INSERT INTO decisions VALUES ('X', 1, ?, 'person_key', ?, ?, NULL, NULL, ?, ?, ?, NULL, '{}')""",
-                [key, decision, "Fixed" if decision == "accept" else None, meeting, date(2025, 6, 1), end])
+                [key, decision, "Fixed" if decision == "accept" else None, meeting, review, end])
 
 
 @pytest.fixture
@@ -73,6 +74,38 @@ def test_person_years_at_risk_leave_out_custody_and_offences_recorded_after_the_
     est = impact.estimate(impact.analysis_frames(frame, 30, 1)[0], ["meeting_date", "area", "pre_stratum"], 20, 1)
     assert est["offences_treated_after"] == pytest.approx(365.25 / 292, rel=1e-5)
     assert est["offences_comparison_after"] == 0
+
+
+def test_the_comparison_is_candidates_the_panel_could_have_taken_near_its_line(tmp_path):
+    """At the meeting, P1 is accepted with three offences in the year before (the area's line).
+    Candidates like them: P2 (three, no decision). Not candidates: P3 (turned down a month before,
+    review due after the meeting), P4 (managed in 2023). P5 (six offences) is three above the line,
+    outside a bandwidth of two; P6 (one offence) is below both the line and the DiD's minimum."""
+    day = MEETING.toordinal()
+    at = date.fromordinal
+    counts = {"P1": 3, "P2": 3, "P3": 3, "P4": 3, "P5": 6, "P6": 1}
+    offences = [offence(f"O{p}{i}", p, at(day - 20 - 30 * i)) for p, n in counts.items() for i in range(n)]
+    con = build_warehouse(tmp_path, nominals=[nominal(p) for p in counts], offences=offences)
+    try:
+        key = {p: person_key(con, "police", p) for p in counts}
+        _decide(con, key["P1"], "accept", MEETING, date(2025, 12, 1))
+        _decide(con, key["P3"], "reject", date(2025, 2, 1), review=date(2025, 5, 1))
+        _decide(con, key["P4"], "accept", date(2023, 1, 1), date(2023, 6, 1))
+        treated = impact.treated_people(con, date(2025, 1, 1), date(2025, 12, 31))
+        assert treated["meeting_date"].to_list() == [MEETING]  # P4's first accept is before the period
+        codes = con.execute("SELECT code_number, false AS neighbourhood_crime, 1.0 AS unit_cost FROM offence_codes").pl()
+        frame = impact.windows(con, treated, codes, did_min=3)
+        number = {p: con.execute("SELECT person_number FROM people WHERE person_key = ?", [k]).fetchone()[0]
+                  for p, k in key.items()}
+        names = {v: p for p, v in number.items()}
+        rows = {names[r["person_number"]]: r for r in frame.iter_rows(named=True)}
+        assert set(rows) == {"P1", "P2", "P5"}
+        assert {r["line"] for r in rows.values()} == {3}
+        headline, did = impact.analysis_frames(frame, 30, 3, bandwidth=2)
+        assert sorted(names[n] for n in headline["person_number"]) == ["P1", "P2"]
+        assert sorted(names[n] for n in did["person_number"]) == ["P1", "P2", "P5"]
+    finally:
+        con.close()
 
 
 def test_uprating_multiplies_by_the_ratio_of_the_deflator_indices():
