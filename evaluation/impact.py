@@ -243,7 +243,7 @@ def _from_sums(sums: np.ndarray, strata: int) -> dict[str, np.ndarray]:
     s = sums.reshape(len(sums), 2, max(strata, 1), k)
     t, c = s[:, 0], s[:, 1]
     n_t, n_c = t[..., _K["n"]], c[..., _K["n"]]
-    ratio = np.divide(n_t, n_c, out=np.zeros_like(n_t), where=n_c > 0)
+    ratio = np.divide(n_t, n_c, out=np.zeros(n_t.shape), where=n_c > 0)
     both = (n_t > 0) & (n_c > 0)
     tw = (t * both[..., None]).sum(axis=1)  # the managed people with a comparison in their stratum
     cw = (c * ratio[..., None]).sum(axis=1)
