@@ -31,6 +31,25 @@ def init_workspace(directory: Path, force: bool = False) -> Path:
     return target
 
 
+# The synthetic world's scheme has a team, so that `iom impact` shows a break-even: the figures
+# of docs/impact.md's example, not any real partnership's.
+ILLUSTRATIVE_COSTS = """
+# The costs of the simulated IOM scheme, for `iom impact`'s break-even (docs/impact.md).
+# ILLUSTRATIVE figures for the synthetic world, not a real team's: set your own.
+[impact]
+intervention_per_person_month = 150.0   # drug, housing, ETE services bought per person managed
+fixed_annual = 20000.0                  # premises, systems
+[[impact.staff]]
+role = "police offender manager"
+fte = 4
+annual_cost = 52000.0                   # salary and on-costs of one FTE
+[[impact.staff]]
+role = "probation practitioner"
+fte = 3
+annual_cost = 48000.0
+"""
+
+
 def generate_workspace(
     directory: Path,
     people: int,
@@ -80,7 +99,7 @@ def generate_workspace(
         for e in data.extracts
     ]
     config_path = directory / CONFIG_FILENAME
-    config_path.write_text(render_config(specs), encoding="utf-8")
+    config_path.write_text(render_config(specs) + (ILLUSTRATIVE_COSTS if past_decisions else ""), encoding="utf-8")
     private_file(config_path)
     return data, config_path
 
