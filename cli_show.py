@@ -139,7 +139,9 @@ def show_explanation(e, feature_lines) -> None:
     out.print("\nWhy (each component of the score):")
     for line in (row.get("reasons") or "no points awarded").splitlines():
         out.print(f"  {line}")
-    if e.model and e.model.get("error"):
+    if e.model and e.model.get("note"):
+        out.print(f"\nAdvisory model ({e.model['name']} version {e.model['version']}): {e.model['note']}")
+    elif e.model and e.model.get("error"):
         out.print(f"\nAdvisory model ({e.model['name']} version {e.model['version']}): not shown, {e.model['error']}")
     elif e.model:
         m = e.model

@@ -1,7 +1,8 @@
 """Scoring with a registered model at the as-of date, and explaining one person's probability.
 
 `model_probability` is the calibrated probability of the model's target (default: any counted
-offence) within its horizon, for every person assessed; `model_band` is its band
+offence) within its horizon, for every eligible person (the population the model is trained
+and calibrated on; the others have none, and the band NOT_SCORED); `model_band` is its band
 (PROBABILITY_BANDS) and `model_rank` the rank among the eligible by it (ties by person key).
 The model is advisory: it moves nobody unless the rule set declares a blend (`[model_blend]`,
 rules/schema.py), which adds round(points x probability) as the component `model`, with a
@@ -30,13 +31,16 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from models.dataset import model_matrix, with_derived
+from models.dataset import input_columns, model_matrix, with_derived
 
 # (lowest probability, label): each band runs to the next one's lowest.
 PROBABILITY_BANDS: tuple[tuple[float, str], ...] = (
     (0.0, "low (under 10%)"), (0.10, "moderate (10-24%)"), (0.25, "high (25-49%)"), (0.50, "very high (50%+)"),
 )
 MODEL_COLUMNS = ("model_probability", "model_band", "model_rank")
+# The band of a person the model does not score: it is trained and calibrated on the eligible
+# (those the rules could propose), and says nothing calibrated about anyone else.
+NOT_SCORED = "not scored (not eligible)"
 DISAGREEMENT_COLUMNS = ("kind", "person_key", "area", "rank", "score", "priority", "super_prolific", "model_rank",
                         "model_probability", "model_band", "eligible_people")
 
@@ -47,7 +51,8 @@ def probabilities(artefact: dict, features: pl.DataFrame) -> np.ndarray:
     For the logistic model the log-odds are computed here (`_log_odds`: the same arithmetic as
     its scikit-learn pipeline, the scaling folded into the weights, in blocks; checked equal by
     a test) and handed to its fitted calibrator: the pipeline's imputer and scaler each make a
-    fresh matrix, which dominated the model's cost at 1M people."""
+    fresh matrix, which dominated the model's cost at 1M people. (One Polars expression over the
+    frame's columns instead of the matrix was slower at 1M: 180 ms against 140 ms.)"""
     if features.height == 0:
         return np.zeros(0)
     x = model_matrix(with_derived(features), artefact["features"])
@@ -59,16 +64,25 @@ def probabilities(artefact: dict, features: pl.DataFrame) -> np.ndarray:
 
 
 def band_expr(probability: pl.Expr) -> pl.Expr:
-    expr = pl.when(probability.is_null()).then(pl.lit(None, dtype=pl.Utf8))
+    """The band of a probability; a missing one (a person the model did not score) has NOT_SCORED."""
+    expr = pl.when(probability.is_null()).then(pl.lit(NOT_SCORED))
     for lowest, label in reversed(PROBABILITY_BANDS):
         expr = expr.when(probability >= lowest).then(pl.lit(label))
     return expr.otherwise(pl.lit(PROBABILITY_BANDS[0][1]))
 
 
 def add_probability(scored: pl.DataFrame, artefact: dict, blend: dict | None = None) -> pl.DataFrame:
-    """`scored` (rules.score.score's frame) with model_probability; with a blend, the points
-    of the component `model` added to the score and its reason to the reasons."""
-    frame = scored.with_columns(pl.Series("model_probability", probabilities(artefact, scored), dtype=pl.Float64))
+    """`scored` (rules.score.score's frame) with model_probability for the eligible (null for
+    the others, whom the model was neither trained nor calibrated on); with a blend, the points
+    of the component `model` added to the score and its reason to the reasons.
+
+    Only the input columns of the eligible rows are read (no second feature pass and no copy of
+    the frame), and the probabilities are put back in the frame's row order."""
+    eligible = scored.get_column("eligible").fill_null(False).to_numpy()
+    inputs = scored.select(*input_columns(artefact["features"]), pl.col("eligible").fill_null(False))
+    values = np.full(scored.height, np.nan)
+    values[eligible] = probabilities(artefact, inputs.filter(pl.col("eligible")))
+    frame = scored.with_columns(pl.Series("model_probability", values, dtype=pl.Float64).fill_nan(None))
     if not blend:
         return frame
     points = (pl.col("model_probability") * blend["points"]).round(0).cast(pl.Int64)
@@ -133,14 +147,10 @@ _BLOCK_ROWS = 65_536  # rows per block: small buffers reused, not a fresh matrix
 
 
 def _log_odds(pipeline, x: np.ndarray) -> np.ndarray:
-    """The logistic pipeline's log-odds, with the scaling folded into the weights, block by block."""
-    imputer, scaler = pipeline.named_steps["impute"], pipeline.named_steps["scale"]
-    coef, _ = _logistic_parts(pipeline, x.shape[1])
-    weights = coef / scaler.scale_
-    offset = pipeline.named_steps["model"].intercept_[0] - float(scaler.mean_ @ weights)
+    """The logistic pipeline's log-odds from an input matrix, with the scaling folded into the
+    weights, block by block."""
+    weights, offset, medians, flagged = _folded(pipeline, x.shape[1])
     n = x.shape[1]
-    flagged = imputer.indicator_.features_ if imputer.indicator_ is not None else np.zeros(0, dtype=int)
-    medians = imputer.statistics_.astype(np.float64)
     result = np.empty(x.shape[0])
     for start in range(0, x.shape[0], _BLOCK_ROWS):
         block = x[start:start + _BLOCK_ROWS].astype(np.float64)
@@ -149,6 +159,21 @@ def _log_odds(pipeline, x: np.ndarray) -> np.ndarray:
         flags = missing[:, flagged].astype(np.float64)  # a float matrix: BLAS, not numpy's bool loop
         result[start:start + block.shape[0]] = block @ weights[:n] + flags @ weights[n:] + offset
     return result
+
+
+def _folded(pipeline, n_features: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """(weight per transformed column, offset, median per input, inputs with a missing-value
+    flag) of the logistic pipeline, the scaling folded into the weights, all in float64: the
+    fitted coefficients are float32 (fitted on float32 inputs), and NumPy keeps a float32
+    scalar minus a Python float in float32, which once moved the log-odds by up to 2e-7 against
+    the pipeline's own arithmetic (and the isotonic calibrator, steep between close thresholds,
+    turned that into visible probability differences)."""
+    imputer, scaler = pipeline.named_steps["impute"], pipeline.named_steps["scale"]
+    coef, _ = _logistic_parts(pipeline, n_features)
+    weights = coef.astype(np.float64) / scaler.scale_
+    offset = float(pipeline.named_steps["model"].intercept_[0]) - float(scaler.mean_ @ weights)
+    flagged = imputer.indicator_.features_ if imputer.indicator_ is not None else np.zeros(0, dtype=int)
+    return weights, offset, imputer.statistics_.astype(np.float64), np.asarray(flagged, dtype=int)
 
 
 def _linear_terms(pipeline, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
