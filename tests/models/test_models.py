@@ -194,6 +194,46 @@ def test_the_champion_rule():
     assert beats_rules(0.69, 0.70, -0.02)
 
 
+def test_the_logistic_regression_is_kept_unless_another_is_clearly_better():
+    from models.train import Candidate, choose
+
+    def candidates(logistic_auc, boosting_auc):
+        return [Candidate("logistic", None, None, logistic_auc, 1.0),
+                Candidate("hist_gradient_boosting", None, None, boosting_auc, 1.0)]
+
+    kept, why = choose(candidates(0.750, 0.754), 0.005)
+    assert kept.kind == "logistic" and "less than prefer_logistic_within" in why
+    assert choose(candidates(0.750, 0.756), 0.005)[0].kind == "hist_gradient_boosting"
+    assert choose(candidates(0.760, 0.750), 0.005)[0].kind == "logistic"
+    assert choose(candidates(0.750, 0.751), 0.0)[0].kind == "hist_gradient_boosting"
+    only = [Candidate("hist_gradient_boosting", None, None, 0.7, 1.0)]
+    assert choose(only, 0.005)[0].kind == "hist_gradient_boosting"
+
+
+def test_max_people_trains_on_the_same_fixed_people_at_every_date(trained):
+    from pipeline.warehouse import connect
+
+    window = trained["result"].summary["window"]
+    plan = dataset.SplitPlan(tuple(date.fromisoformat(d) for d in window["train_dates"][-3:]),
+                             tuple(date.fromisoformat(d) for d in window["test_dates"][:1]), 0.3, 0.2, seed=20261201)
+    args = (load_rules("default"), load_offence_reference(), plan, 365, date.fromisoformat(window["last_covered"]),
+            "any", dataset.model_features())
+    con = connect(load_config(trained["config"]), read_only=True)
+    try:
+        everyone = dataset.snapshots(con, *args)
+        sample = dataset.snapshots(con, *args, max_people=300)
+        data = dataset.training_data(con, *args, max_people=300)
+        people = con.execute("SELECT count(*) FROM people").fetchone()[0]
+    finally:
+        con.close()
+    assert people > 300 and 0 < data.people_sampled <= 360  # about max_people of them, by a fixed hash
+    kept = set(sample["person_number"])
+    assert kept < set(everyone["person_number"])
+    # the subsample is of people, not rows: a kept person keeps every row they have
+    assert everyone.filter(pl.col("person_number").is_in(list(kept))).height == sample.height
+    assert data.counts()["fit"]["rows"] == sample.filter(pl.col("group") == "fit").height
+
+
 def test_registry_round_trip(trained):
     from mlflow.tracking import MlflowClient
 
