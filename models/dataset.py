@@ -93,10 +93,11 @@ def input_columns(features: Sequence[str]) -> tuple[str, ...]:
                  if c not in DERIVED_FEATURES)
 
 
-def model_matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
-    """The inputs as a float32 matrix (booleans 0/1, unknown values NaN), rows as in `frame`."""
+def model_matrix(frame: pl.DataFrame, features: Sequence[str], order: str = "c") -> np.ndarray:
+    """The inputs as a float32 matrix (booleans 0/1, unknown values NaN), rows as in `frame`;
+    `order` "fortran" keeps each column contiguous (no transposing copy)."""
     return (frame.select(pl.col(f).cast(pl.Float32) for f in features)
-            .to_numpy(order="c").astype(np.float32, copy=False))
+            .to_numpy(order=order).astype(np.float32, copy=False))
 
 
 def label_expr(target: str) -> pl.Expr:

@@ -3,7 +3,7 @@
 `model_probability` is the calibrated probability of the model's target (default: any counted
 offence) within its horizon, for every eligible person (the population the model is trained
 and calibrated on; the others have none, and the band NOT_SCORED); `model_band` is its band
-(PROBABILITY_BANDS) and `model_rank` the rank among the eligible by it (ties by person key).
+(PROBABILITY_BANDS) and `model_rank` the rank among the eligible by it (ties by the rules' rank).
 The model is advisory: it moves nobody unless the rule set declares a blend (`[model_blend]`,
 rules/schema.py), which adds round(points x probability) as the component `model`, with a
 reason, before selection.
@@ -49,18 +49,29 @@ def probabilities(artefact: dict, features: pl.DataFrame) -> np.ndarray:
     """The calibrated probability per row of a features frame (`compute_features` columns).
 
     For the logistic model the log-odds are computed here (`_log_odds`: the same arithmetic as
-    its scikit-learn pipeline, the scaling folded into the weights, in blocks; checked equal by
-    a test) and handed to its fitted calibrator: the pipeline's imputer and scaler each make a
-    fresh matrix, which dominated the model's cost at 1M people. (One Polars expression over the
-    frame's columns instead of the matrix was slower at 1M: 180 ms against 140 ms.)"""
+    its scikit-learn pipeline, the scaling folded into the weights, a column at a time; checked
+    equal by a test) and handed to its fitted calibrator: the pipeline's imputer and scaler each
+    make a fresh matrix, which dominated the model's cost at 1M people. (One Polars expression
+    over the frame's columns was measured slower.)"""
     if features.height == 0:
         return np.zeros(0)
-    x = model_matrix(with_derived(features), artefact["features"])
     if artefact["kind"] == "logistic":
-        log_odds = _log_odds(artefact["base"], x)
+        log_odds = _log_odds(artefact["base"], model_matrix(with_derived(features), artefact["features"], "fortran"))
         (calibrated,) = artefact["estimator"].calibrated_classifiers_
-        return np.clip(calibrated.calibrators[0].predict(log_odds).astype(np.float64), 0.0, 1.0)
-    return artefact["estimator"].predict_proba(x)[:, 1]
+        return _isotonic(calibrated.calibrators[0], log_odds)
+    return artefact["estimator"].predict_proba(model_matrix(with_derived(features), artefact["features"]))[:, 1]
+
+
+def _isotonic(calibrator, values: np.ndarray) -> np.ndarray:
+    """A fitted calibrator's prediction: for isotonic regression its own interpolation between
+    its thresholds (values cast to their dtype and clipped to their range, as it does), without
+    its input checks; a sigmoid calibrator predicts as it is."""
+    if not hasattr(calibrator, "X_thresholds_"):
+        return np.clip(calibrator.predict(values).astype(np.float64), 0.0, 1.0)
+    thresholds = calibrator.X_thresholds_
+    inputs = values.astype(thresholds.dtype)
+    out = np.interp(inputs, thresholds, calibrator.y_thresholds_).astype(inputs.dtype)
+    return np.clip(out.astype(np.float64), 0.0, 1.0)
 
 
 def band_expr(probability: pl.Expr) -> pl.Expr:
@@ -100,15 +111,20 @@ def add_probability(scored: pl.DataFrame, artefact: dict, blend: dict | None = N
 
 
 def add_rank_and_band(ranked: pl.DataFrame) -> pl.DataFrame:
-    """model_band for everyone, model_rank among the eligible (highest probability first, ties
-    by person key; the ineligible have none)."""
-    key = pl.when(pl.col("eligible")).then(-pl.col("model_probability")).otherwise(None).fill_null(np.inf)
-    order = ranked.select(pl.arg_sort_by([key, pl.col("person_key")])).to_series().to_numpy()
-    rank = np.empty(order.size, dtype=np.int64)
-    rank[order] = np.arange(1, order.size + 1)  # a sort and its inverse: faster than a struct rank
+    """model_band for everyone, model_rank among the eligible: highest probability first, ties
+    by the rules' rank (the calibrated probability takes a few hundred values, so ties are
+    common; breaking them by the rules' order means nobody is placed below the model's median,
+    and so in the disagreement list, by where their person key falls in the alphabet; it is
+    also two numeric keys, not a sort on the person key). The ineligible have none."""
+    eligible = np.flatnonzero(ranked.get_column("eligible").fill_null(False).to_numpy())
+    probability = ranked.get_column("model_probability").to_numpy()[eligible]
+    rules_rank = ranked.get_column("rank").to_numpy()[eligible]
+    order = eligible[np.lexsort((rules_rank, -probability))]
+    rank = np.zeros(ranked.height, dtype=np.int64)
+    rank[order] = np.arange(1, order.size + 1)
     return ranked.with_columns(
         band_expr(pl.col("model_probability")).alias("model_band"),
-        pl.when(pl.col("eligible")).then(pl.Series("model_rank", rank)).otherwise(None).alias("model_rank"),
+        pl.when(pl.lit(pl.Series(rank)) > 0).then(pl.lit(pl.Series(rank))).otherwise(None).alias("model_rank"),
     )
 
 
@@ -143,21 +159,22 @@ def _logistic_parts(pipeline, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     return coef, np.array(owners)
 
 
-_BLOCK_ROWS = 65_536  # rows per block: small buffers reused, not a fresh matrix per step
-
-
 def _log_odds(pipeline, x: np.ndarray) -> np.ndarray:
-    """The logistic pipeline's log-odds from an input matrix, with the scaling folded into the
-    weights, block by block."""
+    """The logistic pipeline's log-odds from an input matrix (best in column order, as
+    `probabilities` makes it), with the scaling folded into the weights: one pass per input
+    column, a missing value replaced by its median and flagged, in float64 (no matrix copy)."""
     weights, offset, medians, flagged = _folded(pipeline, x.shape[1])
     n = x.shape[1]
-    result = np.empty(x.shape[0])
-    for start in range(0, x.shape[0], _BLOCK_ROWS):
-        block = x[start:start + _BLOCK_ROWS].astype(np.float64)
-        missing = np.isnan(block)
-        np.copyto(block, np.broadcast_to(medians, block.shape), where=missing)
-        flags = missing[:, flagged].astype(np.float64)  # a float matrix: BLAS, not numpy's bool loop
-        result[start:start + block.shape[0]] = block @ weights[:n] + flags @ weights[n:] + offset
+    flag_weight = dict(zip(flagged.tolist(), weights[n:].tolist(), strict=True))
+    result = np.full(x.shape[0], offset)
+    for j in range(n):
+        column = x[:, j]
+        missing = np.isnan(column)
+        if missing.any():
+            column = np.where(missing, medians[j], column)
+            if j in flag_weight:
+                result += flag_weight[j] * missing
+        result += weights[j] * column
     return result
 
 

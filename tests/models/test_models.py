@@ -194,6 +194,34 @@ def test_the_champion_rule():
     assert beats_rules(0.69, 0.70, -0.02)
 
 
+def test_a_snapshot_holds_the_inputs_iom_run_scores_at_its_date(trained):
+    """Training and scoring read one feature code: a person's inputs at a snapshot date are those
+    `iom run` computes for them at that date."""
+    from pipeline.run import score_at
+    from pipeline.warehouse import connect
+
+    config = load_config(trained["config"])
+    window = trained["result"].summary["window"]
+    as_of = date.fromisoformat(window["train_dates"][-1])
+    plan = dataset.SplitPlan((as_of,), tuple(date.fromisoformat(d) for d in window["test_dates"][:1]), 0.3, 0.2,
+                             seed=20261201)
+    features = dataset.model_features()
+    con = connect(config, read_only=True)
+    try:
+        snapshot = dataset.snapshots(con, load_rules("default"), load_offence_reference(), plan, 365,
+                                     date.fromisoformat(window["last_covered"]), "any", features)
+        ranked = score_at(con, config, as_of).ranked
+    finally:
+        con.close()
+    snapshot = snapshot.filter(pl.col("as_of") == as_of).sort("person_key")
+    assert snapshot.height > 50
+    run = dataset.with_derived(ranked.filter(pl.col("person_key").is_in(snapshot["person_key"].to_list())))
+    run = run.sort("person_key")
+    assert run["person_key"].to_list() == snapshot["person_key"].to_list() and run["eligible"].all()
+    assert np.array_equal(dataset.model_matrix(run, features), dataset.model_matrix(snapshot, features), equal_nan=True)
+    assert run["score"].to_list() == snapshot["score"].to_list()
+
+
 def test_the_logistic_regression_is_kept_unless_another_is_clearly_better():
     from models.train import Candidate, choose
 
