@@ -189,6 +189,8 @@ def show_training(result) -> None:
             for r in result.metrics.iter_rows(named=True)]
     out.print(table("Test period, test people (the same rows for every scorer)",
                      ["scorer", "AUC", "95% CI", "AP", "Brier", "precision", "capture"], rows))
+    if s.get("choice"):
+        out.print(f"  kept {result.kind}: {s['choice']}")
     verdict = ("moved to this version" if result.champion else
                f"not moved (the test AUC must beat the rules score's by {s['champion_margin']:+.3f})")
     out.print(f"Registered {result.model_name} version {result.model_version} ({result.kind}) in {result.tracking_uri}; "

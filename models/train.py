@@ -291,7 +291,7 @@ def train_model(config: Config, start: date | None = None, end: date | None = No
                                               "fairness.csv": fairness}, champion=champion)
             timings["register_s"] = round(time.perf_counter() - step, 2)
             _note_peak(timings, "register")
-            summary = {"kind": best.kind, "model_version": logged.version, "mlflow_run_id": logged.run_id,
+            summary = {"kind": best.kind, "choice": choice, "model_version": logged.version, "mlflow_run_id": logged.run_id,
                        "artefact_sha256": sha, "champion": champion, "champion_margin": settings.champion_margin,
                        "test_auc": model_auc, "rules_test_auc": rules_auc, "counts": counts, "window": window,
                        "tracking_uri": logged.tracking_uri, "timings": timings}

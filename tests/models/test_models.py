@@ -184,6 +184,7 @@ def test_training_compares_the_model_with_the_rules_on_the_same_test_rows(traine
 
 def test_first_training_is_not_champion_and_an_unknown_alias_exits_8(trained):
     assert "alias champion not moved" in trained["first"]
+    assert "kept logistic: the best calibration AUC" in trained["first"]
     assert trained["no_champion"].exit_code == 8, trained["no_champion"].output
     assert "alias 'champion'" in trained["no_champion"].output
 
