@@ -126,10 +126,10 @@ def choose(candidates: list[Candidate], prefer_logistic_within: float) -> tuple[
     best = max(candidates, key=lambda c: c.calibration_auc or 0.0)
     logistic = next((c for c in candidates if c.kind == "logistic"), None)
     if logistic is None or best is logistic:
-        return best, "the best calibration AUC"
+        return best, "the best calibration AUC of the candidates"
     gain = (best.calibration_auc or 0.0) - (logistic.calibration_auc or 0.0)
     if gain < prefer_logistic_within:
-        return logistic, (f"logistic kept: {best.kind}'s calibration AUC is higher by {gain:.4f}, less than "
+        return logistic, (f"{best.kind}'s calibration AUC is higher by only {gain:.4f}, less than "
                           f"prefer_logistic_within ({prefer_logistic_within:g})")
     return best, (f"the best calibration AUC, {gain:.4f} above the logistic regression's (at least "
                   f"prefer_logistic_within, {prefer_logistic_within:g})")
@@ -270,7 +270,8 @@ def train_model(config: Config, start: date | None = None, end: date | None = No
                       "test_dates": [d.isoformat() for d in plan.test_dates]}
             info = {"window": window, "split": plan.describe(), "counts": counts, "rules": {
                 "name": rules.name, "version": rules.version, "sha256": rules.sha256}, "kind": best.kind,
-                "calibration": settings.calibration, "choice": choice, "features": list(features),
+                "calibration": settings.calibration, "choice": choice, "candidates": list(settings.kinds),
+                "features": list(features),
                 "excluded_features": list(settings.exclude_features), "people_sampled": people_sampled}
             blob = artefact_bytes(best, features, reference_values, info)
             sha = hashlib.sha256(blob).hexdigest()
@@ -282,7 +283,7 @@ def train_model(config: Config, start: date | None = None, end: date | None = No
                       "calibration_people_share": settings.calibration_people_share, "seed": settings.seed,
                       "embargo": settings.embargo, "rules": f"{rules.name} {rules.version}",
                       "n_features": len(features), "max_people": settings.max_people,
-                      "prefer_logistic_within": settings.prefer_logistic_within,
+                      "prefer_logistic_within": settings.prefer_logistic_within, "choice": choice,
                       "candidates": ",".join(settings.kinds)}
             step = time.perf_counter()
             logged = registry.log_and_register(

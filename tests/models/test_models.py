@@ -174,6 +174,7 @@ def test_training_compares_the_model_with_the_rules_on_the_same_test_rows(traine
         assert (folder / name).is_file(), name
     card = (folder / "model_card.md").read_text()
     assert "ADVISORY ONLY" in card and result.sha256 in card and "Age-derived inputs: `first_sanction_age`" in card
+    assert "Kept among the candidates (logistic, hist_gradient_boosting): " in card
     assert "## Intended use" in card and "## Limits" in card and "## Fairness" in card
     fairness = pl.read_csv(folder / "fairness.csv")
     assert set(fairness["scorer"]) == {"model", "rules"} and {"ethnicity", "sex", "age_band"} <= set(fairness["dimension"])
@@ -184,7 +185,7 @@ def test_training_compares_the_model_with_the_rules_on_the_same_test_rows(traine
 
 def test_first_training_is_not_champion_and_an_unknown_alias_exits_8(trained):
     assert "alias champion not moved" in trained["first"]
-    assert "kept logistic: the best calibration AUC" in trained["first"]
+    assert "kept logistic: the best calibration AUC of the candidates" in trained["first"]
     assert trained["no_champion"].exit_code == 8, trained["no_champion"].output
     assert "alias 'champion'" in trained["no_champion"].output
 
@@ -231,7 +232,7 @@ def test_the_logistic_regression_is_kept_unless_another_is_clearly_better():
                 Candidate("hist_gradient_boosting", None, None, boosting_auc, 1.0)]
 
     kept, why = choose(candidates(0.750, 0.754), 0.005)
-    assert kept.kind == "logistic" and "less than prefer_logistic_within" in why
+    assert kept.kind == "logistic" and "higher by only 0.0040, less than prefer_logistic_within" in why
     assert choose(candidates(0.750, 0.756), 0.005)[0].kind == "hist_gradient_boosting"
     assert choose(candidates(0.760, 0.750), 0.005)[0].kind == "logistic"
     assert choose(candidates(0.750, 0.751), 0.0)[0].kind == "hist_gradient_boosting"
@@ -278,6 +279,7 @@ def test_registry_round_trip(trained):
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run = client.get_run(result.run_id)
     assert run.data.params["kind"] == result.kind and run.data.params["target"] == "any"
+    assert run.data.params["prefer_logistic_within"] == "0.005" and run.data.params["choice"] == result.summary["choice"]
     assert run.data.metrics["model_auc"] == pytest.approx(result.summary["test_auc"])
     assert run.data.tags["artifact_sha256"] == result.sha256
     logged = {a.path for a in client.list_artifacts(result.run_id)}
