@@ -245,8 +245,8 @@ def snapshots(con: duckdb.DuckDBPyConnection, rules: RuleSet, reference: pl.Data
 
 
 def _stack(blocks: list[np.ndarray], width: int) -> np.ndarray:
-    """The blocks one under the other in one preallocated array, each freed once copied (so the
-    stack never holds two copies of the rows)."""
+    """The blocks one under the other in one preallocated array, each freed once copied (so no
+    more than one block is ever held twice)."""
     out = np.empty((sum(b.shape[0] for b in blocks), width), dtype=np.float32)
     row = 0
     while blocks:
