@@ -139,7 +139,9 @@ def show_explanation(e, feature_lines) -> None:
     out.print("\nWhy (each component of the score):")
     for line in (row.get("reasons") or "no points awarded").splitlines():
         out.print(f"  {line}")
-    if e.model and e.model.get("error"):
+    if e.model and e.model.get("note"):
+        out.print(f"\nAdvisory model ({e.model['name']} version {e.model['version']}): {e.model['note']}")
+    elif e.model and e.model.get("error"):
         out.print(f"\nAdvisory model ({e.model['name']} version {e.model['version']}): not shown, {e.model['error']}")
     elif e.model:
         m = e.model
@@ -187,6 +189,8 @@ def show_training(result) -> None:
             for r in result.metrics.iter_rows(named=True)]
     out.print(table("Test period, test people (the same rows for every scorer)",
                      ["scorer", "AUC", "95% CI", "AP", "Brier", "precision", "capture"], rows))
+    if s.get("choice"):
+        out.print(f"  kept {result.kind}: {s['choice']}")
     verdict = ("moved to this version" if result.champion else
                f"not moved (the test AUC must beat the rules score's by {s['champion_margin']:+.3f})")
     out.print(f"Registered {result.model_name} version {result.model_version} ({result.kind}) in {result.tracking_uri}; "

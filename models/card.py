@@ -65,6 +65,10 @@ def render(info: dict, metrics: pl.DataFrame, calibration: pl.DataFrame, fairnes
         "## Model",
         "",
         f"- Kind: {kind}, calibrated by {info['calibration']} regression on the calibration people.",
+        *([f"- Kept among the candidates ({', '.join(info['candidates'])}): {info['choice']}."]
+          if info.get("choice") else []),
+        *([f"- Trained on a fixed subsample of {info['people_sampled']:,} people ([model] max_people)."]
+          if info.get("people_sampled") else []),
         f"- Artefact sha256: `{sha256}`.",
         f"- Champion: {'yes' if champion else 'no'} (the alias moves only when the test AUC beats the rules "
         f"score's by {margin:+.3f}).",

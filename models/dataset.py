@@ -28,8 +28,9 @@ age or sex (the model card lists them; `[model] exclude_features` leaves any fea
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import duckdb
@@ -87,22 +88,34 @@ def with_derived(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def informative(fit: pl.DataFrame, features: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(features with at least two values among the fit rows, those left out). A workspace without a
-    probation extract has no OGRS3, RoSH or supervision: a column that is all missing or one value
-    carries nothing, and gradient boosting cannot bin an all-missing column."""
-    distinct = fit.select(pl.col(f).cast(pl.Float64).drop_nulls().drop_nans().n_unique().alias(f) for f in features).row(0)
-    kept = [f for f, n in zip(features, distinct, strict=True) if n > 1]
-    unused = [f for f in features if f not in kept]
-    if unused:
-        log.info("features with no information in the training data, left out: %s", ", ".join(unused))
-    return kept, unused
+def input_columns(features: Sequence[str]) -> tuple[str, ...]:
+    """The feature frame's columns the inputs are made from (`with_derived` makes the others)."""
+    return tuple(c for c in dict.fromkeys((*features, "rosh", "supervision_type", "custody_type_at_d"))
+                 if c not in DERIVED_FEATURES)
 
 
-def model_matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
-    """The inputs as a float32 matrix (booleans 0/1, unknown values NaN), rows as in `frame`."""
+def informative(data: TrainingData, features: Sequence[str]) -> tuple[TrainingData, list[str], list[str]]:
+    """(the data with only the informative inputs, their names, the inputs left out): an input
+    with one value or none among the fit rows carries nothing. A workspace without a probation
+    extract has no OGRS3, RoSH or supervision, and gradient boosting cannot bin an all-missing column."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column's min is NaN: left out
+        keep = np.nanmax(data.x_fit, axis=0) > np.nanmin(data.x_fit, axis=0) if data.x_fit.size else \
+            np.zeros(len(features), dtype=bool)
+    unused = [f for f, k in zip(features, keep, strict=True) if not k]
+    if not unused:
+        return data, list(features), []
+    log.info("inputs with one value or none in the training rows, left out: %s", ", ".join(unused))
+    columns = np.flatnonzero(keep)
+    return (replace(data, x_fit=data.x_fit[:, columns], x_cal=data.x_cal[:, columns], x_test=data.x_test[:, columns]),
+            [f for f, k in zip(features, keep, strict=True) if k], unused)
+
+
+def model_matrix(frame: pl.DataFrame, features: Sequence[str], order: str = "c") -> np.ndarray:
+    """The inputs as a float32 matrix (booleans 0/1, unknown values NaN), rows as in `frame`;
+    `order` "fortran" keeps each column contiguous (no transposing copy)."""
     return (frame.select(pl.col(f).cast(pl.Float32) for f in features)
-            .to_numpy(order="c").astype(np.float32, copy=False))
+            .to_numpy(order=order).astype(np.float32, copy=False))
 
 
 def label_expr(target: str) -> pl.Expr:
@@ -168,61 +181,141 @@ def group_expr(plan: SplitPlan) -> pl.Expr:
             .otherwise(pl.lit("fit")).alias("group"))
 
 
+@dataclass
+class TrainingData:
+    """The split's rows as `models.train` uses them: the inputs of the fit and calibration rows
+    as float32 matrices (nothing else of them is kept but their labels and the calibration
+    rows' rules score), and the test rows as a frame (who, when, the rules' view, the outcomes)
+    with their inputs as a matrix in the same row order."""
+
+    x_fit: np.ndarray
+    y_fit: np.ndarray
+    x_cal: np.ndarray
+    y_cal: np.ndarray
+    cal_score: np.ndarray  # the rules score of the calibration rows (mapped to a probability)
+    test: pl.DataFrame  # as_of, group, KEPT_COLUMNS, OUTCOME_KEPT, label
+    x_test: np.ndarray
+    people_sampled: int | None = None  # with max_people: the people kept, else None
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Rows (person-snapshots) and positives per part of the split."""
+        labels = {"fit": self.y_fit, "calibration": self.y_cal, "test": self.test.get_column("label").to_numpy()}
+        return {part: {"rows": int(y.size), "positives": int(y.sum())} for part, y in labels.items()}
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What every snapshot date reads once: the people (and the subsample), the offence codes."""
+
+    people: pl.DataFrame  # person_key, person_number (only the people kept by max_people)
+    codes: pl.DataFrame
+    needed: tuple[str, ...]  # the feature frame's columns the inputs are made from
+    sampled: int | None
+
+
+def _source(con: duckdb.DuckDBPyConnection, rules: RuleSet, reference: pl.DataFrame, plan: SplitPlan,
+            features: Sequence[str], max_people: int | None) -> _Source:
+    people = run_sql(con, "model: snapshots", "SELECT person_key, person_number FROM people").pl()
+    sampled = None
+    if max_people is not None and people.height > max_people:
+        # A person-level subsample, fixed by the seed: the same people at every date, each group
+        # of the split thinned alike (the hash is independent of the one that makes the groups).
+        total = people.height
+        people = people.filter(person_share(pl.col("person_number"), plan.seed + 1) < max_people / total)
+        sampled = people.height
+        log.info("training data: a fixed subsample of %d of %d people ([model] max_people = %d)",
+                 sampled, total, max_people)
+    return _Source(people, offence_codes(con, reference, rules.unknown_offence), input_columns(features), sampled)
+
+
+def snapshot_at(con: duckdb.DuckDBPyConnection, rules: RuleSet, reference: pl.DataFrame, plan: SplitPlan,
+                as_of: date, horizon_days: int, last_covered: date, target: str, features: Sequence[str],
+                source: _Source) -> pl.DataFrame:
+    """[one eligible person at risk at `as_of` whom the split uses there]: as_of, group,
+    KEPT_COLUMNS, the inputs (float32), the outcomes and `label`, in person order (so that the
+    same data always give the same rows in the same order, and so the same model)."""
+    ranked = score_rules_at(con, rules, reference, as_of)
+    frame = (ranked.lazy().filter(pl.col("eligible"))
+             .select(*[c for c in KEPT_COLUMNS if c != "person_number"], *source.needed)
+             .join(source.people.lazy(), on="person_key", how="inner")
+             .with_columns(group_expr(plan))
+             .filter(pl.col("group") == "test" if as_of in plan.test_dates else pl.col("group") != "test")
+             .collect())
+    del ranked  # the run's whole scored frame: the largest thing held while a snapshot is made
+    outcomes = window_outcomes(con, frame.select("person_number"), as_of, horizon_days, last_covered,
+                               rules.counted_outcomes, source.codes).filter(pl.col("at_risk"))
+    return (with_derived(frame).join(outcomes.select("person_number", *OUTCOME_KEPT), on="person_number",
+                                     how="inner")
+            .select(pl.lit(as_of).alias("as_of"), "group", *KEPT_COLUMNS,
+                    *[pl.col(f).cast(pl.Float32) for f in features], *OUTCOME_KEPT,
+                    label_expr(target).cast(pl.Int8).alias("label"))
+            .sort("person_number"))
+
+
 def snapshots(con: duckdb.DuckDBPyConnection, rules: RuleSet, reference: pl.DataFrame, plan: SplitPlan,
               horizon_days: int, last_covered: date, target: str, features: Sequence[str],
               max_people: int | None = None) -> pl.DataFrame:
-    """[one eligible person at risk at one snapshot date that the split uses]: as_of, group,
-    KEPT_COLUMNS, the inputs (float32), the outcomes and `label`, ordered by group (GROUPS) then
-    date. Only the rows the split uses are kept (test people at test dates, the others at
-    training dates), so memory follows the split."""
-    people = run_sql(con, "model: snapshots", "SELECT person_key, person_number FROM people").pl()
-    keep = None
-    if max_people is not None and people.height > max_people:  # a person-level subsample, fixed by the seed
-        keep = max_people / people.height
-        log.info("training data: a fixed subsample of about %d of %d people", max_people, people.height)
-    codes = offence_codes(con, reference, rules.unknown_offence)
-    test_dates = set(plan.test_dates)
-    parts: dict[str, list[pl.DataFrame]] = {g: [] for g in GROUPS}
-    needed = [c for c in dict.fromkeys((*features, "rosh", "supervision_type", "custody_type_at_d"))
-              if c not in DERIVED_FEATURES]
+    """Every snapshot date's rows (`snapshot_at`) in one frame, by date: the training data in
+    full, for inspection and tests (`training_data` keeps only what training reads)."""
+    source = _source(con, rules, reference, plan, features, max_people)
+    return pl.concat([snapshot_at(con, rules, reference, plan, d, horizon_days, last_covered, target, features,
+                                  source) for d in sorted((*plan.train_dates, *plan.test_dates))])
+
+
+def _stack(blocks: list[np.ndarray], width: int) -> np.ndarray:
+    """The blocks one under the other in one preallocated array, each freed once copied (so no
+    more than one block is ever held twice)."""
+    out = np.empty((sum(b.shape[0] for b in blocks), width), dtype=np.float32)
+    row = 0
+    while blocks:
+        block = blocks.pop(0)
+        out[row:row + block.shape[0]] = block
+        row += block.shape[0]
+    return out
+
+
+def training_data(con: duckdb.DuckDBPyConnection, rules: RuleSet, reference: pl.DataFrame, plan: SplitPlan,
+                  horizon_days: int, last_covered: date, target: str, features: Sequence[str],
+                  max_people: int | None = None) -> TrainingData:
+    """The snapshots (`snapshot_at`, one date at a time) as training reads them: each date's
+    fit and calibration rows are cut down to their float32 inputs and labels at once, and the
+    test rows keep no more than the evaluation reads. Memory: the kept rows (about 170 bytes
+    a fit or calibration row) plus one date's scoring."""
+    source = _source(con, rules, reference, plan, features, max_people)
+    blocks: dict[str, list[np.ndarray]] = {g: [] for g in GROUPS}
+    labels: dict[str, list[np.ndarray]] = {g: [] for g in GROUPS}
+    cal_scores, test_frames = [], []
     for as_of in sorted((*plan.train_dates, *plan.test_dates)):
-        ranked = score_rules_at(con, rules, reference, as_of).filter(pl.col("eligible"))
-        frame = ranked.select(*[c for c in KEPT_COLUMNS if c != "person_number"], *needed).join(
-            people, on="person_key", how="inner").with_columns(group_expr(plan))
-        if keep is not None:
-            frame = frame.filter(person_share(pl.col("person_number"), plan.seed + 1) < keep)
-        wanted = pl.col("group") == "test" if as_of in test_dates else pl.col("group") != "test"
-        frame = frame.filter(wanted)
-        outcomes = window_outcomes(con, frame.select("person_number"), as_of, horizon_days, last_covered,
-                                   rules.counted_outcomes, codes).filter(pl.col("at_risk"))
-        frame = (with_derived(frame).join(outcomes.select("person_number", *OUTCOME_KEPT), on="person_number",
-                                          how="inner")
-                 .select(pl.lit(as_of).alias("as_of"), "group", *KEPT_COLUMNS,
-                         *[pl.col(f).cast(pl.Float32) for f in features], *OUTCOME_KEPT,
-                         label_expr(target).cast(pl.Int8).alias("label")))
+        frame = snapshot_at(con, rules, reference, plan, as_of, horizon_days, last_covered, target, features, source)
         for group in GROUPS:
-            parts[group].append(frame.filter(pl.col("group") == group))
+            part = frame.filter(pl.col("group") == group)
+            if part.height == 0:
+                continue
+            blocks[group].append(model_matrix(part, features))
+            labels[group].append(part.get_column("label").to_numpy())
+            if group == "calibration":
+                cal_scores.append(part.get_column("score").to_numpy())
+            if group == "test":
+                test_frames.append(part.drop(*features))
         log.info("snapshot %s: %d people at risk (%s)", as_of.isoformat(), frame.height,
-                 "test" if as_of in test_dates else "training")
-    # Ordered by group, so that `split_parts` takes each part as a slice, without a copy.
-    return pl.concat([p for g in GROUPS for p in parts[g]], how="vertical_relaxed", rechunk=False)
+                 "test" if as_of in plan.test_dates else "training")
+        del frame
+
+    def label(group: str) -> np.ndarray:
+        return np.concatenate(labels[group]) if labels[group] else np.zeros(0, dtype=np.int8)
+
+    width = len(features)
+    test = pl.concat(test_frames) if test_frames else pl.DataFrame({"label": pl.Series([], dtype=pl.Int8)})
+    return TrainingData(
+        x_fit=_stack(blocks["fit"], width), y_fit=label("fit"), x_cal=_stack(blocks["calibration"], width),
+        y_cal=label("calibration"),
+        cal_score=np.concatenate(cal_scores) if cal_scores else np.zeros(0, dtype=np.int64),
+        test=test, x_test=_stack(blocks["test"], width), people_sampled=source.sampled)
 
 
-def split_parts(data: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(fit, calibration, test) rows of `snapshots`' frame, as zero-copy slices."""
-    sizes = [data.select((pl.col("group") == g).sum()).item() for g in GROUPS]
-    starts = [0, sizes[0], sizes[0] + sizes[1]]
-    return tuple(data.slice(start, size) for start, size in zip(starts, sizes, strict=True))
-
-
-def check_positives(data: pl.DataFrame, minimum: int, target: str) -> dict[str, dict[str, int]]:
-    """People and positives per part of the split; DataRangeError when a part has fewer than
-    `minimum` positives or no negative."""
-    counts = {}
-    for part, condition in (("fit", pl.col("group") == "fit"), ("calibration", pl.col("group") == "calibration"),
-                            ("test", pl.col("group") == "test")):
-        labels = data.filter(condition).get_column("label")
-        counts[part] = {"rows": labels.len(), "positives": int(labels.sum() or 0)}
+def check_positives(counts: dict[str, dict[str, int]], minimum: int, target: str) -> dict[str, dict[str, int]]:
+    """`counts` (`TrainingData.counts`) back; DataRangeError when a part of the split has fewer
+    than `minimum` positives or no negative."""
     short = [f"{p} {c['positives']:,} of {c['rows']:,}" for p, c in counts.items()
              if c["positives"] < minimum or c["positives"] == c["rows"]]
     if short:

@@ -1,8 +1,9 @@
 """Scoring with a registered model at the as-of date, and explaining one person's probability.
 
 `model_probability` is the calibrated probability of the model's target (default: any counted
-offence) within its horizon, for every person assessed; `model_band` is its band
-(PROBABILITY_BANDS) and `model_rank` the rank among the eligible by it (ties by person key).
+offence) within its horizon, for every eligible person (the population the model is trained
+and calibrated on; the others have none, and the band NOT_SCORED); `model_band` is its band
+(PROBABILITY_BANDS) and `model_rank` the rank among the eligible by it (ties by the rules' rank).
 The model is advisory: it moves nobody unless the rule set declares a blend (`[model_blend]`,
 rules/schema.py), which adds round(points x probability) as the component `model`, with a
 reason, before selection.
@@ -30,13 +31,16 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from models.dataset import model_matrix, with_derived
+from models.dataset import input_columns, model_matrix, with_derived
 
 # (lowest probability, label): each band runs to the next one's lowest.
 PROBABILITY_BANDS: tuple[tuple[float, str], ...] = (
     (0.0, "low (under 10%)"), (0.10, "moderate (10-24%)"), (0.25, "high (25-49%)"), (0.50, "very high (50%+)"),
 )
 MODEL_COLUMNS = ("model_probability", "model_band", "model_rank")
+# The band of a person the model does not score: it is trained and calibrated on the eligible
+# (those the rules could propose), and says nothing calibrated about anyone else.
+NOT_SCORED = "not scored (not eligible)"
 DISAGREEMENT_COLUMNS = ("kind", "person_key", "area", "rank", "score", "priority", "super_prolific", "model_rank",
                         "model_probability", "model_band", "eligible_people")
 
@@ -45,30 +49,51 @@ def probabilities(artefact: dict, features: pl.DataFrame) -> np.ndarray:
     """The calibrated probability per row of a features frame (`compute_features` columns).
 
     For the logistic model the log-odds are computed here (`_log_odds`: the same arithmetic as
-    its scikit-learn pipeline, the scaling folded into the weights, in blocks; checked equal by
-    a test) and handed to its fitted calibrator: the pipeline's imputer and scaler each make a
-    fresh matrix, which dominated the model's cost at 1M people."""
+    its scikit-learn pipeline, the scaling folded into the weights, a column at a time; checked
+    equal by a test) and handed to its fitted calibrator: the pipeline's imputer and scaler each
+    make a fresh matrix, which dominated the model's cost at 1M people. (One Polars expression
+    over the frame's columns was measured slower.)"""
     if features.height == 0:
         return np.zeros(0)
-    x = model_matrix(with_derived(features), artefact["features"])
     if artefact["kind"] == "logistic":
-        log_odds = _log_odds(artefact["base"], x)
+        log_odds = _log_odds(artefact["base"], model_matrix(with_derived(features), artefact["features"], "fortran"))
         (calibrated,) = artefact["estimator"].calibrated_classifiers_
-        return np.clip(calibrated.calibrators[0].predict(log_odds).astype(np.float64), 0.0, 1.0)
-    return artefact["estimator"].predict_proba(x)[:, 1]
+        return _isotonic(calibrated.calibrators[0], log_odds)
+    return artefact["estimator"].predict_proba(model_matrix(with_derived(features), artefact["features"]))[:, 1]
+
+
+def _isotonic(calibrator, values: np.ndarray) -> np.ndarray:
+    """A fitted calibrator's prediction: for isotonic regression its own interpolation between
+    its thresholds (values cast to their dtype and clipped to their range, as it does), without
+    its input checks; a sigmoid calibrator predicts as it is."""
+    if not hasattr(calibrator, "X_thresholds_"):
+        return np.clip(calibrator.predict(values).astype(np.float64), 0.0, 1.0)
+    thresholds = calibrator.X_thresholds_
+    inputs = values.astype(thresholds.dtype)
+    out = np.interp(inputs, thresholds, calibrator.y_thresholds_).astype(inputs.dtype)
+    return np.clip(out.astype(np.float64), 0.0, 1.0)
 
 
 def band_expr(probability: pl.Expr) -> pl.Expr:
-    expr = pl.when(probability.is_null()).then(pl.lit(None, dtype=pl.Utf8))
+    """The band of a probability; a missing one (a person the model did not score) has NOT_SCORED."""
+    expr = pl.when(probability.is_null()).then(pl.lit(NOT_SCORED))
     for lowest, label in reversed(PROBABILITY_BANDS):
         expr = expr.when(probability >= lowest).then(pl.lit(label))
     return expr.otherwise(pl.lit(PROBABILITY_BANDS[0][1]))
 
 
 def add_probability(scored: pl.DataFrame, artefact: dict, blend: dict | None = None) -> pl.DataFrame:
-    """`scored` (rules.score.score's frame) with model_probability; with a blend, the points
-    of the component `model` added to the score and its reason to the reasons."""
-    frame = scored.with_columns(pl.Series("model_probability", probabilities(artefact, scored), dtype=pl.Float64))
+    """`scored` (rules.score.score's frame) with model_probability for the eligible (null for
+    the others, whom the model was neither trained nor calibrated on); with a blend, the points
+    of the component `model` added to the score and its reason to the reasons.
+
+    Only the input columns of the eligible rows are read (no second feature pass and no copy of
+    the frame), and the probabilities are put back in the frame's row order."""
+    eligible = scored.get_column("eligible").fill_null(False).to_numpy()
+    inputs = scored.select(*input_columns(artefact["features"]), pl.col("eligible").fill_null(False))
+    values = np.full(scored.height, np.nan)
+    values[eligible] = probabilities(artefact, inputs.filter(pl.col("eligible")))
+    frame = scored.with_columns(pl.Series("model_probability", values, dtype=pl.Float64).fill_nan(None))
     if not blend:
         return frame
     points = (pl.col("model_probability") * blend["points"]).round(0).cast(pl.Int64)
@@ -86,15 +111,20 @@ def add_probability(scored: pl.DataFrame, artefact: dict, blend: dict | None = N
 
 
 def add_rank_and_band(ranked: pl.DataFrame) -> pl.DataFrame:
-    """model_band for everyone, model_rank among the eligible (highest probability first, ties
-    by person key; the ineligible have none)."""
-    key = pl.when(pl.col("eligible")).then(-pl.col("model_probability")).otherwise(None).fill_null(np.inf)
-    order = ranked.select(pl.arg_sort_by([key, pl.col("person_key")])).to_series().to_numpy()
-    rank = np.empty(order.size, dtype=np.int64)
-    rank[order] = np.arange(1, order.size + 1)  # a sort and its inverse: faster than a struct rank
+    """model_band for everyone, model_rank among the eligible: highest probability first, ties
+    by the rules' rank (the calibrated probability takes a few hundred values, so ties are
+    common; breaking them by the rules' order means nobody is placed below the model's median,
+    and so in the disagreement list, by where their person key falls in the alphabet; it is
+    also two numeric keys, not a sort on the person key). The ineligible have none."""
+    eligible = np.flatnonzero(ranked.get_column("eligible").fill_null(False).to_numpy())
+    probability = ranked.get_column("model_probability").to_numpy()[eligible]
+    rules_rank = ranked.get_column("rank").to_numpy()[eligible]
+    order = eligible[np.lexsort((rules_rank, -probability))]
+    rank = np.zeros(ranked.height, dtype=np.int64)
+    rank[order] = np.arange(1, order.size + 1)
     return ranked.with_columns(
         band_expr(pl.col("model_probability")).alias("model_band"),
-        pl.when(pl.col("eligible")).then(pl.Series("model_rank", rank)).otherwise(None).alias("model_rank"),
+        pl.when(pl.lit(pl.Series(rank)) > 0).then(pl.lit(pl.Series(rank))).otherwise(None).alias("model_rank"),
     )
 
 
@@ -129,26 +159,38 @@ def _logistic_parts(pipeline, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     return coef, np.array(owners)
 
 
-_BLOCK_ROWS = 65_536  # rows per block: small buffers reused, not a fresh matrix per step
-
-
 def _log_odds(pipeline, x: np.ndarray) -> np.ndarray:
-    """The logistic pipeline's log-odds, with the scaling folded into the weights, block by block."""
-    imputer, scaler = pipeline.named_steps["impute"], pipeline.named_steps["scale"]
-    coef, _ = _logistic_parts(pipeline, x.shape[1])
-    weights = coef / scaler.scale_
-    offset = pipeline.named_steps["model"].intercept_[0] - float(scaler.mean_ @ weights)
+    """The logistic pipeline's log-odds from an input matrix (best in column order, as
+    `probabilities` makes it), with the scaling folded into the weights: one pass per input
+    column, a missing value replaced by its median and flagged, in float64 (no matrix copy)."""
+    weights, offset, medians, flagged = _folded(pipeline, x.shape[1])
     n = x.shape[1]
-    flagged = imputer.indicator_.features_ if imputer.indicator_ is not None else np.zeros(0, dtype=int)
-    medians = imputer.statistics_.astype(np.float64)
-    result = np.empty(x.shape[0])
-    for start in range(0, x.shape[0], _BLOCK_ROWS):
-        block = x[start:start + _BLOCK_ROWS].astype(np.float64)
-        missing = np.isnan(block)
-        np.copyto(block, np.broadcast_to(medians, block.shape), where=missing)
-        flags = missing[:, flagged].astype(np.float64)  # a float matrix: BLAS, not numpy's bool loop
-        result[start:start + block.shape[0]] = block @ weights[:n] + flags @ weights[n:] + offset
+    flag_weight = dict(zip(flagged.tolist(), weights[n:].tolist(), strict=True))
+    result = np.full(x.shape[0], offset)
+    for j in range(n):
+        column = x[:, j]
+        missing = np.isnan(column)
+        if missing.any():
+            column = np.where(missing, medians[j], column)
+            if j in flag_weight:
+                result += flag_weight[j] * missing
+        result += weights[j] * column
     return result
+
+
+def _folded(pipeline, n_features: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """(weight per transformed column, offset, median per input, inputs with a missing-value
+    flag) of the logistic pipeline, the scaling folded into the weights, all in float64: the
+    fitted coefficients are float32 (fitted on float32 inputs), and NumPy keeps a float32
+    scalar minus a Python float in float32, which once moved the log-odds by up to 2e-7 against
+    the pipeline's own arithmetic (and the isotonic calibrator, steep between close thresholds,
+    turned that into visible probability differences)."""
+    imputer, scaler = pipeline.named_steps["impute"], pipeline.named_steps["scale"]
+    coef, _ = _logistic_parts(pipeline, n_features)
+    weights = coef.astype(np.float64) / scaler.scale_
+    offset = float(pipeline.named_steps["model"].intercept_[0]) - float(scaler.mean_ @ weights)
+    flagged = imputer.indicator_.features_ if imputer.indicator_ is not None else np.zeros(0, dtype=int)
+    return weights, offset, imputer.statistics_.astype(np.float64), np.asarray(flagged, dtype=int)
 
 
 def _linear_terms(pipeline, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,7 +5,9 @@ flags, standardised inputs) and scikit-learn's HistGradientBoostingClassifier (m
 handled natively). Each is fitted on the 'fit' people at the training dates, then calibrated
 (`[model] calibration`: isotonic or sigmoid, scikit-learn's CalibratedClassifierCV over the
 frozen fitted model) on the 'calibration' people, whom it never saw. The candidate with the
-best calibration-set ROC AUC is kept (choosing on the test set would flatter its test figures).
+best calibration-set ROC AUC is kept (choosing on the test set would flatter its test figures),
+except that the logistic regression is kept unless another beats it there by
+`[model] prefer_logistic_within` (`choose`).
 
 The test people at the later test dates then judge it against the rules score on the very same
 rows, with the back-test's metrics (`evaluation.backtest`'s scorers: ROC AUC with its bootstrap
@@ -27,6 +29,7 @@ import logging
 import os
 import pickle
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -116,6 +119,22 @@ def fit_candidate(kind: str, x_fit: np.ndarray, y_fit: np.ndarray, x_cal: np.nda
     return Candidate(kind, base, calibrated, auc, seconds)
 
 
+def choose(candidates: list[Candidate], prefer_logistic_within: float) -> tuple[Candidate, str]:
+    """The candidate kept, and why: the best calibration-set AUC, except that the logistic
+    regression is kept when no other beats its AUC by `prefer_logistic_within` (it scores in a
+    fraction of gradient boosting's time and its contributions are exact, not approximate)."""
+    best = max(candidates, key=lambda c: c.calibration_auc or 0.0)
+    logistic = next((c for c in candidates if c.kind == "logistic"), None)
+    if logistic is None or best is logistic:
+        return best, "the best calibration AUC of the candidates"
+    gain = (best.calibration_auc or 0.0) - (logistic.calibration_auc or 0.0)
+    if gain < prefer_logistic_within:
+        return logistic, (f"{best.kind}'s calibration AUC is higher by only {gain:.4f}, less than "
+                          f"prefer_logistic_within ({prefer_logistic_within:g})")
+    return best, (f"the best calibration AUC, {gain:.4f} above the logistic regression's (at least "
+                  f"prefer_logistic_within, {prefer_logistic_within:g})")
+
+
 def beats_rules(model_auc: float | None, rules_auc: float | None, margin: float) -> bool:
     """The champion rule: the model's test AUC is at least the rules score's plus the margin."""
     return model_auc is not None and rules_auc is not None and model_auc >= rules_auc + margin
@@ -134,21 +153,33 @@ def calibration_table(y: np.ndarray, p: np.ndarray, scorer: str, bins: int = CAL
                                 "mean_predicted", "observed_rate"))
 
 
-def _rules_probability(cal: pl.DataFrame, test: pl.DataFrame) -> np.ndarray:
+def _rules_probability(cal_score: np.ndarray, y_cal: np.ndarray, test: pl.DataFrame) -> np.ndarray:
     """The rules score as a probability: isotonic regression of the label on the score, fitted on
     the calibration people (so that a Brier score and a calibration table mean the same for both)."""
     from sklearn.isotonic import IsotonicRegression
 
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-    iso.fit(cal.get_column("score").to_numpy().astype(float), cal.get_column("label").to_numpy().astype(float))
+    iso.fit(cal_score.astype(float), y_cal.astype(float))
     return iso.predict(test.get_column("score").to_numpy().astype(float))
 
 
 def _reference_values(x_fit: np.ndarray, features: tuple[str, ...]) -> dict[str, float | None]:
     """Each input's median on the fit people: the reference a non-linear model's contributions
-    are measured from (`models.predict.contributions`)."""
-    medians = np.nanmedian(x_fit, axis=0) if x_fit.size else np.full(len(features), np.nan)
+    are measured from (`models.predict.contributions`). A column at a time: nanmedian over the
+    whole matrix would copy it."""
+    medians = [np.nanmedian(x_fit[:, j]) if x_fit.shape[0] else np.nan for j in range(len(features))]
     return {f: (None if np.isnan(m) else float(m)) for f, m in zip(features, medians, strict=True)}
+
+
+def _note_peak(timings: dict, phase: str) -> None:
+    """The process's peak resident memory so far, in MiB, after a phase (where training's peak
+    is; Linux and macOS report it, elsewhere it is left out)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    timings[f"peak_mib_after_{phase}"] = round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024))
 
 
 def artefact_bytes(candidate: Candidate, features: tuple[str, ...], reference: dict, info: dict) -> bytes:
@@ -200,29 +231,29 @@ def train_model(config: Config, start: date | None = None, end: date | None = No
             dates, last_covered = plan_dates(con, start, end, parse_every(settings.every), horizon)
             plan = dataset.plan_split(dates, horizon, settings.test_snapshots, settings.test_people_share,
                                       settings.calibration_people_share, settings.seed, settings.embargo)
-            data = dataset.snapshots(con, rules, reference, plan, horizon, last_covered, target, features,
-                                     settings.max_people)
-            counts = dataset.check_positives(data, settings.min_positives, target)
+            data = dataset.training_data(con, rules, reference, plan, horizon, last_covered, target, features,
+                                         settings.max_people)
+            counts = dataset.check_positives(data.counts(), settings.min_positives, target)
+            data, features, unused = dataset.informative(data, features)
             timings["dataset_s"] = round(time.perf_counter() - step, 2)
-            fit, cal, test = dataset.split_parts(data)
-            features, unused = dataset.informative(fit, features)
+            _note_peak(timings, "dataset")
             step = time.perf_counter()
-            x_fit, y_fit = dataset.model_matrix(fit, features), fit.get_column("label").to_numpy()
-            x_cal, y_cal = dataset.model_matrix(cal, features), cal.get_column("label").to_numpy()
-            cal = cal.select("score", "label")  # all that is read of it from here
-            del data, fit
             with threadpool_limits(settings.threads):
-                candidates = [fit_candidate(k, x_fit, y_fit, x_cal, y_cal, settings.calibration, settings.seed)
-                              for k in settings.kinds]
-            best = max(candidates, key=lambda c: c.calibration_auc or 0.0)
+                candidates = [fit_candidate(k, data.x_fit, data.y_fit, data.x_cal, data.y_cal, settings.calibration,
+                                            settings.seed) for k in settings.kinds]
+            best, choice = choose(candidates, settings.prefer_logistic_within)
             timings["fit_s"] = round(time.perf_counter() - step, 2)
-            reference_values = _reference_values(x_fit, features)
-            del x_fit
+            _note_peak(timings, "fit")
+            reference_values = _reference_values(data.x_fit, features)
+            x_test, y_test, test = data.x_test, data.test.get_column("label").to_numpy(), data.test
+            rules_probability = _rules_probability(data.cal_score, data.y_cal, test)
+            people_sampled = data.people_sampled
+            del data  # the fit and calibration rows: nothing below reads them
             step = time.perf_counter()
-            x_test, y_test = dataset.model_matrix(test, features), test.get_column("label").to_numpy()
             with threadpool_limits(settings.threads):
                 probabilities = {c.kind: c.calibrated.predict_proba(x_test)[:, 1] for c in candidates}
-            probabilities["rules_probability"] = _rules_probability(cal, test)
+            probabilities["rules_probability"] = rules_probability
+            del x_test
             metrics = pl.DataFrame(_metric_rows(test, y_test, probabilities))
             metrics = metrics.with_columns((pl.col("scorer") == best.kind).alias("chosen"))
             calibration = pl.concat([calibration_table(y_test, probabilities[best.kind], "model"),
@@ -230,6 +261,7 @@ def train_model(config: Config, start: date | None = None, end: date | None = No
             scored_test = test.with_columns(pl.Series("model_probability", probabilities[best.kind]))
             fairness = _fairness(con, scored_test)
             timings["evaluate_s"] = round(time.perf_counter() - step, 2)
+            _note_peak(timings, "evaluate")
             by_name = {r["scorer"]: r for r in metrics.iter_rows(named=True)}
             model_auc, rules_auc = by_name[best.kind]["auc"], by_name["rules"]["auc"]
             champion = beats_rules(model_auc, rules_auc, settings.champion_margin)
@@ -239,8 +271,10 @@ def train_model(config: Config, start: date | None = None, end: date | None = No
                       "test_dates": [d.isoformat() for d in plan.test_dates]}
             info = {"window": window, "split": plan.describe(), "counts": counts, "rules": {
                 "name": rules.name, "version": rules.version, "sha256": rules.sha256}, "kind": best.kind,
-                "calibration": settings.calibration, "features": list(features),
-                "excluded_features": list(settings.exclude_features), "features_without_values": unused}
+                "calibration": settings.calibration, "choice": choice, "candidates": list(settings.kinds),
+                "features": list(features),
+                "excluded_features": list(settings.exclude_features), "features_without_values": unused,
+                "people_sampled": people_sampled}
             blob = artefact_bytes(best, features, reference_values, info)
             sha = hashlib.sha256(blob).hexdigest()
             model_card = card.render(info, metrics, calibration, fairness, best.kind, champion,
@@ -251,6 +285,7 @@ def train_model(config: Config, start: date | None = None, end: date | None = No
                       "calibration_people_share": settings.calibration_people_share, "seed": settings.seed,
                       "embargo": settings.embargo, "rules": f"{rules.name} {rules.version}",
                       "n_features": len(features), "max_people": settings.max_people,
+                      "prefer_logistic_within": settings.prefer_logistic_within, "choice": choice,
                       "candidates": ",".join(settings.kinds)}
             step = time.perf_counter()
             logged = registry.log_and_register(
@@ -258,7 +293,8 @@ def train_model(config: Config, start: date | None = None, end: date | None = No
                 card_text=model_card, tables={"metrics.csv": metrics, "calibration.csv": calibration,
                                               "fairness.csv": fairness}, champion=champion)
             timings["register_s"] = round(time.perf_counter() - step, 2)
-            summary = {"kind": best.kind, "model_version": logged.version, "mlflow_run_id": logged.run_id,
+            _note_peak(timings, "register")
+            summary = {"kind": best.kind, "choice": choice, "model_version": logged.version, "mlflow_run_id": logged.run_id,
                        "artefact_sha256": sha, "champion": champion, "champion_margin": settings.champion_margin,
                        "test_auc": model_auc, "rules_test_auc": rules_auc, "counts": counts, "window": window,
                        "tracking_uri": logged.tracking_uri, "timings": timings}

@@ -124,6 +124,9 @@ class ModelConfig(_Strict):
     embargo: bool = False
     min_positives: int = Field(default=30, ge=1)
     champion_margin: float = Field(default=0.01, ge=-1, le=1)
+    # Keep the logistic regression unless another candidate's calibration AUC beats it by this
+    # much: it scores several times faster and its contributions are exact (docs/model.md)
+    prefer_logistic_within: float = Field(default=0.005, ge=0, le=1)
     exclude_features: list[str] = Field(default_factory=list)
     max_people: int | None = Field(default=None, ge=100)
     seed: int = 20261201
@@ -344,9 +347,13 @@ reestimate_change_percent = 20.0
 # Pin the artefact: refuse any model file whose sha256 differs (the hash `iom train` prints).
 # sha256 = "..."
 # Features the model may not read (e.g. the age-derived ones; see the model card):
-# exclude_features = ["age", "first_sanction_age", "career_years", "copas_rate", "ogrs3_2yr"]
+# exclude_features = ["first_sanction_age", "career_years", "copas_rate", "ogrs3_2yr"]
 # Move the alias `champion` only when the model's test AUC beats the rules score's by this much:
 # champion_margin = 0.01
+# Candidates; the logistic regression is kept unless another beats its calibration AUC by
+# prefer_logistic_within (gradient boosting costs several times as much to score in a run):
+# kinds = ["logistic", "hist_gradient_boosting"]
+# prefer_logistic_within = 0.005
 """
 
 _EXTRACT = """\

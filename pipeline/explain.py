@@ -115,7 +115,10 @@ def explain_person(config: Config, identifier: str, run_id: str | None = None, e
         con.close()
     model = None
     used = run["manifest"].get("model")
-    if used and row.get("model_probability") is not None:
+    if used and row.get("model_probability") is None:  # the model scores the eligible only
+        model = {**used, "note": "not scored, as the model scores only the eligible (the people it was "
+                                 "trained and calibrated on)"}
+    elif used:
         # The run's own model version, and only if its artefact still has the hash the run recorded.
         from models.predict import explain_row
         from models.registry import load
