@@ -92,6 +92,9 @@ class LinkingConfig(_Strict):
     # re-estimate the model when the number of records changed by more than this since it was estimated
     reestimate_change_percent: float = Field(default=20.0, ge=0)
     u_sample_pairs: int = Field(default=300_000, ge=1_000)
+    # blocking: an extra block (pipeline/link/blocking.py) is used only while the pairs counted for
+    # the blocks chosen stay within this many per record (docs/linking.md, "Blocking")
+    pair_budget: float = Field(default=8.0, ge=0)
     seed: int = 42
 
     @model_validator(mode="after")
@@ -312,6 +315,9 @@ lower_threshold = 0.50
 within_source = true
 # the model is re-estimated by `iom links estimate`, or when the records change by more than this
 reestimate_change_percent = 20.0
+# blocking: extra blocks (a name and the date both corrupted) are used while the pairs they
+# generate stay within this many per record (docs/linking.md, "Blocking")
+pair_budget = 8.0
 # The optional advisory model (`iom train`, docs/model.md): shown beside the rules, never instead.
 # Uncomment [model] and the keys you set.
 # [model]

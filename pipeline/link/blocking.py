@@ -1,0 +1,169 @@
+"""Which pairs of records the probabilistic step compares: blocks, chosen by a pair budget.
+
+Each block is an equality join on columns of `prob_records` (`pipeline.link.probabilistic`), so
+that a corrupted copy still meets its original on the part it kept:
+- the core blocks, always used (together about one pair per record at a million people):
+  the date of birth with day and month in either order and an initial (a typo, a nickname, half
+  a double-barrelled name keeps one), the initials and day, month and decade (a wrong digit of the
+  year), both names exact with the year or the day and month (a wrong digit of the day), or with
+  a missing date on one side;
+- the extra blocks, for a copy with both a name and its date corrupted, or a date missing and a
+  name mistyped: both names exact in either order without the date, the Soundex codes of both
+  names in either order with the year or the day and month, one name exact and the other's
+  Soundex code, the date alone, and so on, in `EXTRA_BLOCKS` order (most true pairs per pair
+  compared first).
+
+**The pair budget** (`[linking] pair_budget`, pairs per record): an extra block is used only if
+the pairs it would generate, added to those of the blocks already chosen, stay within
+`pair_budget` times the number of records; a block over the budget is left out and the next one
+tried. The pairs of a block are counted in SQL before anything is compared, cheaply (a group-by
+per block): for each key, the pairs of its n records of which at least one is in a component
+without a PNC id, n(n-1)/2 - c(c-1)/2 with c the records of PNC-holding components. The count is
+an upper bound (it ignores the pairs already in one component and those an earlier block found),
+so the budget is conservative. A small extract gets generous blocks; a million people stay fast
+because the heavy blocks (a common name and no date) are left out there.
+
+Soundex is computed in SQL (`soundex_sql`): DuckDB has no phonetic function, and the same SQL
+runs on Spark (`translate`, `regexp_replace`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import duckdb
+
+from pipeline.warehouse import run_sql
+
+log = logging.getLogger(__name__)
+
+
+def soundex_sql(col: str) -> str:
+    """American Soundex of a normalised name (upper-case letters only): the first letter and
+    three digits. H and W are dropped before adjacent codes collapse (they do not separate two
+    equal codes), vowels separate them; RE2 has no back-references, so each digit's runs are
+    collapsed by a call of their own."""
+    letters, codes = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123012#02245501262301#202"
+    first = f"translate(left({col}, 1), '{letters}', '{codes.replace('#', '0')}')"
+    code = f"{first} || replace(translate(substr({col}, 2), '{letters}', '{codes}'), '#', '')"
+    for digit in "123456":
+        code = f"regexp_replace({code}, '{digit}{digit}+', '{digit}', 'g')"
+    rest = f"replace(substr({code}, 2), '0', '')"
+    return f"CASE WHEN {col} IS NOT NULL THEN left(left({col}, 1) || {rest} || '000', 4) END"
+
+
+# The blocking columns of `prob_records`, beyond the compared ones (appended to its SELECT).
+KEY_COLUMNS = {
+    "sx_s": soundex_sql("r.surname_n"),
+    "sx_f": soundex_sql("r.forename_n"),
+    # both names in either order: a swap meets its original
+    "names_key": "CASE WHEN r.surname_n IS NOT NULL AND r.forename_n IS NOT NULL THEN "
+                 "least(r.surname_n, r.forename_n) || '|' || greatest(r.surname_n, r.forename_n) END",
+    # day and month in either order: a transposed date meets its original
+    "dm_key": "least(month(r.date_of_birth), day(r.date_of_birth)) * 100 "
+              "+ greatest(month(r.date_of_birth), day(r.date_of_birth))",
+}
+# the Soundex codes of both names in either order (computed from sx_s and sx_f)
+SX_PAIR = "CASE WHEN sx_s IS NOT NULL AND sx_f IS NOT NULL THEN least(sx_s, sx_f) || greatest(sx_s, sx_f) END"
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    keys: tuple[str, ...]  # columns of prob_records equal on both sides (what is counted)
+    rules: tuple[str, ...] = ()  # the join conditions, when not the plain equality of `keys`
+    # pairs per key group from n (records), c (records of PNC-holding components), z (no date of birth)
+    pairs: str = "n * (n - 1) / 2 - c * (c - 1) / 2"
+
+    def conditions(self) -> tuple[str, ...]:
+        return self.rules or (" AND ".join(f"l.{k} = r.{k}" for k in self.keys),)
+
+
+_NO_DOB_PAIRS = "z * (n - z) + z * (z - 1) / 2"
+CORE_BLOCKS = (
+    Block("date of birth and surname initial", ("dob_key", "s1")),
+    Block("date of birth and forename initial", ("dob_key", "f1")),
+    Block("date of birth and initials swapped", ("dob_key", "initials"),
+          ("l.dob_key = r.dob_key AND l.s1 = r.f1 AND l.f1 = r.s1",)),
+    Block("initials, day, month and decade of birth", ("birth_md", "birth_decade", "s1", "f1")),
+    Block("names and year of birth", ("surname_n", "forename_n", "birth_year")),
+    Block("names and day and month of birth", ("surname_n", "forename_n", "birth_md")),
+    # one rule per side, so that the missing date filters its side before the join
+    Block("names, a date of birth missing", ("surname_n", "forename_n"),
+          ("l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND l.dob IS NULL",
+           "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND r.dob IS NULL"), _NO_DOB_PAIRS),
+)
+EXTRA_BLOCKS = (
+    Block("names in either order", ("names_key",)),
+    Block("Soundex of both names and year of birth", ("sx_pair", "birth_year")),
+    Block("Soundex of both names and day and month of birth", ("sx_pair", "dm_key")),
+    Block("forename and Soundex of surname", ("forename_n", "sx_s")),
+    Block("surname and Soundex of forename", ("surname_n", "sx_f")),
+    Block("surname, forename initial and decade of birth", ("surname_n", "f1", "birth_decade")),
+    Block("forename, surname initial and decade of birth", ("forename_n", "s1", "birth_decade")),
+    Block("Soundex of both names, a date of birth missing", ("sx_pair",),
+          ("l.sx_pair = r.sx_pair AND l.dob IS NULL", "l.sx_pair = r.sx_pair AND r.dob IS NULL"), _NO_DOB_PAIRS),
+    Block("surname and year of birth", ("surname_n", "birth_year")),
+    Block("forename and year of birth", ("forename_n", "birth_year")),
+    Block("surname and day and month of birth", ("surname_n", "dm_key")),
+    Block("forename and day and month of birth", ("forename_n", "dm_key")),
+    Block("date of birth", ("dob_key",)),
+    Block("initials and year of birth", ("s1", "f1", "birth_year")),
+    Block("Soundex of both names", ("sx_pair",)),
+    Block("surname and forename initial", ("surname_n", "f1")),
+)
+ALL_BLOCKS = CORE_BLOCKS + EXTRA_BLOCKS
+
+
+@dataclass(frozen=True)
+class Chosen:
+    blocks: tuple[Block, ...]
+    counted_pairs: int  # the upper bound of the pairs the chosen blocks generate
+    budget_pairs: int
+    left_out: tuple[tuple[str, int], ...]  # (block, its pairs) over the budget
+
+
+def _count_sql(block: Block) -> str:
+    keys = ", ".join(block.keys)
+    not_null = " AND ".join(f"{k} IS NOT NULL" for k in block.keys)
+    return f"""SELECT coalesce(sum({block.pairs}), 0)::HUGEINT FROM (
+                   SELECT count(*)::HUGEINT AS n, count(*) FILTER (WHERE NOT open)::HUGEINT AS c,
+                          count(*) FILTER (WHERE dob IS NULL)::HUGEINT AS z
+                   FROM prob_records WHERE {not_null} GROUP BY {keys})"""
+
+
+def block_pairs(con: duckdb.DuckDBPyConnection, block: Block) -> int:
+    """The pairs a block would generate on `prob_records` (an upper bound; see the module)."""
+    return int(run_sql(con, f"blocking: count {block.name}", _count_sql(block)).fetchone()[0])
+
+
+def choose_blocks(con: duckdb.DuckDBPyConnection, budget_per_record: float) -> Chosen:
+    """The core blocks and, in order, each extra block that keeps the counted pairs within the
+    budget. Deterministic: the same records and budget give the same blocks."""
+    records = run_sql(con, "blocking: records", "SELECT count(*) FROM prob_records").fetchone()[0]
+    budget = int(budget_per_record * records)
+    total = sum(block_pairs(con, b) for b in CORE_BLOCKS)
+    chosen, left_out = list(CORE_BLOCKS), []
+    for block in EXTRA_BLOCKS:
+        pairs = block_pairs(con, block)
+        if total + pairs <= budget:
+            chosen.append(block)
+            total += pairs
+        else:
+            left_out.append((block.name, pairs))
+    log.info("blocking: %d of %d extra blocks within the budget of %s pairs a record (%d pairs counted, "
+             "budget %d); left out: %s", len(chosen) - len(CORE_BLOCKS), len(EXTRA_BLOCKS), f"{budget_per_record:g}",
+             total, budget, ", ".join(f"{n} ({p:,})" for n, p in left_out) or "none")
+    return Chosen(tuple(chosen), total, budget, tuple(left_out))
+
+
+def blocking_rules(within_source: bool, blocks: tuple[Block, ...] = CORE_BLOCKS) -> list[str]:
+    """The join conditions of `blocks`, restricted to pairs that could change who is linked:
+    different components, at least one without a PNC id; two records of one agency only when
+    `within_source` (the `agency` comparison then weighs them: within one agency a duplicate needs
+    the evidence the labelled pairs show such duplicates have)."""
+    candidate = " AND (l.open OR r.open) AND l.comp <> r.comp"
+    if not within_source:
+        candidate += " AND l.source <> r.source"
+    return [rule + candidate for block in blocks for rule in block.conditions()]
