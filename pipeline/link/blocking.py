@@ -116,54 +116,114 @@ EXTRA_BLOCKS = (
 ALL_BLOCKS = CORE_BLOCKS + EXTRA_BLOCKS
 
 
+ACROSS, WITHIN, NARROW = "across agencies", "within an agency", "within an agency, initials and year agreeing"
+# Two records of one agency: duplicates within an agency are rare, and at a million people most
+# pairs a block makes within one would be police nominals of different people; so the core
+# blocks compare them only when the initials and the year of birth agree as well, unless the
+# budget has room for the core blocks within an agency in full.
+_SCOPES = {ACROSS: " AND l.source <> r.source", WITHIN: " AND l.source = r.source",
+           NARROW: " AND l.source = r.source AND l.s1 = r.s1 AND l.f1 = r.f1 AND l.birth_year = r.birth_year"}
+_SOURCES = ("police", "probation", "prison")
+
+
 @dataclass(frozen=True)
 class Chosen:
-    blocks: tuple[Block, ...]
+    blocks: tuple[tuple[Block, str], ...]  # (block, scope): ACROSS, WITHIN or NARROW
     counted_pairs: int  # the upper bound of the pairs the chosen blocks generate
     budget_pairs: int
-    left_out: tuple[tuple[str, int], ...]  # (block, its pairs) over the budget
+    left_out: tuple[tuple[str, int], ...]  # (block and scope, its pairs) over the budget
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"{b.name} ({scope})" for b, scope in self.blocks)
 
 
-def _count_sql(block: Block) -> str:
-    keys = ", ".join(block.keys)
+def _count_sql(block: Block, narrow: bool = False) -> str:
+    """The pairs of a block across agencies and within one (one group-by): per key, n records of
+    which c in PNC-holding components, by agency (n_s, c_s); a pair counts when one record is open."""
+    keys = ", ".join(block.keys + (("s1", "f1", "birth_year") if narrow else ()))
     not_null = " AND ".join(f"{k} IS NOT NULL" for k in block.keys)
-    return f"""SELECT coalesce(sum({block.pairs}), 0)::HUGEINT FROM (
+    per_source = ", ".join(f"count(*) FILTER (WHERE source = '{s}')::HUGEINT AS n_{s}, "
+                           f"count(*) FILTER (WHERE source = '{s}' AND NOT open)::HUGEINT AS c_{s}" for s in _SOURCES)
+    squares = " + ".join(f"n_{s} * n_{s}" for s in _SOURCES)
+    closed_squares = " + ".join(f"c_{s} * c_{s}" for s in _SOURCES)
+    within = " + ".join(f"(n_{s} * (n_{s} - 1) - c_{s} * (c_{s} - 1)) / 2" for s in _SOURCES)
+    if block.pairs != Block.pairs:  # a special count (a missing date on one side): an upper bound for both
+        across = within = block.pairs
+    else:
+        across = f"((n * n - ({squares})) - (c * c - ({closed_squares}))) / 2"
+    return f"""SELECT coalesce(sum({across}), 0)::HUGEINT, coalesce(sum({within}), 0)::HUGEINT FROM (
                    SELECT count(*)::HUGEINT AS n, count(*) FILTER (WHERE NOT open)::HUGEINT AS c,
-                          count(*) FILTER (WHERE dob IS NULL)::HUGEINT AS z
+                          count(*) FILTER (WHERE dob IS NULL)::HUGEINT AS z, {per_source}
                    FROM prob_records WHERE {not_null} GROUP BY {keys})"""
 
 
-def block_pairs(con: duckdb.DuckDBPyConnection, block: Block) -> int:
-    """The pairs a block would generate on `prob_records` (an upper bound; see the module)."""
-    return int(run_sql(con, f"blocking: count {block.name}", _count_sql(block)).fetchone()[0])
+def block_pairs(con: duckdb.DuckDBPyConnection, block: Block, narrow: bool = False) -> tuple[int, int]:
+    """The pairs a block would generate on `prob_records` across agencies and within one (upper
+    bounds; see the module); `narrow`: within one only where the initials and the year agree."""
+    across, within = run_sql(con, f"blocking: count {block.name}", _count_sql(block, narrow)).fetchone()
+    return int(across), int(within)
 
 
-def choose_blocks(con: duckdb.DuckDBPyConnection, budget_per_record: float) -> Chosen:
-    """The core blocks and, in order, each extra block that keeps the counted pairs within the
-    budget. Deterministic: the same records and budget give the same blocks."""
+def choose_blocks(con: duckdb.DuckDBPyConnection, budget_per_record: float, within_source: bool = True) -> Chosen:
+    """The core blocks (across agencies; within one, narrowed), then in order each candidate that
+    keeps the counted pairs within the budget: the core blocks within an agency in full, then each
+    extra block across agencies and within one. A candidate over the budget is left out and the
+    next tried. Deterministic: the same records and budget give the same blocks."""
     records = run_sql(con, "blocking: records", "SELECT count(*) FROM prob_records").fetchone()[0]
     budget = int(budget_per_record * records)
-    total = sum(block_pairs(con, b) for b in CORE_BLOCKS)
-    chosen, left_out = list(CORE_BLOCKS), []
-    for block in EXTRA_BLOCKS:
-        pairs = block_pairs(con, block)
+    counts = {b: block_pairs(con, b) for b in ALL_BLOCKS}
+    chosen = [(b, ACROSS) for b in CORE_BLOCKS]
+    total = sum(counts[b][0] for b in CORE_BLOCKS)
+    candidates: list[tuple[str, list[tuple[Block, str]], int]] = []
+    if within_source:
+        narrow = {b: block_pairs(con, b, narrow=True)[1] for b in CORE_BLOCKS}
+        chosen += [(b, NARROW) for b in CORE_BLOCKS]
+        total += sum(narrow.values())
+        candidates.append(("the core blocks within an agency", [(b, WITHIN) for b in CORE_BLOCKS],
+                           sum(counts[b][1] - narrow[b] for b in CORE_BLOCKS)))
+    for b in EXTRA_BLOCKS:
+        candidates.append((f"{b.name} ({ACROSS})", [(b, ACROSS)], counts[b][0]))
+        if within_source:
+            candidates.append((f"{b.name} ({WITHIN})", [(b, WITHIN)], counts[b][1]))
+    left_out = []
+    for label, blocks, pairs in candidates:
+        if pairs == 0:  # meets no pair here: nothing to add
+            continue
         if total + pairs <= budget:
-            chosen.append(block)
+            if blocks[0][1] == WITHIN and blocks[0][0] in CORE_BLOCKS:
+                chosen = [(b, s) for b, s in chosen if s != NARROW]
+            chosen += blocks
             total += pairs
         else:
-            left_out.append((block.name, pairs))
-    log.info("blocking: %d of %d extra blocks within the budget of %s pairs a record (%d pairs counted, "
-             "budget %d); left out: %s", len(chosen) - len(CORE_BLOCKS), len(EXTRA_BLOCKS), f"{budget_per_record:g}",
+            left_out.append((label, pairs))
+    log.info("blocking: %d of %d candidate blocks within the budget of %s pairs a record (%d pairs counted, "
+             "budget %d); left out: %s", len(candidates) - len(left_out), len(candidates), f"{budget_per_record:g}",
              total, budget, ", ".join(f"{n} ({p:,})" for n, p in left_out) or "none")
     return Chosen(tuple(chosen), total, budget, tuple(left_out))
 
 
-def blocking_rules(within_source: bool, blocks: tuple[Block, ...] = CORE_BLOCKS) -> list[str]:
-    """The join conditions of `blocks`, restricted to pairs that could change who is linked:
-    different components, at least one without a PNC id; two records of one agency only when
-    `within_source` (the `agency` comparison then weighs them: within one agency a duplicate needs
-    the evidence the labelled pairs show such duplicates have)."""
+def default_blocks(within_source: bool = True) -> tuple[tuple[Block, str], ...]:
+    """The blocks used whatever the budget: the core blocks across agencies, and within one narrowed."""
+    return tuple((b, ACROSS) for b in CORE_BLOCKS) + (tuple((b, NARROW) for b in CORE_BLOCKS) if within_source else ())
+
+
+def blocking_rules(blocks: tuple[tuple[Block, str], ...]) -> list[str]:
+    """The join conditions of the chosen (block, scope) pairs, restricted to pairs that could change
+    who is linked: different components, at least one without a PNC id. A block chosen both across
+    agencies and within one is one rule."""
+    scopes: dict[Block, set[str]] = {}
+    for block, scope in blocks:
+        scopes.setdefault(block, set()).add(scope)
     candidate = " AND (l.open OR r.open) AND l.comp <> r.comp"
-    if not within_source:
-        candidate += " AND l.source <> r.source"
-    return [rule + candidate for block in blocks for rule in block.conditions()]
+    rules = []
+    narrow = _SCOPES[NARROW].removeprefix(" AND ")
+    for block, held in scopes.items():
+        if ACROSS in held and WITHIN in held:
+            scope = ""
+        elif ACROSS in held and NARROW in held:
+            scope = f" AND (l.source <> r.source OR ({narrow}))"
+        else:
+            scope = _SCOPES[next(s for s in (ACROSS, WITHIN, NARROW) if s in held)]
+        rules += [rule + candidate + scope for rule in block.conditions()]
+    return rules
