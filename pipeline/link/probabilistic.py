@@ -222,24 +222,44 @@ def _floor_m(model: dict, floor: float = 1e-5) -> dict:
 
 
 SWAP_LABEL = "forename and surname swapped"
+_EXACT_LEVELS = {"surname": "surname the same", "forename": "first forename the same", "dob": "date of birth the same"}
+
+
+def _exact_recall(model: dict) -> float:
+    """The share of true pairs the exact names-and-date rule finds, by the m values: the product
+    of the m of surname, forename and date of birth the same (kept within 0.05 to 0.95)."""
+    recall = 1.0
+    for comparison in model["comparisons"]:
+        label = _EXACT_LEVELS.get(comparison["output_column_name"])
+        for level in comparison["comparison_levels"]:
+            if label and level["label_for_charts"] == label and level.get("m_probability"):
+                recall *= float(level["m_probability"])
+    return min(0.95, max(0.05, recall))
 
 
 def _calibrate(model: dict, constant_share: float = 0.999) -> dict:
     """Two corrections after estimation, for data the estimates cannot see:
-    - a swap of two names is about as likely by chance as the same two names in order, so a
-      swap level takes the u of its comparison's exact level (a sample of random pairs almost
-      never meets a swap: its floored u made a swap of two common names outweigh a different date
-      of birth), and with the term-frequency adjustment weighs what those names weigh;
+    - a swap of two names is about as likely by chance as the same two names in order (a sample
+      of random pairs almost never meets a swap: its floored u made a swap of two common names
+      outweigh a different date of birth). The swap is one event seen by both name comparisons:
+      the first takes the u of its exact level (weight log2(m / u_exact), the swap's own
+      evidence), the second a u of m times its exact level's (weight log2(1 / u_exact): given
+      the first name swapped, the second is too), so that the pair weighs
+      log2(m / (u_exact_surname * u_exact_forename)), the same two names in order less the
+      rarity of a swap; the term-frequency adjustment then makes common names weigh less;
     - a field that takes one level in nearly every pair of the sample (every record of one agency,
       one area for all) tells no pair from another: its levels take m = u, a weight of zero,
       whatever expectation maximisation made of it."""
+    swaps_seen = 0
     for comparison in model["comparisons"]:
         levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
         exact = next((lv for lv in levels if lv.get("tf_adjustment_column") and lv["label_for_charts"] != SWAP_LABEL),
                      None)
         for level in levels:
             if level["label_for_charts"] == SWAP_LABEL and exact is not None:
-                level["u_probability"] = max(level["u_probability"], exact["u_probability"])
+                share = 1.0 if swaps_seen == 0 else level["m_probability"]
+                level["u_probability"] = max(share * exact["u_probability"], 1e-12)
+                swaps_seen += 1
         if max(lv["u_probability"] for lv in levels) >= constant_share:
             for level in levels:
                 level["m_probability"] = level["u_probability"]
@@ -307,6 +327,14 @@ def estimate(records: pa.Table, within_source: bool, seed: int, u_pairs: float) 
                 except Exception as exc:  # too few pairs in a block to estimate from
                     log.info("EM on a block not run (%s): priors kept", type(exc).__name__)
             m_from = "expectation_maximisation"
+            # Without labels only the exact names-and-date rule finds pairs, and the share of true
+            # pairs it finds is what the m values say: the product of their exact levels' m
+            # (0.8 assumed otherwise, where a noisy extract's exact rule finds under half).
+            recall = _exact_recall(linker.misc.save_model_to_json())
+            try:
+                training.estimate_probability_two_random_records_match(deterministic[2:], recall=recall)
+            except Exception as exc:
+                log.info("prior not estimated again (%s): kept", type(exc).__name__)
         model = _calibrate(_floor_m(linker.misc.save_model_to_json()))
     finally:
         scratch.close()
