@@ -33,8 +33,8 @@ def run(records: int, layout: str, seed: int, out: Path, pair_budget: float | No
 
     bench = make_benchmark(records, seed=seed, layout=layout)
     extra = []
-    if pair_budget is not None:
-        extra.append(f"pair_budget = {pair_budget}")
+    if pair_budget is not None:  # this many pairs a record, and no minimum
+        extra += [f"pair_budget = {pair_budget}", "pair_budget_minimum = 0"]
     if deterministic:
         extra.append("probabilistic = false")
     if out.exists():
@@ -61,7 +61,8 @@ def run_workspace(path: Path, pair_budget: float | None = None) -> dict:
 
     config = load_config(path / "iom.toml" if path.is_dir() else path)
     if pair_budget is not None:
-        config = config.model_copy(update={"linking": config.linking.model_copy(update={"pair_budget": pair_budget})})
+        config = config.model_copy(update={"linking": config.linking.model_copy(
+            update={"pair_budget": pair_budget, "pair_budget_minimum": 0})})
     started = time.perf_counter()
     report = ingest_workspace(config)
     seconds = time.perf_counter() - started
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--layout", choices=("cross", "within"), default="cross")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--pair-budget", type=float, default=None, help="pairs per record (default: the config's)")
+    parser.add_argument("--pair-budget", type=float, default=None, help="pairs per record, and no minimum (default: the config's budget)")
     parser.add_argument("--deterministic", action="store_true", help="the deterministic steps only")
     parser.add_argument("--out", type=Path, default=None, help="keep the workspace here (default: a temp folder)")
     parser.add_argument("--workspace", type=Path, default=None,

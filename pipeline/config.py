@@ -95,6 +95,8 @@ class LinkingConfig(_Strict):
     # blocking: an extra block (pipeline/link/blocking.py) is used only while the pairs counted for
     # the blocks chosen stay within this many per record (docs/linking.md, "Blocking")
     pair_budget: float = Field(default=2.5, ge=0)
+    # ... or this many pairs in all, if that is more: a small extract gets every block
+    pair_budget_minimum: int = Field(default=1_000_000, ge=0)
     seed: int = 42
 
     @model_validator(mode="after")
@@ -318,6 +320,7 @@ reestimate_change_percent = 20.0
 # blocking: extra blocks (a name and the date both corrupted) are used while the pairs they
 # generate stay within this many per record (docs/linking.md, "Blocking")
 pair_budget = 2.5
+pair_budget_minimum = 1000000
 # The optional advisory model (`iom train`, docs/model.md): shown beside the rules, never instead.
 # Uncomment [model] and the keys you set.
 # [model]

@@ -13,15 +13,16 @@ that a corrupted copy still meets its original on the part it kept:
   Soundex code, the date alone, and so on, in `EXTRA_BLOCKS` order (most true pairs per pair
   compared first).
 
-**The pair budget** (`[linking] pair_budget`, pairs per record): an extra block is used only if
-the pairs it would generate, added to those of the blocks already chosen, stay within
-`pair_budget` times the number of records; a block over the budget is left out and the next one
-tried. The pairs of a block are counted in SQL before anything is compared, cheaply (a group-by
-per block): for each key, the pairs of its n records of which at least one is in a component
-without a PNC id, n(n-1)/2 - c(c-1)/2 with c the records of PNC-holding components. The count is
-an upper bound (it ignores the pairs already in one component and those an earlier block found),
-so the budget is conservative. A small extract gets generous blocks; a million people stay fast
-because the heavy blocks (a common name and no date) are left out there.
+**The pair budget** (`[linking] pair_budget`, pairs per record, and `pair_budget_minimum`): a
+candidate block is used only if the pairs it would generate, added to those of the blocks already
+chosen, stay within `pair_budget` times the number of records, or `pair_budget_minimum` pairs
+if that is more (a million pairs take a few seconds whatever the extract, so a small extract gets
+every block); a candidate over the budget is left out and the next one tried. The pairs are
+counted in SQL before anything is compared, cheaply (one group-by per block on a hash of its
+keys): per key, the pairs of records of which at least one is in a component without a PNC id,
+less those inside one such component, across agencies and within one. The count is an upper
+bound (a pair two blocks meet counts twice), so the budget is conservative. A million people stay
+fast because the heavy blocks (a common name and no date) are left out there.
 
 Soundex is computed in SQL (`soundex_sql`): DuckDB has no phonetic function, and the same SQL
 runs on Spark (`translate`, `regexp_replace`).
@@ -73,14 +74,14 @@ class Block:
     name: str
     keys: tuple[str, ...]  # columns of prob_records equal on both sides (what is counted)
     rules: tuple[str, ...] = ()  # the join conditions, when not the plain equality of `keys`
-    # pairs per key group from n (records), c (records of PNC-holding components), z (no date of birth)
-    pairs: str = "n * (n - 1) / 2 - c * (c - 1) / 2"
+    # pairs per key group from {n} records, {c} of them in PNC-holding components, {z} without a date of birth
+    pairs: str = "{n} * ({n} - 1) / 2 - {c} * ({c} - 1) / 2"
 
     def conditions(self) -> tuple[str, ...]:
         return self.rules or (" AND ".join(f"l.{k} = r.{k}" for k in self.keys),)
 
 
-_NO_DOB_PAIRS = "z * (n - z) + z * (z - 1) / 2"
+_NO_DOB_PAIRS = "{z} * ({n} - {z}) + {z} * ({z} - 1) / 2"
 CORE_BLOCKS = (
     Block("date of birth and surname initial", ("dob_key", "s1")),
     Block("date of birth and forename initial", ("dob_key", "f1")),
@@ -139,23 +140,40 @@ class Chosen:
 
 
 def _count_sql(block: Block, narrow: bool = False) -> str:
-    """The pairs of a block across agencies and within one (one group-by): per key, n records of
-    which c in PNC-holding components, by agency (n_s, c_s); a pair counts when one record is open."""
-    keys = ", ".join(block.keys + (("s1", "f1", "birth_year") if narrow else ()))
+    """The pairs of a block across agencies and within one, in one pass: per key and component
+    the records by agency, then per key the block's pair count of all its records less that of
+    each agency's (pairs within one) and less the pairs inside one component without a PNC id
+    (never compared: one component already). Keys are hashed: one integer to group on."""
+    keys = block.keys + (("s1", "f1", "birth_year") if narrow else ())
     not_null = " AND ".join(f"{k} IS NOT NULL" for k in block.keys)
-    per_source = ", ".join(f"count(*) FILTER (WHERE source = '{s}')::HUGEINT AS n_{s}, "
-                           f"count(*) FILTER (WHERE source = '{s}' AND NOT open)::HUGEINT AS c_{s}" for s in _SOURCES)
-    squares = " + ".join(f"n_{s} * n_{s}" for s in _SOURCES)
-    closed_squares = " + ".join(f"c_{s} * c_{s}" for s in _SOURCES)
-    within = " + ".join(f"(n_{s} * (n_{s} - 1) - c_{s} * (c_{s} - 1)) / 2" for s in _SOURCES)
-    if block.pairs != Block.pairs:  # a special count (a missing date on one side): an upper bound for both
-        across = within = block.pairs
-    else:
-        across = f"((n * n - ({squares})) - (c * c - ({closed_squares}))) / 2"
-    return f"""SELECT coalesce(sum({across}), 0)::HUGEINT, coalesce(sum({within}), 0)::HUGEINT FROM (
-                   SELECT count(*)::HUGEINT AS n, count(*) FILTER (WHERE NOT open)::HUGEINT AS c,
+    per_source = ", ".join(
+        f"count(*) FILTER (WHERE source = '{s}')::HUGEINT AS n_{s}, "
+        f"count(*) FILTER (WHERE source = '{s}' AND dob IS NULL)::HUGEINT AS z_{s}" for s in _SOURCES)
+    sums = ", ".join(
+        f"sum(n_{s}) AS n_{s}, coalesce(sum(n_{s}) FILTER (WHERE NOT open), 0) AS c_{s}, sum(z_{s}) AS z_{s}"
+        for s in _SOURCES)
+
+    def pairs(n: str, c: str, z: str) -> str:
+        return f"({block.pairs.format(n=n, c=c, z=z)})"
+
+    within = " + ".join(pairs(f"n_{s}", f"c_{s}", f"z_{s}") for s in _SOURCES)
+    same_within = " + ".join(pairs(f"n_{s}", "0", f"z_{s}") for s in _SOURCES)
+    return f"""WITH per_component AS (
+                   SELECT hash({", ".join(keys)}) AS key, comp, bool_and(open) AS open, count(*)::HUGEINT AS n,
                           count(*) FILTER (WHERE dob IS NULL)::HUGEINT AS z, {per_source}
-                   FROM prob_records WHERE {not_null} GROUP BY {keys})"""
+                   FROM prob_records WHERE {not_null} GROUP BY ALL),
+               same AS (  -- pairs inside one open component: not compared
+                   SELECT key, sum({pairs("n", "0", "z")}) AS total, sum({same_within}) AS within
+                   FROM per_component WHERE open GROUP BY key),
+               per_key AS (
+                   SELECT key, sum(n) AS n, coalesce(sum(n) FILTER (WHERE NOT open), 0) AS c, sum(z) AS z, {sums}
+                   FROM per_component GROUP BY key),
+               counted AS (
+                   SELECT {pairs("n", "c", "z")} AS total, {within} AS within,
+                          coalesce(s.total, 0) AS same_total, coalesce(s.within, 0) AS same_within
+                   FROM per_key k LEFT JOIN same s USING (key))
+               SELECT coalesce(sum(total - within - (same_total - same_within)), 0)::HUGEINT,
+                      coalesce(sum(within - same_within), 0)::HUGEINT FROM counted"""
 
 
 def block_pairs(con: duckdb.DuckDBPyConnection, block: Block, narrow: bool = False) -> tuple[int, int]:
@@ -165,13 +183,14 @@ def block_pairs(con: duckdb.DuckDBPyConnection, block: Block, narrow: bool = Fal
     return int(across), int(within)
 
 
-def choose_blocks(con: duckdb.DuckDBPyConnection, budget_per_record: float, within_source: bool = True) -> Chosen:
+def choose_blocks(con: duckdb.DuckDBPyConnection, budget_per_record: float, within_source: bool = True,
+                  minimum: int = 0) -> Chosen:
     """The core blocks (across agencies; within one, narrowed), then in order each candidate that
     keeps the counted pairs within the budget: the core blocks within an agency in full, then each
     extra block across agencies and within one. A candidate over the budget is left out and the
     next tried. Deterministic: the same records and budget give the same blocks."""
     records = run_sql(con, "blocking: records", "SELECT count(*) FROM prob_records").fetchone()[0]
-    budget = int(budget_per_record * records)
+    budget = max(int(budget_per_record * records), int(minimum))
     counts = {b: block_pairs(con, b) for b in ALL_BLOCKS}
     chosen = [(b, ACROSS) for b in CORE_BLOCKS]
     total = sum(counts[b][0] for b in CORE_BLOCKS)

@@ -451,7 +451,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, settings, reestimate: bool = Fal
     compared, chosen = 0, ()
     estimated_at = time.perf_counter()
     if open_records and records.num_rows > 1:
-        found = choose_blocks(con, settings.pair_budget, settings.within_source)
+        found = choose_blocks(con, settings.pair_budget, settings.within_source, settings.pair_budget_minimum)
         chosen = found.blocks
         predicted, compared = predict(records, current.model, settings.within_source, settings.lower_threshold,
                                       chosen)

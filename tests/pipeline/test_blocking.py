@@ -80,6 +80,8 @@ def test_an_extra_block_over_the_budget_is_left_out_and_the_choice_is_determinis
     meeting = {(b, WITHIN) for b in EXTRA_BLOCKS if block_pairs(con, b)[1]}  # a block meeting no pair adds nothing
     assert meeting and meeting <= set(generous.blocks) and not generous.left_out
     assert choose_blocks(con, budget_per_record=0).blocks == default_blocks()
+    # a minimum number of pairs lets a small extract take every block, whatever the pairs per record
+    assert choose_blocks(con, budget_per_record=0, minimum=10**6).blocks == generous.blocks
     # across agencies only: nothing within one is ever chosen
     assert all(scope == ACROSS for _, scope in choose_blocks(con, 1_000, within_source=False).blocks)
 
@@ -134,8 +136,11 @@ def test_a_duplicate_within_one_agency_with_its_initial_mistyped_is_found(tmp_pa
 def _budget(config, value: float):
     from pipeline.config import load_config
 
-    text = config.path.read_text(encoding="utf-8").replace("\npair_budget = ", "\n# pair_budget = ", 1)
-    config.path.write_text(text.replace("[linking]\n", f"[linking]\npair_budget = {value}\n", 1), encoding="utf-8")
+    text = config.path.read_text(encoding="utf-8")
+    for key in ("pair_budget", "pair_budget_minimum"):
+        text = text.replace(f"\n{key} = ", f"\n# {key} = ", 1)
+    text = text.replace("[linking]\n", f"[linking]\npair_budget = {value}\npair_budget_minimum = 0\n", 1)
+    config.path.write_text(text, encoding="utf-8")
     return load_config(config.path)
 
 
