@@ -20,8 +20,9 @@ if that is more (a million pairs take a few seconds whatever the extract, so a s
 every block); a candidate over the budget is left out and the next one tried. The pairs are
 counted in SQL before anything is compared, cheaply (one group-by per block on a hash of its
 keys): per key, the pairs of records of which at least one is in a component without a PNC id,
-less those inside one such component, across agencies and within one. The count is an upper
-bound (a pair two blocks meet counts twice), so the budget is conservative. A million people stay
+less those inside one such component, across agencies and within one; above 100,000 records, on
+a fixed sample of 100,000 (a hash of the record id), scaled by the square of the share sampled.
+The count is an upper bound (a pair two blocks meet counts twice), so the budget is conservative. A million people stay
 fast because the heavy blocks (a common name and no date) are left out there.
 
 Soundex is computed in SQL (`soundex_sql`): DuckDB has no phonetic function, and the same SQL
@@ -56,8 +57,9 @@ def soundex_sql(col: str) -> str:
 
 # The blocking columns of `prob_records`, beyond the compared ones (appended to its SELECT).
 KEY_COLUMNS = {
-    "sx_s": soundex_sql("r.surname_n"),
-    "sx_f": soundex_sql("r.forename_n"),
+    # Soundex codes from `sounds` (each distinct name coded once, not each record)
+    "sx_s": "(SELECT code FROM sounds WHERE name = r.surname_n)",
+    "sx_f": "(SELECT code FROM sounds WHERE name = r.forename_n)",
     # both names in either order: a swap meets its original
     "names_key": "CASE WHEN r.surname_n IS NOT NULL AND r.forename_n IS NOT NULL THEN "
                  "least(r.surname_n, r.forename_n) || '|' || greatest(r.surname_n, r.forename_n) END",
@@ -65,6 +67,9 @@ KEY_COLUMNS = {
     "dm_key": "least(month(r.date_of_birth), day(r.date_of_birth)) * 100 "
               "+ greatest(month(r.date_of_birth), day(r.date_of_birth))",
 }
+SOUNDS = f"""sounds AS MATERIALIZED (SELECT name, {soundex_sql('name')} AS code FROM (
+    SELECT surname_n AS name FROM id_records WHERE surname_n IS NOT NULL
+    UNION SELECT forename_n FROM id_records WHERE forename_n IS NOT NULL))"""
 # the Soundex codes of both names in either order (computed from sx_s and sx_f)
 SX_PAIR = "CASE WHEN sx_s IS NOT NULL AND sx_f IS NOT NULL THEN least(sx_s, sx_f) || greatest(sx_s, sx_f) END"
 
@@ -139,48 +144,75 @@ class Chosen:
         return tuple(f"{b.name} ({scope})" for b, scope in self.blocks)
 
 
+def _key_column(block: Block, narrow: bool = False) -> str:
+    return f"k{ALL_BLOCKS.index(block)}" + ("n" if narrow else "")
+
+
+# Above this many records the pairs are counted on a fixed sample of them (a hash of the record)
+# and scaled by the square of the share sampled: a pair is in the sample when both its records are.
+COUNT_SAMPLE = 100_000
+
+
+def _keys_sql(sample: int = COUNT_SAMPLE) -> str:
+    """[one record of prob_records]: per block, a hash of its keys (NULL when one is missing),
+    and for the core blocks the same with the initials and the year (narrowed within an agency);
+    the agency as a number; whether its component has no PNC id and more than one record (its
+    pairs inside are never compared). Built once a link: each count then groups one integer."""
+    def key(block: Block, extra: tuple[str, ...] = ()) -> str:
+        cols = block.keys + extra
+        return f"CASE WHEN {' AND '.join(f'{c} IS NOT NULL' for c in cols)} THEN hash({', '.join(cols)}) END"
+
+    columns = [f"{key(b)} AS {_key_column(b)}" for b in ALL_BLOCKS]
+    columns += [f"{key(b, ('s1', 'f1', 'birth_year'))} AS {_key_column(b, True)}" for b in CORE_BLOCKS]
+    sources = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(_SOURCES))
+    return f"""CREATE OR REPLACE TEMP TABLE block_keys AS
+               WITH multi AS (SELECT comp FROM prob_records WHERE open GROUP BY comp HAVING count(*) > 1)
+               SELECT comp, open, CASE source {sources} END::UTINYINT AS src, dob IS NULL AS nodob,
+                      comp IN (SELECT comp FROM multi) AS multi, {", ".join(columns)}
+               FROM prob_records
+               WHERE hash(unique_id) % 1000003 < 1000003.0 * {int(sample)} / (SELECT count(*) FROM prob_records)"""
+
+
 def _count_sql(block: Block, narrow: bool = False) -> str:
-    """The pairs of a block across agencies and within one, in one pass: per key and component
-    the records by agency, then per key the block's pair count of all its records less that of
-    each agency's (pairs within one) and less the pairs inside one component without a PNC id
-    (never compared: one component already). Keys are hashed: one integer to group on."""
-    keys = block.keys + (("s1", "f1", "birth_year") if narrow else ())
-    not_null = " AND ".join(f"{k} IS NOT NULL" for k in block.keys)
-    per_source = ", ".join(
-        f"count(*) FILTER (WHERE source = '{s}')::HUGEINT AS n_{s}, "
-        f"count(*) FILTER (WHERE source = '{s}' AND dob IS NULL)::HUGEINT AS z_{s}" for s in _SOURCES)
-    sums = ", ".join(
-        f"sum(n_{s}) AS n_{s}, coalesce(sum(n_{s}) FILTER (WHERE NOT open), 0) AS c_{s}, sum(z_{s}) AS z_{s}"
-        for s in _SOURCES)
+    """The pairs of a block across agencies and within one: per key, the block's pair count of all
+    its records less that of each agency's (pairs within one), less the pairs inside one open
+    component (never compared: one component already)."""
+    col = _key_column(block, narrow)
 
     def pairs(n: str, c: str, z: str) -> str:
         return f"({block.pairs.format(n=n, c=c, z=z)})"
 
-    within = " + ".join(pairs(f"n_{s}", f"c_{s}", f"z_{s}") for s in _SOURCES)
-    same_within = " + ".join(pairs(f"n_{s}", "0", f"z_{s}") for s in _SOURCES)
-    return f"""WITH per_component AS (
-                   SELECT hash({", ".join(keys)}) AS key, comp, bool_and(open) AS open, count(*)::HUGEINT AS n,
-                          count(*) FILTER (WHERE dob IS NULL)::HUGEINT AS z, {per_source}
-                   FROM prob_records WHERE {not_null} GROUP BY ALL),
-               same AS (  -- pairs inside one open component: not compared
-                   SELECT key, sum({pairs("n", "0", "z")}) AS total, sum({same_within}) AS within
-                   FROM per_component WHERE open GROUP BY key),
+    return f"""WITH by_source AS (
+                   SELECT {col} AS key, count(*) AS n, count(*) FILTER (WHERE NOT open) AS c,
+                          count(*) FILTER (WHERE nodob) AS z
+                   FROM block_keys WHERE {col} IS NOT NULL GROUP BY {col}, src),
                per_key AS (
-                   SELECT key, sum(n) AS n, coalesce(sum(n) FILTER (WHERE NOT open), 0) AS c, sum(z) AS z, {sums}
-                   FROM per_component GROUP BY key),
-               counted AS (
-                   SELECT {pairs("n", "c", "z")} AS total, {within} AS within,
-                          coalesce(s.total, 0) AS same_total, coalesce(s.within, 0) AS same_within
-                   FROM per_key k LEFT JOIN same s USING (key))
-               SELECT coalesce(sum(total - within - (same_total - same_within)), 0)::HUGEINT,
-                      coalesce(sum(within - same_within), 0)::HUGEINT FROM counted"""
+                   SELECT key, {pairs("sum(n)", "sum(c)", "sum(z)")} AS total, sum({pairs("n", "c", "z")}) AS within
+                   FROM by_source GROUP BY key),
+               in_component AS (  -- records of open components of several records: never compared
+                   SELECT {col} AS key, comp, count(*) AS n, count(*) FILTER (WHERE nodob) AS z
+                   FROM block_keys WHERE multi AND {col} IS NOT NULL GROUP BY {col}, comp, src),
+               same AS (
+                   SELECT key, sum(total) AS total, sum(within) AS within FROM (
+                       SELECT key, {pairs("sum(n)", "0", "sum(z)")} AS total, sum({pairs("n", "0", "z")}) AS within
+                       FROM in_component GROUP BY key, comp)
+                   GROUP BY key)
+               SELECT coalesce(sum(t.total - t.within - coalesce(s.total - s.within, 0)), 0)::BIGINT,
+                      coalesce(sum(t.within - coalesce(s.within, 0)), 0)::BIGINT
+               FROM per_key t LEFT JOIN same s USING (key)"""
 
 
 def block_pairs(con: duckdb.DuckDBPyConnection, block: Block, narrow: bool = False) -> tuple[int, int]:
     """The pairs a block would generate on `prob_records` across agencies and within one (upper
     bounds; see the module); `narrow`: within one only where the initials and the year agree."""
+    if not run_sql(con, "blocking: keys built", "SELECT count(*) FROM duckdb_tables() "
+                   "WHERE table_name = 'block_keys' AND temporary").fetchone()[0]:
+        run_sql(con, "blocking: block_keys", _keys_sql())
     across, within = run_sql(con, f"blocking: count {block.name}", _count_sql(block, narrow)).fetchone()
-    return int(across), int(within)
+    sampled, records = run_sql(con, "blocking: sample share", "SELECT (SELECT count(*) FROM block_keys), "
+                               "(SELECT count(*) FROM prob_records)").fetchone()
+    scale = (records / sampled) ** 2 if sampled else 1.0
+    return int(round(across * scale)), int(round(within * scale))
 
 
 def choose_blocks(con: duckdb.DuckDBPyConnection, budget_per_record: float, within_source: bool = True,
@@ -191,6 +223,7 @@ def choose_blocks(con: duckdb.DuckDBPyConnection, budget_per_record: float, with
     next tried. Deterministic: the same records and budget give the same blocks."""
     records = run_sql(con, "blocking: records", "SELECT count(*) FROM prob_records").fetchone()[0]
     budget = max(int(budget_per_record * records), int(minimum))
+    run_sql(con, "blocking: block_keys", _keys_sql())
     counts = {b: block_pairs(con, b) for b in ALL_BLOCKS}
     chosen = [(b, ACROSS) for b in CORE_BLOCKS]
     total = sum(counts[b][0] for b in CORE_BLOCKS)
@@ -216,6 +249,7 @@ def choose_blocks(con: duckdb.DuckDBPyConnection, budget_per_record: float, with
             total += pairs
         else:
             left_out.append((label, pairs))
+    run_sql(con, "blocking: drop block_keys", "DROP TABLE block_keys")
     log.info("blocking: %d of %d candidate blocks within the budget of %s pairs a record (%d pairs counted, "
              "budget %d); left out: %s", len(candidates) - len(left_out), len(candidates), f"{budget_per_record:g}",
              total, budget, ", ".join(f"{n} ({p:,})" for n, p in left_out) or "none")

@@ -41,7 +41,16 @@ from pipeline.contract import EXTRACTS, Extract
 from pipeline.errors import WarehouseError
 from pipeline.facts import build_facts
 from pipeline.identifiers import name_normal_sql, pnc_normal_sql
-from pipeline.link.blocking import ACROSS, ALL_BLOCKS, NARROW, WITHIN, _count_sql, blocking_rules
+from pipeline.link.blocking import (
+    ACROSS,
+    ALL_BLOCKS,
+    CORE_BLOCKS,
+    NARROW,
+    WITHIN,
+    _count_sql,
+    _keys_sql,
+    blocking_rules,
+)
 from pipeline.link.clusters import (
     _AMBIGUOUS_TO_REVIEW,
     _APPLY,
@@ -424,7 +433,8 @@ def rendered_steps() -> dict[str, str]:
                                                    ("store pairs", _STORE_PAIRS))},
         "probabilistic: settings": json.dumps(settings_dict(True), sort_keys=True),
         "probabilistic: blocks": json.dumps([blocking_rules(tuple((b, s) for b in ALL_BLOCKS for s in (ACROSS, WITHIN, NARROW))),
-                                             [_count_sql(b, narrow) for b in ALL_BLOCKS for narrow in (False, True)]]),
+                                             _keys_sql(), [_count_sql(b) for b in ALL_BLOCKS],
+                                             [_count_sql(b, True) for b in CORE_BLOCKS]]),
         **{f"clusters: {k}": v for k, v in (("edges", _EDGES), ("cannot", _CANNOT), ("apply", _APPLY),
                                              ("within", _EDGES_WITHIN + _CANNOT_WITHIN),
                                              ("ambiguous", _AMBIGUOUS_TO_REVIEW))},

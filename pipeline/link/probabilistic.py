@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from pipeline.link.blocking import KEY_COLUMNS, SX_PAIR, Block, blocking_rules, choose_blocks, default_blocks
+from pipeline.link.blocking import KEY_COLUMNS, SOUNDS, SX_PAIR, Block, blocking_rules, choose_blocks, default_blocks
 from pipeline.warehouse import run_sql
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ MIN_LABELLED_PAIRS = 50  # fewer PNC-linked pairs than this: m by expectation ma
 _RECORDS = """
 CREATE OR REPLACE TEMP TABLE prob_records AS  -- [one source record]: what Splink compares
 WITH comp AS (SELECT final_label, bool_or(pnc_norm IS NOT NULL) AS has_pnc FROM linked GROUP BY ALL),
+{sounds},
 base AS (
 SELECT r.rid AS unique_id, r.record_id, r.source, l.final_label AS comp, NOT c.has_pnc AS open,
        r.pnc_norm, r.nomis, r.surname_n, r.forename_n, r.date_of_birth AS dob,
@@ -59,7 +60,7 @@ SELECT r.rid AS unique_id, r.record_id, r.source, l.final_label AS comp, NOT c.h
 FROM id_records r JOIN linked l USING (rid) JOIN comp c USING (final_label))
 -- the blocking keys made of other columns of the record (pipeline.link.blocking)
 SELECT *, {sx_pair} AS sx_pair, least(s1, f1) || greatest(s1, f1) AS initials FROM base
-""".format(keys=", ".join(f"{sql} AS {name}" for name, sql in KEY_COLUMNS.items()), sx_pair=SX_PAIR)
+""".format(keys=", ".join(f"{sql} AS {name}" for name, sql in KEY_COLUMNS.items()), sx_pair=SX_PAIR, sounds=SOUNDS)
 _RECORD_COLUMNS = ("unique_id", "source", "comp", "open", "pnc_norm", "nomis", "surname_n", "forename_n", "dob",
                    "dob_s", "birth_year", "birth_md", "birth_decade", "dob_key", "s1", "f1", "sex", "area",
                    *KEY_COLUMNS, "sx_pair", "initials")
