@@ -94,7 +94,7 @@ class LinkingConfig(_Strict):
     u_sample_pairs: int = Field(default=300_000, ge=1_000)
     # blocking: an extra block (pipeline/link/blocking.py) is used only while the pairs counted for
     # the blocks chosen stay within this many per record (docs/linking.md, "Blocking")
-    pair_budget: float = Field(default=2.5, ge=0)
+    pair_budget: float = Field(default=2.0, ge=0)
     # ... or this many pairs in all, if that is more: a small extract gets every block
     pair_budget_minimum: int = Field(default=1_000_000, ge=0)
     seed: int = 42
@@ -319,7 +319,7 @@ within_source = true
 reestimate_change_percent = 20.0
 # blocking: extra blocks (a name and the date both corrupted) are used while the pairs they
 # generate stay within this many per record (docs/linking.md, "Blocking")
-pair_budget = 2.5
+pair_budget = 2.0
 pair_budget_minimum = 1000000
 # The optional advisory model (`iom train`, docs/model.md): shown beside the rules, never instead.
 # Uncomment [model] and the keys you set.

@@ -31,7 +31,15 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from pipeline.link.blocking import KEY_COLUMNS, SOUNDS, SX_PAIR, Block, blocking_rules, choose_blocks, default_blocks
+from pipeline.link.blocking import (
+    KEY_COLUMNS,
+    SOUNDS,
+    SX_PAIR,
+    Block,
+    blocking_rules,
+    choose_blocks,
+    default_blocks,
+)
 from pipeline.warehouse import run_sql
 
 log = logging.getLogger(__name__)
