@@ -6,7 +6,8 @@ values came from. A link uses the latest version. A new version is estimated onl
 - on request (`iom links estimate`), or
 - when there is none yet, or
 - when the number of records differs by more than `reestimate_change_percent` from the records it
-  was estimated on.
+  was estimated on, or
+- when the linking code's comparison levels are no longer the stored model's (a new level).
 Below `MIN_ESTIMATION_RECORDS` records nothing is estimated: the model's priors are used (a
 handful of records say nothing about m and u), stored as a version like any other.
 """
@@ -69,10 +70,23 @@ def estimate_reason(current: StoredModel | None, records: int, settings: Linking
         return "requested"
     if current is None:
         return "first link"
+    if _levels(current.model) != _levels(_current_settings(settings)):
+        return "the model's comparison levels changed with the linking code"
     if current.records and abs(records - current.records) * 100.0 / current.records > settings.reestimate_change_percent:
         return (f"records changed from {current.records:,} to {records:,} "
                 f"(more than {settings.reestimate_change_percent:g}%)")
     return None
+
+
+def _levels(model: dict) -> list[tuple[str, str]]:
+    return [(c["output_column_name"], lv["label_for_charts"]) for c in model["comparisons"]
+            for lv in c["comparison_levels"]]
+
+
+def _current_settings(settings: LinkingConfig) -> dict:
+    from pipeline.link.probabilistic import settings_dict  # Splink-free, but the module is the linking's
+
+    return settings_dict(settings.within_source)
 
 
 def store_model(con: duckdb.DuckDBPyConnection, model: dict, reason: str, records: int, labelled_pairs: int,

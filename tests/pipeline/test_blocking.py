@@ -160,3 +160,20 @@ def test_a_copy_with_a_name_and_its_date_corrupted_is_found_when_the_budget_allo
     keys = _keys(config)
     assert (keys["police:N1"] == keys["probation:X000001"]) == linked
     assert (report.link.pairs_compared > 0) == linked or budget > 0
+
+
+def test_a_stored_model_without_the_current_levels_is_estimated_again():
+    from datetime import datetime
+
+    from pipeline.config import LinkingConfig
+    from pipeline.link.models import StoredModel, estimate_reason
+    from pipeline.link.probabilistic import settings_dict
+
+    current = settings_dict(True)
+    stored = StoredModel(1, "x", datetime(2026, 11, 1), "first link", 100, 0, "priors", current)
+    assert estimate_reason(stored, 100, LinkingConfig(), requested=False) is None
+    older = settings_dict(True)
+    dob = next(c for c in older["comparisons"] if c["output_column_name"] == "dob")
+    dob["comparison_levels"] = [lv for lv in dob["comparison_levels"] if "one out" not in lv["label_for_charts"]]
+    stale = StoredModel(1, "x", datetime(2026, 11, 1), "first link", 100, 0, "priors", older)
+    assert "levels changed" in estimate_reason(stale, 100, LinkingConfig(), requested=False)
