@@ -64,13 +64,15 @@ def list_models(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def estimate_reason(current: StoredModel | None, records: int, settings: LinkingConfig, requested: bool) -> str | None:
-    """Why a new model is needed now, or None to keep the current one."""
+def estimate_reason(current: StoredModel | None, records: int, settings: LinkingConfig, requested: bool,
+                    template: dict | None = None) -> str | None:
+    """Why a new model is needed now, or None to keep the current one; `template` is the model the
+    linking code would start from (its comparison levels)."""
     if requested:
         return "requested"
     if current is None:
         return "first link"
-    if _levels(current.model) != _levels(_current_settings(settings)):
+    if template is not None and _levels(current.model) != _levels(template):
         return "the model's comparison levels changed with the linking code"
     if current.records and abs(records - current.records) * 100.0 / current.records > settings.reestimate_change_percent:
         return (f"records changed from {current.records:,} to {records:,} "
@@ -81,12 +83,6 @@ def estimate_reason(current: StoredModel | None, records: int, settings: Linking
 def _levels(model: dict) -> list[tuple[str, str]]:
     return [(c["output_column_name"], lv["label_for_charts"]) for c in model["comparisons"]
             for lv in c["comparison_levels"]]
-
-
-def _current_settings(settings: LinkingConfig) -> dict:
-    from pipeline.link.probabilistic import settings_dict  # Splink-free, but the module is the linking's
-
-    return settings_dict(settings.within_source)
 
 
 def store_model(con: duckdb.DuckDBPyConnection, model: dict, reason: str, records: int, labelled_pairs: int,

@@ -444,7 +444,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, settings, reestimate: bool = Fal
     started = time.perf_counter()
     records = records_table(con)
     current = latest_model(con)
-    reason = estimate_reason(current, records.num_rows, settings, reestimate)
+    reason = estimate_reason(current, records.num_rows, settings, reestimate, settings_dict(settings.within_source))
     estimated = None
     if reason is not None:
         if records.num_rows < MIN_ESTIMATION_RECORDS:

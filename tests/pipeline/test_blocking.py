@@ -171,9 +171,9 @@ def test_a_stored_model_without_the_current_levels_is_estimated_again():
 
     current = settings_dict(True)
     stored = StoredModel(1, "x", datetime(2026, 11, 1), "first link", 100, 0, "priors", current)
-    assert estimate_reason(stored, 100, LinkingConfig(), requested=False) is None
+    assert estimate_reason(stored, 100, LinkingConfig(), False, current) is None
     older = settings_dict(True)
     dob = next(c for c in older["comparisons"] if c["output_column_name"] == "dob")
     dob["comparison_levels"] = [lv for lv in dob["comparison_levels"] if "one out" not in lv["label_for_charts"]]
     stale = StoredModel(1, "x", datetime(2026, 11, 1), "first link", 100, 0, "priors", older)
-    assert "levels changed" in estimate_reason(stale, 100, LinkingConfig(), requested=False)
+    assert "levels changed" in estimate_reason(stale, 100, LinkingConfig(), False, current)
