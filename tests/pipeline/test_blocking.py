@@ -177,3 +177,18 @@ def test_a_stored_model_without_the_current_levels_is_estimated_again():
     dob["comparison_levels"] = [lv for lv in dob["comparison_levels"] if "one out" not in lv["label_for_charts"]]
     stale = StoredModel(1, "x", datetime(2026, 11, 1), "first link", 100, 0, "priors", older)
     assert "levels changed" in estimate_reason(stale, 100, LinkingConfig(), False, current)
+
+
+def test_above_the_sample_size_the_pairs_are_estimated_from_a_fixed_sample():
+    from pipeline.link.blocking import _keys_sql
+
+    names = next(b for b in EXTRA_BLOCKS if b.keys == ("names_key",))
+    con = _prob_records(SAME_NAMES)
+    con.execute(_keys_sql(sample=20))  # about half of the 40 records, scaled by the square of the share
+    sampled = con.execute("SELECT count(*) FROM block_keys").fetchone()[0]
+    assert 5 < sampled < 35
+    _, within = block_pairs(con, names)
+    assert within == round(sampled * (sampled - 1) / 2 * (40 / sampled) ** 2)
+    assert abs(within - 780) < 0.25 * 780
+    con.execute(_keys_sql(sample=20))
+    assert block_pairs(con, names) == (0, within)  # the same sample every time
