@@ -53,6 +53,9 @@ def show_link(link, relinked: bool = True) -> None:
                  else f"model version {link.model_version}")
         out.print(f"  probabilistic linking ({model}): {link.pairs_scored:,} pairs scored at or above the lower "
                   f"threshold, {link.auto_linked:,} at or above the upper (linked)")
+        if link.pairs_compared:
+            out.print(f"  pairs compared: {link.pairs_compared:,} from {len(link.blocks_used or ()):,} blocks "
+                      f"within the pair budget, {link.probabilistic_seconds:.1f} s")
         out.print(f"  review queue: {link.review_queue:,} pairs waiting for a decision (`iom links review`)")
         if link.conflicts:
             out.print(f"  not applied: {link.conflicts:,} accepted links that would join two PNC ids, match two "

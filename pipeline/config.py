@@ -94,6 +94,11 @@ class LinkingConfig(_Strict):
     # re-estimate the model when the number of records changed by more than this since it was estimated
     reestimate_change_percent: float = Field(default=20.0, ge=0)
     u_sample_pairs: int = Field(default=300_000, ge=1_000)
+    # blocking: an extra block (pipeline/link/blocking.py) is used only while the pairs counted for
+    # the blocks chosen stay within this many per record (docs/linking.md, "Blocking")
+    pair_budget: float = Field(default=2.0, ge=0)
+    # ... or this many pairs in all, if that is more: a small extract gets every block
+    pair_budget_minimum: int = Field(default=1_000_000, ge=0)
     seed: int = 42
 
     @model_validator(mode="after")
@@ -336,6 +341,10 @@ lower_threshold = 0.50
 within_source = true
 # the model is re-estimated by `iom links estimate`, or when the records change by more than this
 reestimate_change_percent = 20.0
+# blocking: extra blocks (a name and the date both corrupted) are used while the pairs they
+# generate stay within this many per record (docs/linking.md, "Blocking")
+pair_budget = 2.0
+pair_budget_minimum = 1000000
 # The optional advisory model (`iom train`, docs/model.md): shown beside the rules, never instead.
 # Uncomment [model] and the keys you set.
 # [model]

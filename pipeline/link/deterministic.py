@@ -41,6 +41,16 @@ from pipeline.contract import EXTRACTS, Extract
 from pipeline.errors import WarehouseError
 from pipeline.facts import build_facts
 from pipeline.identifiers import name_normal_sql, pnc_normal_sql
+from pipeline.link.blocking import (
+    ACROSS,
+    ALL_BLOCKS,
+    CORE_BLOCKS,
+    NARROW,
+    WITHIN,
+    _count_sql,
+    _keys_sql,
+    blocking_rules,
+)
 from pipeline.link.clusters import (
     _AMBIGUOUS_TO_REVIEW,
     _APPLY,
@@ -342,6 +352,9 @@ class LinkSummary:
     conflicts: int = 0  # accepted links not applied: two PNC ids, or a pair a reviewer rejected
     keys_merged: int = 0
     keys_split: int = 0
+    pairs_compared: int = 0  # pairs the probabilistic step's blocks generated
+    blocks_used: list[str] | None = None  # its blocks: the core ones and the extras within the pair budget
+    probabilistic_seconds: float = 0.0
 
 
 _RANK_RID = "row_number() OVER (ORDER BY record_id)"
@@ -401,7 +414,9 @@ def build_links(con: duckdb.DuckDBPyConnection, settings: LinkingConfig | None =
     return LinkSummary(people, components, per_source, orphan_offences, orphan_events,
                        model_version=scored.model_version, model_estimated=scored.estimated,
                        pairs_scored=scored.pairs, auto_linked=scored.auto_link, review_queue=int(queue),
-                       conflicts=joined["refused"], keys_merged=keys["merged"], keys_split=keys["split"])
+                       conflicts=joined["refused"], keys_merged=keys["merged"], keys_split=keys["split"],
+                       pairs_compared=scored.compared_pairs, blocks_used=list(scored.blocks),
+                       probabilistic_seconds=scored.seconds)
 
 
 def rendered_steps() -> dict[str, str]:
@@ -417,6 +432,9 @@ def rendered_steps() -> dict[str, str]:
         **{f"probabilistic: {k}": v for k, v in (("prob_records", _PROB_RECORDS), ("link_pairs", PAIRS_DDL),
                                                    ("store pairs", _STORE_PAIRS))},
         "probabilistic: settings": json.dumps(settings_dict(True), sort_keys=True),
+        "probabilistic: blocks": json.dumps([blocking_rules(tuple((b, s) for b in ALL_BLOCKS for s in (ACROSS, WITHIN, NARROW))),
+                                             _keys_sql(), [_count_sql(b) for b in ALL_BLOCKS],
+                                             [_count_sql(b, True) for b in CORE_BLOCKS]]),
         **{f"clusters: {k}": v for k, v in (("edges", _EDGES), ("cannot", _CANNOT), ("apply", _APPLY),
                                              ("within", _EDGES_WITHIN + _CANNOT_WITHIN),
                                              ("ambiguous", _AMBIGUOUS_TO_REVIEW))},

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Bump when Python code in `pipeline.link` or `pipeline.facts` changes who is linked to whom or what
 # the facts hold without changing any step's SQL (a change to the SQL is seen by itself).
-LINK_VERSION = "2"
+LINK_VERSION = "3"
 FINGERPRINT_KEY = "link_fingerprint"
 SUMMARY_KEY = "link_summary"
 

@@ -6,7 +6,8 @@ values came from. A link uses the latest version. A new version is estimated onl
 - on request (`iom links estimate`), or
 - when there is none yet, or
 - when the number of records differs by more than `reestimate_change_percent` from the records it
-  was estimated on.
+  was estimated on, or
+- when the linking code's comparison levels are no longer the stored model's (a new level).
 Below `MIN_ESTIMATION_RECORDS` records nothing is estimated: the model's priors are used (a
 handful of records say nothing about m and u), stored as a version like any other.
 """
@@ -63,16 +64,25 @@ def list_models(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def estimate_reason(current: StoredModel | None, records: int, settings: LinkingConfig, requested: bool) -> str | None:
-    """Why a new model is needed now, or None to keep the current one."""
+def estimate_reason(current: StoredModel | None, records: int, settings: LinkingConfig, requested: bool,
+                    template: dict | None = None) -> str | None:
+    """Why a new model is needed now, or None to keep the current one; `template` is the model the
+    linking code would start from (its comparison levels)."""
     if requested:
         return "requested"
     if current is None:
         return "first link"
+    if template is not None and _levels(current.model) != _levels(template):
+        return "the model's comparison levels changed with the linking code"
     if current.records and abs(records - current.records) * 100.0 / current.records > settings.reestimate_change_percent:
         return (f"records changed from {current.records:,} to {records:,} "
                 f"(more than {settings.reestimate_change_percent:g}%)")
     return None
+
+
+def _levels(model: dict) -> list[tuple[str, str]]:
+    return [(c["output_column_name"], lv["label_for_charts"]) for c in model["comparisons"]
+            for lv in c["comparison_levels"]]
 
 
 def store_model(con: duckdb.DuckDBPyConnection, model: dict, reason: str, records: int, labelled_pairs: int,

@@ -30,12 +30,22 @@ import logging
 import math
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
+from pipeline.link.blocking import (
+    KEY_COLUMNS,
+    SOUNDS,
+    SX_PAIR,
+    Block,
+    blocking_rules,
+    choose_blocks,
+    default_blocks,
+)
 from pipeline.warehouse import MEMORY_LIMIT, run_sql
 
 log = logging.getLogger(__name__)
@@ -48,7 +58,9 @@ MIN_LABELLED_PAIRS = 50  # fewer PNC-linked pairs than this: m by expectation ma
 
 _RECORDS = """
 CREATE OR REPLACE TEMP TABLE prob_records AS  -- [one source record]: what Splink compares
-WITH comp AS (SELECT final_label, bool_or(pnc_norm IS NOT NULL) AS has_pnc FROM linked GROUP BY ALL)
+WITH comp AS (SELECT final_label, bool_or(pnc_norm IS NOT NULL) AS has_pnc FROM linked GROUP BY ALL),
+{sounds},
+base AS (
 SELECT r.rid AS unique_id, r.record_id, r.source, l.final_label AS comp, NOT c.has_pnc AS open,
        r.pnc_norm, r.nomis, r.surname_n, r.forename_n, r.date_of_birth AS dob,
        strftime(r.date_of_birth, '%Y-%m-%d') AS dob_s, year(r.date_of_birth) AS birth_year,
@@ -57,11 +69,15 @@ SELECT r.rid AS unique_id, r.record_id, r.source, l.final_label AS comp, NOT c.h
        year(r.date_of_birth) * 10000 + least(month(r.date_of_birth), day(r.date_of_birth)) * 100
            + greatest(month(r.date_of_birth), day(r.date_of_birth)) AS dob_key,
        left(r.surname_n, 1) AS s1, left(r.forename_n, 1) AS f1,
-       CASE WHEN r.sex IN ('M', 'F') THEN r.sex END AS sex, nullif(upper(trim(r.area)), '') AS area
-FROM id_records r JOIN linked l USING (rid) JOIN comp c USING (final_label)
-"""
+       CASE WHEN r.sex IN ('M', 'F') THEN r.sex END AS sex, nullif(upper(trim(r.area)), '') AS area,
+       {keys}
+FROM id_records r JOIN linked l USING (rid) JOIN comp c USING (final_label))
+-- the blocking keys made of other columns of the record (pipeline.link.blocking)
+SELECT *, {sx_pair} AS sx_pair, least(s1, f1) || greatest(s1, f1) AS initials FROM base
+""".format(keys=", ".join(f"{sql} AS {name}" for name, sql in KEY_COLUMNS.items()), sx_pair=SX_PAIR, sounds=SOUNDS)
 _RECORD_COLUMNS = ("unique_id", "source", "comp", "open", "pnc_norm", "nomis", "surname_n", "forename_n", "dob",
-                   "dob_s", "birth_year", "birth_md", "birth_decade", "dob_key", "s1", "f1", "sex", "area")
+                   "dob_s", "birth_year", "birth_md", "birth_decade", "dob_key", "s1", "f1", "sex", "area",
+                   *KEY_COLUMNS, "sx_pair", "initials")
 
 
 def _level(sql: str, label: str, m: float, u: float, *, null: bool = False, tf: str | None = None) -> dict:
@@ -82,7 +98,7 @@ def _name_levels(col: str, other: str, what: str) -> list[dict]:
         _level(f"{lc} = {rc}", f"{what} the same", 0.85, 0.001, tf=col),
         # a swap, allowing for a typo or variant in either name as well
         _level(f"jaro_winkler_similarity({lc}, {ro}) >= 0.9 AND jaro_winkler_similarity({lo}, {rc}) >= 0.9",
-               "forename and surname swapped", 0.01, 0.00001),
+               "forename and surname swapped", 0.01, 0.001, tf=col),
         _level(f"length({lc}) >= 4 AND length({rc}) >= 4 AND (starts_with({lc}, {rc}) OR starts_with({rc}, {lc}) "
                f"OR ends_with({lc}, {rc}) OR ends_with({rc}, {lc}))", f"one {what} part of the other", 0.03, 0.0005),
         _level(f"damerau_levenshtein({lc}, {rc}) <= 1", f"{what} one letter different", 0.05, 0.001),
@@ -108,6 +124,9 @@ def _comparisons() -> list[dict]:
                     f"AND day({dob_l}) = month({dob_r})", "day and month transposed", 0.02, 0.00001),
              _level('damerau_levenshtein("dob_s_l", "dob_s_r") <= 1', "date of birth one digit different",
                     0.03, 0.001),
+             # a year keyed one out (1989 for 1990: two digits) keeps the day and the month
+             _level(f"month({dob_l}) = month({dob_r}) AND day({dob_l}) = day({dob_r}) "
+                    f"AND abs(year({dob_l}) - year({dob_r})) = 1", "year of birth one out", 0.01, 0.0001),
              _level(f"abs(datediff('day', {dob_l}, {dob_r})) <= 366", "date of birth within a year", 0.01, 0.02),
              _level("ELSE", "date of birth different", 0.04, 0.98),
          ]},
@@ -135,41 +154,6 @@ def _comparisons() -> list[dict]:
     ]
 
 
-# Prediction blocks: each an equality join that a corrupted copy still meets. `dob_key` is the
-# date with day and month in order (a transposed date has the same key); a typo, a nickname or
-# half of a double-barrelled name keeps an initial; a swap exchanges the initials; a wrong digit of
-# the year keeps the day, the month and the decade; a wrong digit of the day, or a missing date,
-# leaves the names. Blocks for a name and a date both corrupted (the same surname and birth year,
-# the same initials and month of birth) compared two to five million pairs at a million people
-# each, more than all the others, for a few true pairs in ten thousand: left out.
-_BLOCKS = (
-    "l.dob_key = r.dob_key AND l.s1 = r.s1",
-    "l.dob_key = r.dob_key AND l.f1 = r.f1",
-    "l.dob_key = r.dob_key AND l.s1 = r.f1 AND l.f1 = r.s1",
-    "l.birth_md = r.birth_md AND l.birth_decade = r.birth_decade AND l.s1 = r.s1 AND l.f1 = r.f1",
-    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND l.birth_year = r.birth_year",
-    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND l.birth_md = r.birth_md",
-    # one rule per side, so that the missing date filters its side before the join
-    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND l.dob IS NULL",
-    "l.surname_n = r.surname_n AND l.forename_n = r.forename_n AND r.dob IS NULL",
-)
-
-
-# Two records of one agency are compared only when both initials and the year of birth agree as
-# well: duplicates within an agency are rare, and most blocked pairs at a million people would
-# otherwise be pairs of police nominals of different people.
-_SAME_AGENCY = "l.s1 = r.s1 AND l.f1 = r.f1 AND l.birth_year = r.birth_year"
-
-
-def blocking_rules(within_source: bool) -> list[str]:
-    """The prediction blocks, restricted to pairs that could change who is linked: different
-    components, at least one without a PNC id; two records of one agency only if configured
-    (and then only with `_SAME_AGENCY`)."""
-    candidate = " AND (l.open OR r.open) AND l.comp <> r.comp"
-    candidate += f" AND (l.source <> r.source OR ({_SAME_AGENCY}))" if within_source else " AND l.source <> r.source"
-    return [block + candidate for block in _BLOCKS]
-
-
 def settings_dict(within_source: bool, prior: float = 1e-4) -> dict:
     return {
         "link_type": "dedupe_only",
@@ -177,7 +161,7 @@ def settings_dict(within_source: bool, prior: float = 1e-4) -> dict:
         "probability_two_random_records_match": prior,
         "comparisons": _comparisons(),
         "blocking_rules_to_generate_predictions": [
-            {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in blocking_rules(within_source)],
+            {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in blocking_rules(default_blocks(within_source))],
         "retain_matching_columns": True,
         "retain_intermediate_calculation_columns": True,
         "additional_columns_to_retain": [],
@@ -288,6 +272,51 @@ def _floor_m(model: dict, floor: float = 1e-5) -> dict:
     return model
 
 
+SWAP_LABEL = "forename and surname swapped"
+_EXACT_LEVELS = {"surname": "surname the same", "forename": "first forename the same", "dob": "date of birth the same"}
+
+
+def _exact_recall(model: dict) -> float:
+    """The share of true pairs the exact names-and-date rule finds, by the m values: the product
+    of the m of surname, forename and date of birth the same (kept within 0.05 to 0.95)."""
+    recall = 1.0
+    for comparison in model["comparisons"]:
+        label = _EXACT_LEVELS.get(comparison["output_column_name"])
+        for level in comparison["comparison_levels"]:
+            if label and level["label_for_charts"] == label and level.get("m_probability"):
+                recall *= float(level["m_probability"])
+    return min(0.95, max(0.05, recall))
+
+
+def _calibrate(model: dict, constant_share: float = 0.999) -> dict:
+    """Two corrections after estimation, for data the estimates cannot see:
+    - a swap of two names is about as likely by chance as the same two names in order (a sample
+      of random pairs almost never meets a swap: its floored u made a swap of two common names
+      outweigh a different date of birth). The swap is one event seen by both name comparisons:
+      the first takes the u of its exact level (weight log2(m / u_exact), the swap's own
+      evidence), the second a u of m times its exact level's (weight log2(1 / u_exact): given
+      the first name swapped, the second is too), so that the pair weighs
+      log2(m / (u_exact_surname * u_exact_forename)), the same two names in order less the
+      rarity of a swap; the term-frequency adjustment then makes common names weigh less;
+    - a field that takes one level in nearly every pair of the sample (every record of one agency,
+      one area for all) tells no pair from another: its levels take m = u, a weight of zero,
+      whatever expectation maximisation made of it."""
+    swaps_seen = 0
+    for comparison in model["comparisons"]:
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        exact = next((lv for lv in levels if lv.get("tf_adjustment_column") and lv["label_for_charts"] != SWAP_LABEL),
+                     None)
+        for level in levels:
+            if level["label_for_charts"] == SWAP_LABEL and exact is not None:
+                share = 1.0 if swaps_seen == 0 else level["m_probability"]
+                level["u_probability"] = max(share * exact["u_probability"], 1e-12)
+                swaps_seen += 1
+        if max(lv["u_probability"] for lv in levels) >= constant_share:
+            for level in levels:
+                level["m_probability"] = level["u_probability"]
+    return model
+
+
 def _u_sample_sql(size: int, seed: int) -> str:
     return f"SELECT * FROM sample_source ORDER BY hash(unique_id + {int(seed)}), unique_id LIMIT {int(size)}"
 
@@ -349,7 +378,15 @@ def estimate(records: pa.Table, within_source: bool, seed: int, u_pairs: float) 
                 except Exception as exc:  # too few pairs in a block to estimate from
                     log.info("EM on a block not run (%s): priors kept", type(exc).__name__)
             m_from = "expectation_maximisation"
-        model = _floor_m(linker.misc.save_model_to_json())
+            # Without labels only the exact names-and-date rule finds pairs, and the share of true
+            # pairs it finds is what the m values say: the product of their exact levels' m
+            # (0.8 assumed otherwise, where a noisy extract's exact rule finds under half).
+            recall = _exact_recall(linker.misc.save_model_to_json())
+            try:
+                training.estimate_probability_two_random_records_match(deterministic[2:], recall=recall)
+            except Exception as exc:
+                log.info("prior not estimated again (%s): kept", type(exc).__name__)
+        model = _calibrate(_floor_m(linker.misc.save_model_to_json()))
     finally:
         scratch.close()
     log.info("estimated the linkage model on %d records (m from %s, %d labelled pairs)",
@@ -357,20 +394,25 @@ def estimate(records: pa.Table, within_source: bool, seed: int, u_pairs: float) 
     return Estimate(model, m_from, labelled, records.num_rows)
 
 
-def predict(records: pa.Table, model: dict, within_source: bool, lower: float) -> pa.Table:
+def predict(records: pa.Table, model: dict, within_source: bool, lower: float,
+            blocks: tuple[tuple[Block, str], ...] | None = None) -> tuple[pa.Table, int]:
     """Step 3: every blocked candidate pair at or above the lower threshold, with per-field
-    weights (log2 Bayes factors, term frequency included) and levels."""
+    weights (log2 Bayes factors, term frequency included) and levels; and the pairs compared."""
     import copy
 
     settings = copy.deepcopy(model)
     settings["blocking_rules_to_generate_predictions"] = [
-        {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in blocking_rules(within_source)]
+        {"blocking_rule": rule, "sql_dialect": "duckdb"}
+        for rule in blocking_rules(blocks if blocks is not None else default_blocks(within_source))]
     # the weights and levels only: the compared values (retain_matching_columns) tripled the time at 1M
     settings["retain_intermediate_calculation_columns"] = True
     settings["retain_matching_columns"] = False
     scratch = _splink_con()
     try:
         linker = _linker(records, settings, scratch)
+        # the blocked pairs first (Splink keeps them for predict): their count is the pairs compared
+        blocked = linker.inference.compute_blocked_pairs_for_predict()
+        compared = scratch.execute(f"SELECT count(*) FROM {blocked.physical_name}").fetchone()[0]
         frame = linker.inference.predict(threshold_match_probability=lower, warning_mode="never")
         table = frame.physical_name
         weights = ", ".join(
@@ -382,7 +424,7 @@ def predict(records: pa.Table, model: dict, within_source: bool, lower: float) -
                 FROM {table}""").fetch_arrow_table()
     finally:
         scratch.close()
-    return result
+    return result, int(compared)
 
 
 def _level_cases(model: dict) -> str:
@@ -429,6 +471,9 @@ class ScoredPairs:
     pairs: int  # pairs at or above the lower threshold
     auto_link: int
     review: int
+    compared_pairs: int = 0  # pairs the blocks generated (each scored)
+    blocks: tuple[str, ...] = ()  # the blocks used (the core ones and the extras within the pair budget)
+    seconds: float = 0.0  # the whole step: records, estimation (if any), blocking and scoring
 
 
 def score_pairs(con: duckdb.DuckDBPyConnection, settings, reestimate: bool = False) -> ScoredPairs:
@@ -438,16 +483,22 @@ def score_pairs(con: duckdb.DuckDBPyConnection, settings, reestimate: bool = Fal
     run_sql(con, "probabilistic: link_pairs", PAIRS_DDL)
     if not settings.probabilistic:
         return ScoredPairs(None, None, None, 0, 0, 0, 0)
+    started = time.perf_counter()
     records = records_table(con)
     current = latest_model(con)
-    reason = estimate_reason(current, records.num_rows, settings, reestimate)
+    reason = estimate_reason(current, records.num_rows, settings, reestimate, settings_dict(settings.within_source))
     with _warehouse_memory_lent(con):
         current, estimated = _estimated(con, records, current, reason, settings)
-        open_records = run_sql(con, "probabilistic: open records",
-                               "SELECT count(*) FILTER (WHERE open) FROM prob_records").fetchone()[0]
-        predicted = None
-        if open_records and records.num_rows > 1:
-            predicted = predict(records, current.model, settings.within_source, settings.lower_threshold)
+    open_records = run_sql(con, "probabilistic: open records",
+                           "SELECT count(*) FILTER (WHERE open) FROM prob_records").fetchone()[0]
+    compared, chosen, predicted = 0, (), None
+    estimated_at = time.perf_counter()
+    if open_records and records.num_rows > 1:
+        found = choose_blocks(con, settings.pair_budget, settings.within_source, settings.pair_budget_minimum)
+        chosen = found.blocks
+        with _warehouse_memory_lent(con):
+            predicted, compared = predict(records, current.model, settings.within_source, settings.lower_threshold,
+                                          chosen)
     if predicted is not None:
         con.register("predicted", predicted)
         run_sql(con, "probabilistic: store pairs", _STORE_PAIRS,
@@ -456,10 +507,14 @@ def score_pairs(con: duckdb.DuckDBPyConnection, settings, reestimate: bool = Fal
     counts = run_sql(con, "probabilistic: count pairs",
                      "SELECT count(*), count(*) FILTER (WHERE zone = 'auto_link') FROM link_pairs").fetchone()
     run_sql(con, "probabilistic: drop prob_records", "DROP TABLE IF EXISTS prob_records")
-    log.info("probabilistic linking: %d records, %d pairs at or above %.2f (%d at or above %.2f)",
-             records.num_rows, counts[0], settings.lower_threshold, counts[1], settings.upper_threshold)
+    seconds = time.perf_counter() - started
+    log.info("probabilistic linking: %d records, %d pairs compared, %d at or above %.2f (%d at or above %.2f), "
+             "%.1f s (%.1f s to the model, %.1f s blocking and scoring)", records.num_rows, compared, counts[0],
+             settings.lower_threshold, counts[1], settings.upper_threshold, seconds, estimated_at - started,
+             time.perf_counter() - estimated_at)
     return ScoredPairs(current.version, current.sha256, estimated, records.num_rows, counts[0], counts[1],
-                       counts[0] - counts[1])
+                       counts[0] - counts[1], compared, tuple(f"{b.name} ({scope})" for b, scope in chosen),
+                       round(seconds, 2))
 
 
 def _estimated(con, records: pa.Table, current, reason: str | None, settings):

@@ -246,7 +246,7 @@ def test_the_fingerprint_ignores_docstrings_and_comments_but_not_sql_or_the_vers
     ]
     assert _fingerprint_of_edited_code(tmp_path, warehouse, prose) == stored
 
-    version = [("link/fingerprint.py", 'LINK_VERSION = "2"', 'LINK_VERSION = "2.1"')]
+    version = [("link/fingerprint.py", 'LINK_VERSION = "3"', 'LINK_VERSION = "3.1"')]
     assert _fingerprint_of_edited_code(tmp_path, warehouse, version) != stored
     link_sql = [("link/deterministic.py", "FROM person_ids GROUP BY source ORDER BY source",
                  "FROM person_ids WHERE source <> 'police' GROUP BY source ORDER BY source")]
