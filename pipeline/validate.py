@@ -21,13 +21,13 @@ from pandera.api.polars.types import PolarsData
 
 from pipeline.contract import (
     EARLIEST_DATE,
-    HO_CODE_VARIANT,
     OFFENCE_CODE_PATTERN,
     SEX_WORDS,
     Column,
     Extract,
     Kind,
     RejectReason,
+    offence_code_form,
 )
 from pipeline.errors import InputFileError
 from pipeline.identifiers import pnc_check_ok_expr
@@ -174,20 +174,21 @@ def normalise(frame: pl.DataFrame, extract: Extract, values: Mapping[str, Mappin
             expr = expr.replace_strict(SEX_WORDS, default=expr, return_dtype=pl.Utf8)
         elif c.identifier:
             expr = expr.str.to_uppercase()
-        elif c.pattern == OFFENCE_CODE_PATTERN:
-            expr = _home_office_form(expr.str.to_uppercase())
+        elif c.pattern == OFFENCE_CODE_PATTERN and c.name in frame.columns:
+            expr = _offence_code_column(frame.get_column(c.name))
         elif c.allowed:
             expr = expr.str.to_lowercase().str.replace_all(r"[ \-]", "_")
         exprs.append(expr.alias(c.name))
     return frame.with_columns(exprs)
 
 
-def _home_office_form(code: pl.Expr) -> pl.Expr:
-    """028/01 from 28/1, 028-01 or 028.01; any other code as it is."""
-    parts = code.str.extract_groups(HO_CODE_VARIANT)
-    padded = pl.concat_str([parts.struct.field("1").str.zfill(3), parts.struct.field("2"), pl.lit("/"),
-                            parts.struct.field("3").str.zfill(2)])
-    return pl.when(code.str.contains(HO_CODE_VARIANT)).then(padded).otherwise(code)
+def _offence_code_column(column: pl.Series) -> pl.Expr:
+    """The offence codes in their stored form (`contract.offence_code_form`: upper case, 028/01 from
+    28/1 or 028-01), worked out once per distinct code: an extract holds a few hundred codes at most
+    among millions of rows."""
+    distinct = column.cast(pl.Utf8).unique().drop_nulls().to_list()
+    forms = {code: offence_code_form(code) or None for code in distinct}
+    return pl.col(column.name).cast(pl.Utf8).replace_strict(forms, default=None, return_dtype=pl.Utf8)
 
 
 _REASON_FROM_PANDERA = {"not_nullable": RejectReason.MISSING_REQUIRED.value}
