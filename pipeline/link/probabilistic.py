@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import functools
 import logging
 import math
@@ -341,6 +342,19 @@ def _u_from_sample(records: pa.Table, u_pairs: float, seed: int) -> dict:
             for c in model["comparisons"] for lv in c["comparison_levels"] if not lv.get("is_null_level")}
 
 
+def _with_every_comparison(model: dict, before: dict) -> dict:
+    """The model with every comparison of the settings it was estimated from, in their order. An
+    expectation maximisation that fails on its block (too few pairs, as in one agency's small
+    extract) leaves Splink's settings without the comparisons that block fixed; such a comparison
+    keeps its sampled u and prior m."""
+    estimated = {c["output_column_name"]: c for c in model["comparisons"]}
+    missing = [c["output_column_name"] for c in before["comparisons"] if c["output_column_name"] not in estimated]
+    if missing:
+        log.info("comparisons not estimated (their blocks could not be), priors kept: %s", ", ".join(missing))
+    model["comparisons"] = [estimated.get(c["output_column_name"]) or copy.deepcopy(c) for c in before["comparisons"]]
+    return model
+
+
 def _with_u(settings: dict, u_values: dict) -> dict:
     """The settings with the sampled u values (a level the sample never met keeps its prior)."""
     for comparison in settings["comparisons"]:
@@ -358,6 +372,7 @@ def estimate(records: pa.Table, within_source: bool, seed: int, u_pairs: float) 
     try:
         labelled = _labelled_pairs(records, scratch)
         settings = _with_u(settings_dict(within_source), _u_from_sample(records, u_pairs, seed))
+        before = copy.deepcopy(settings)  # Splink may change its settings in place
         linker = _linker(records, settings, scratch)
         training = linker.training
         deterministic = ["l.pnc_norm = r.pnc_norm", "l.nomis = r.nomis",
@@ -386,9 +401,16 @@ def estimate(records: pa.Table, within_source: bool, seed: int, u_pairs: float) 
                 training.estimate_probability_two_random_records_match(deterministic[2:], recall=recall)
             except Exception as exc:
                 log.info("prior not estimated again (%s): kept", type(exc).__name__)
-        model = _calibrate(_floor_m(linker.misc.save_model_to_json()))
+        model = _calibrate(_floor_m(_with_every_comparison(linker.misc.save_model_to_json(), before)))
     finally:
         scratch.close()
+    prior = model.get("probability_two_random_records_match") or 0.0
+    if not 0.0 < prior < 1.0:
+        # no pair met the deterministic rules (one agency's extract with no shared identifier or
+        # exact names and date): the estimate is 0, which no match weight can start from
+        default = settings_dict(within_source)["probability_two_random_records_match"]
+        log.info("prior estimated as %s: the default %s kept", prior, default)
+        model["probability_two_random_records_match"] = default
     log.info("estimated the linkage model on %d records (m from %s, %d labelled pairs)",
              records.num_rows, m_from, labelled)
     return Estimate(model, m_from, labelled, records.num_rows)

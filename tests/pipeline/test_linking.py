@@ -393,3 +393,44 @@ def test_evaluate_scores_pairs_against_a_truth_file(tmp_path):
     assert e.precision == 1.0 and e.recall == pytest.approx(1 / 3)
     no_truth = make_workspace(tmp_path / "other")
     assert runner.invoke(app, ["links", "evaluate", "--config", str(no_truth.path)]).exit_code == 8
+
+
+def test_a_police_only_workspace_links_within_the_force_with_every_comparison(tmp_path):
+    """One agency's extracts only (no probation, no prison): the exact rules find no pair, the
+    expectation maximisation has too little to work on, and the link still scores on every field."""
+    from datetime import date
+
+    from pipeline.config import load_config
+    from pipeline.link.models import latest_model
+    from pipeline.warehouse import connect
+    from pipeline.workspace import generate_workspace, ingest_workspace
+
+    _, config_path = generate_workspace(tmp_path, 3000, 5, date(2026, 11, 1), 0.0, past_decisions=False)
+    kept, skipping = [], False
+    for line in config_path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.startswith("["):
+            skipping = line.startswith(("[extracts.probation", "[extracts.prison"))
+        if not skipping:
+            kept.append(line)
+    config_path.write_text("".join(kept), encoding="utf-8")
+    config = load_config(config_path)
+    report = ingest_workspace(config)
+    assert report.link.people > 0
+    con = connect(config, read_only=True)
+    try:
+        model = latest_model(con).model
+    finally:
+        con.close()
+    assert {c["output_column_name"] for c in model["comparisons"]} >= {"surname", "forename", "dob", "sex", "area"}
+    assert 0 < model["probability_two_random_records_match"] < 1
+
+
+def test_a_comparison_an_estimation_dropped_is_put_back_with_its_priors():
+    from pipeline.link.probabilistic import _with_every_comparison, settings_dict
+
+    before = settings_dict(within_source=True)
+    estimated = {**before, "comparisons": [c for c in before["comparisons"] if c["output_column_name"] != "dob"]}
+    restored = _with_every_comparison(estimated, before)
+    assert [c["output_column_name"] for c in restored["comparisons"]] == [c["output_column_name"] for c in before["comparisons"]]
+    assert next(c for c in restored["comparisons"] if c["output_column_name"] == "dob") == \
+        next(c for c in before["comparisons"] if c["output_column_name"] == "dob")
