@@ -80,11 +80,12 @@ def model_features(exclude: Sequence[str] = ()) -> tuple[str, ...]:
 def with_derived(frame: pl.DataFrame) -> pl.DataFrame:
     """The feature frame plus the derived inputs (RoSH level 1-4, type flags)."""
     levels = {level: i + 1 for i, level in enumerate(ROSH_LEVELS)}
+    # cast: in one person's row (`iom explain`) a value that is missing reads as a column of no type
+    rosh, supervision, custody = (pl.col(c).cast(pl.Utf8) for c in ("rosh", "supervision_type", "custody_type_at_d"))
     return frame.with_columns(
-        pl.col("rosh").replace_strict(levels, default=None, return_dtype=pl.Float64).alias("rosh_level"),
-        *[(pl.col("supervision_type") == t).fill_null(False).alias(f"supervision_{t}")
-          for t in SUPERVISION_TYPES if t != "none"],
-        *[(pl.col("custody_type_at_d") == t).fill_null(False).alias(f"custody_{t}") for t in CUSTODY_TYPES],
+        rosh.replace_strict(levels, default=None, return_dtype=pl.Float64).alias("rosh_level"),
+        *[(supervision == t).fill_null(False).alias(f"supervision_{t}") for t in SUPERVISION_TYPES if t != "none"],
+        *[(custody == t).fill_null(False).alias(f"custody_{t}") for t in CUSTODY_TYPES],
     )
 
 

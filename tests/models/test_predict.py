@@ -62,3 +62,17 @@ def test_model_rank_with_few_or_no_eligible(eligible):
                           "model_probability": [0.3 if e else None for e in eligible]})
     out = add_rank_and_band(frame)
     assert out["model_rank"].to_list() == [1 if e else None for e in eligible]
+
+
+def test_the_derived_inputs_of_one_person_with_no_probation_or_custody_record():
+    """`iom explain` builds a one-row frame from a person's row: a missing RoSH or supervision reads
+    as a column of no type, which the derived inputs must take as missing, not fail on."""
+    from models.dataset import with_derived
+
+    row = with_derived(pl.DataFrame([{"rosh": None, "supervision_type": None, "custody_type_at_d": None}])).row(
+        0, named=True)
+    assert row["rosh_level"] is None
+    assert not any(v for k, v in row.items() if k.startswith(("supervision_", "custody_")) and k != "supervision_type"
+                   and k != "custody_type_at_d")
+    high = with_derived(pl.DataFrame([{"rosh": "high", "supervision_type": "licence", "custody_type_at_d": None}]))
+    assert high["rosh_level"][0] == 3 and high["supervision_licence"][0]
