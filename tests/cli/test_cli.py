@@ -112,3 +112,19 @@ def test_rejects_command_lists_each_failure_with_file_line_and_column(tmp_path):
     assert "not_allowed_value" in result.output and "police_offences.csv" in result.output
     written = target.read_text().splitlines()
     assert len(written) == 2 and ",3,outcome,arrested,not_allowed_value," in written[1]
+
+
+@pytest.mark.slow
+def test_demo_runs_the_evidence_steps_and_no_evidence_skips_them(tmp_path):
+    full = runner.invoke(app, ["demo", "--dir", str(tmp_path / "full"), "--people", "600"])
+    assert full.exit_code == 0, full.output
+    for step in ("Past panel decisions of the simulated scheme imported", "Back-test B", "Impact I", "Training T",
+                 "advisory model: iom-reoffending version"):
+        assert step in full.output, step
+    made = {p.name.split("-")[0] for p in (tmp_path / "full" / "outputs").iterdir()}
+    assert {"backtest", "impact", "train"} <= made
+
+    quick = runner.invoke(app, ["demo", "--dir", str(tmp_path / "quick"), "--people", "600", "--no-evidence"])
+    assert quick.exit_code == 0, quick.output
+    assert "Back-test B" not in quick.output and "Training T" not in quick.output
+    assert all(p.name.startswith("R") for p in (tmp_path / "quick" / "outputs").iterdir())
