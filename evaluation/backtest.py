@@ -137,7 +137,8 @@ def plan_dates(con: duckdb.DuckDBPyConnection, start: date | None, end: date | N
     first, last = data_range(con)
     if first is None or last is None:
         raise DataRangeError("the warehouse holds no offences: nothing to back-test",
-                             hint="load the extracts with `iom ingest` first")
+                             hint="the outcomes are police-recorded offences: configure [extracts.police_offences] "
+                                  "(and police_nominals) in iom.toml and load them with `iom ingest`")
     latest_start = last - timedelta(days=horizon_days)
     earliest_start = months_before(first, -MIN_HISTORY_MONTHS)
     end = end or latest_start
