@@ -215,3 +215,16 @@ def feature_frame(rows: Iterable[dict]) -> pl.DataFrame:
     from features.build import FEATURE_SCHEMA
 
     return pl.DataFrame(list(rows), schema=FEATURE_SCHEMA)
+
+
+def without_extracts(config_path: Path, *names: str) -> None:
+    """Drop the named extracts' tables from an iom.toml (a partnership holding only some agencies'
+    data): `without_extracts(path, "probation_cases", "probation_events")`."""
+    prefixes = tuple(f"[extracts.{n}" for n in names)
+    kept, skipping = [], False
+    for line in config_path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.startswith("["):
+            skipping = line.startswith(prefixes)
+        if not skipping:
+            kept.append(line)
+    config_path.write_text("".join(kept), encoding="utf-8")

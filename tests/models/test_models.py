@@ -570,22 +570,13 @@ def test_help_and_runs_never_import_mlflow(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def _without_probation(config_path: Path) -> None:
-    """Drop the probation extracts from a generated iom.toml (a partnership with police and prison data only)."""
-    kept, skipping = [], False
-    for line in config_path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if line.startswith("["):
-            skipping = line.startswith("[extracts.probation")
-        if not skipping:
-            kept.append(line)
-    config_path.write_text("".join(kept), encoding="utf-8")
-
-
 def test_a_workspace_without_probation_data_trains_and_says_which_features_it_left_out(tmp_path):
+    from builders import without_extracts
+
     from pipeline.workspace import generate_workspace, ingest_workspace
 
     _, config_path = generate_workspace(tmp_path, 700, 5, date(2026, 11, 1), 0.0)
-    _without_probation(config_path)
+    without_extracts(config_path, "probation_cases", "probation_events")
     with config_path.open("a", encoding="utf-8") as handle:
         handle.write('\n[model]\nkinds = ["logistic", "hist_gradient_boosting"]\nmin_positives = 5\n')
     ingest_workspace(load_config(config_path))

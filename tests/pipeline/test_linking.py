@@ -400,19 +400,15 @@ def test_a_police_only_workspace_links_within_the_force_with_every_comparison(tm
     expectation maximisation has too little to work on, and the link still scores on every field."""
     from datetime import date
 
+    from builders import without_extracts
+
     from pipeline.config import load_config
     from pipeline.link.models import latest_model
     from pipeline.warehouse import connect
     from pipeline.workspace import generate_workspace, ingest_workspace
 
     _, config_path = generate_workspace(tmp_path, 3000, 5, date(2026, 11, 1), 0.0, past_decisions=False)
-    kept, skipping = [], False
-    for line in config_path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if line.startswith("["):
-            skipping = line.startswith(("[extracts.probation", "[extracts.prison"))
-        if not skipping:
-            kept.append(line)
-    config_path.write_text("".join(kept), encoding="utf-8")
+    without_extracts(config_path, "probation_cases", "probation_events", "prison_custody")
     config = load_config(config_path)
     report = ingest_workspace(config)
     assert report.link.people > 0
