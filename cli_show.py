@@ -304,7 +304,9 @@ def show_demo_step(step) -> None:
                   + ", ".join(f"{k} {v:,}" for k, v in r.by_decision.items()) + ")")
     elif name == "backtest":
         out.print()
-        show_backtest(r, r.horizon_days if hasattr(r, "horizon_days") else 365)
+        from evaluation.backtest import DEFAULT_HORIZON_DAYS  # the demo back-tests with the defaults
+
+        show_backtest(r, DEFAULT_HORIZON_DAYS)
     elif name == "impact":
         out.print()
         show_impact(r)
