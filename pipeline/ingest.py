@@ -75,6 +75,16 @@ class _Malformed:
     message: str
 
 
+@dataclass
+class _Checked:
+    """One batch as the worker hands it over: ready to store."""
+    rows: int  # rows read, repeated header lines included
+    repeated_header: pl.DataFrame | None  # header lines repeated inside the data, or None
+    typed: pl.DataFrame  # the rows that passed, in their contract types
+    failures: pl.DataFrame  # one row per failed check
+    bad: pl.DataFrame | None  # the text of the failed rows, or None
+
+
 def _read_batches(plan: PlannedFile, workdir: Path) -> tuple[Iterator[pl.DataFrame], Callable[[], list[_Malformed]]]:
     """Yield text batches with a provisional `_line`; afterwards, the rows the reader could not parse."""
     settings = plan.settings
@@ -89,6 +99,7 @@ def _read_batches(plan: PlannedFile, workdir: Path) -> tuple[Iterator[pl.DataFra
     reader_con = duckdb.connect(":memory:")
     reader_con.execute("SET preserve_insertion_order = true")  # line numbers follow the file
     reader_con.execute("SET memory_limit = '1GB'")
+    reader_con.execute("SET produce_arrow_string_view = true")  # Polars keeps string views: no copy of every value
     if plan.fmt == "parquet":
         cols = ", ".join(f"CAST({q(h)} AS VARCHAR) AS {q(h)}" for h in plan.header)
         query = f"SELECT {cols} FROM read_parquet(?)"
@@ -154,109 +165,166 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) ->
     con.register(name, pa.Table.from_batches(table.to_batches(max_chunksize=ROW_GROUP_ROWS), table.schema))
 
 
-def _load_file(con: duckdb.DuckDBPyConnection, plan: PlannedFile, workdir: Path, progress: Progress | None) -> LoadResult:
-    extract = plan.extract
-    name = extract.name
-    load_id = f"{name}:{plan.sha256[:16]}"
-    extract_date = plan.settings.extract_date or date.today()
-    options = ParseOptions(extract_date=extract_date, date_formats=tuple(plan.settings.date_formats))
-    schema = build_schema(extract, options)
-    seq = run_sql(con, "ingest: next load_seq", "SELECT coalesce(max(load_seq), 0) + 1 FROM loads").fetchone()[0]
-    started = datetime.now(UTC).replace(tzinfo=None)
-    with transaction(con):
-        run_sql(
-            con, "ingest: register load",
-            "INSERT INTO loads (load_id, load_seq, source, file_name, file_path, sha256, file_bytes, file_format, "
-            "extract_date, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [load_id, seq, name, plan.path.name, str(plan.path), plan.sha256, plan.path.stat().st_size, plan.fmt,
-             extract_date, started],
-        )
-    con.execute("BEGIN TRANSACTION")
-    table = q(src_table(extract))
-    columns = ", ".join(q(c) for c in extract.column_names)
-    rows_read = committed_at = 0
-    batches, malformed_rows = _read_batches(plan, workdir)
-    # The next batch is read and normalised in a worker thread while this one is validated and
-    # stored: DuckDB's Arrow export and Polars release the GIL, so the two cores both work.
-    prepared = ((text, normalise(text, extract, plan.settings.values)) for text in batches)
-    # closing(): after an error below, the worker stops at once, not when the traceback is freed
-    with contextlib.closing(_read_ahead(prepared)) as ahead:
-        for text, normalised in ahead:
-            rows_read += text.height
-            keep = _quarantine_repeated_header(con, load_id, plan, text)
-            if keep is not None:
-                text, normalised = text.filter(keep), normalised.filter(keep)
-            typed, failures = validate_batch(normalised, extract, schema, options, plan.path.name)
-            _register(con, "batch_good", typed)
+@dataclass
+class _FileRead:
+    """The end of one file's batches: the rows its reader could not parse."""
+    malformed: list[_Malformed]
+
+
+def _read_files(plans: list[PlannedFile], workdir: Path) -> Iterator[tuple[PlannedFile, pl.DataFrame | _FileRead]]:
+    """Every file's text batches in turn, each file ended by its `_FileRead`."""
+    for plan in plans:
+        batches, malformed_rows = _read_batches(plan, workdir)
+        for text in batches:
+            yield plan, text
+        yield plan, _FileRead(malformed_rows())
+
+
+def _check_files(items: Iterator[tuple[PlannedFile, pl.DataFrame | _FileRead]]
+                 ) -> Iterator[tuple[PlannedFile, _Checked | _FileRead]]:
+    """Normalise and validate each text batch of `_read_files`; the ends pass through."""
+    checks: dict[int, tuple[ParseOptions, object]] = {}
+    for plan, item in items:
+        if isinstance(item, _FileRead):
+            yield plan, item
+            continue
+        if id(plan) not in checks:
+            options = _parse_options(plan)
+            checks[id(plan)] = (options, build_schema(plan.extract, options))
+        options, schema = checks[id(plan)]
+        yield plan, _checked(plan, item, schema, options)
+
+
+def _parse_options(plan: PlannedFile) -> ParseOptions:
+    return ParseOptions(extract_date=plan.settings.extract_date or date.today(),
+                        date_formats=tuple(plan.settings.date_formats))
+
+
+def _checked(plan: PlannedFile, text: pl.DataFrame, schema, options: ParseOptions) -> _Checked:
+    rows = text.height
+    normalised = normalise(text, plan.extract, plan.settings.values)
+    header = _repeated_header(plan, text)
+    repeated = None
+    if header is not None:
+        repeated = text.filter(header)
+        text, normalised = text.filter(~header), normalised.filter(~header)
+    typed, failures = validate_batch(normalised, plan.extract, schema, options, plan.path.name)
+    bad = text.filter(pl.col(LINE).is_in(failures.get_column(LINE).unique().implode())) if failures.height else None
+    return _Checked(rows, repeated, typed, failures, bad)
+
+
+class _FileLoad:
+    """One file's load into the warehouse, from its registration to its finish (on the main thread)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, plan: PlannedFile) -> None:
+        self.con, self.plan = con, plan
+        self.extract = plan.extract
+        self.load_id = load_id_of(plan)
+        self.table = q(src_table(self.extract))
+        self.columns = ", ".join(q(c) for c in self.extract.column_names)
+        self.rows_read = self.committed_at = 0
+        seq = run_sql(con, "ingest: next load_seq", "SELECT coalesce(max(load_seq), 0) + 1 FROM loads").fetchone()[0]
+        with transaction(con):
             run_sql(
-                con, f"ingest: insert {name} rows",
-                f"INSERT INTO {table} (_load_id, _line, {columns}) SELECT ?, {q(LINE)}, {columns} FROM batch_good",
-                [load_id],
+                con, "ingest: register load",
+                "INSERT INTO loads (load_id, load_seq, source, file_name, file_path, sha256, file_bytes, file_format, "
+                "extract_date, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [self.load_id, seq, self.extract.name, plan.path.name, str(plan.path), plan.sha256,
+                 plan.path.stat().st_size, plan.fmt, _parse_options(plan).extract_date,
+                 datetime.now(UTC).replace(tzinfo=None)],
             )
-            if failures.height:
-                bad = text.filter(pl.col(LINE).is_in(failures.get_column(LINE).unique().implode()))
-                _store_failures(con, load_id, plan, failures, _raw_json(bad))
-            con.unregister("batch_good")
-            # Commit every COMMIT_ROWS: a ten-million-row file in one transaction holds gigabytes in
-            # memory. All-or-nothing is kept by `_forget_loads` (on failure) and `clean_unfinished_loads`.
-            if rows_read - committed_at >= COMMIT_ROWS:
-                con.execute("COMMIT")
-                con.execute("BEGIN TRANSACTION")
-                committed_at = rows_read
-            if progress:
-                progress(name, rows_read, None)
+        con.execute("BEGIN TRANSACTION")
+        self.open = True  # a transaction of this load is open (rolled back if the ingest fails)
 
-    malformed = malformed_rows()
-    if malformed:
-        rows_read += len(malformed)
-        _fix_lines_around(con, load_id, plan, [m.line for m in malformed])
-        failures = with_messages(
-            pl.DataFrame(
-                {
-                    LINE: [m.line for m in malformed],
-                    "column_name": [None] * len(malformed),
-                    "value": [m.message for m in malformed],
-                    "reason_code": [RejectReason.MALFORMED_ROW.value] * len(malformed),
-                },
-                schema={LINE: pl.Int64, "column_name": pl.Utf8, "value": pl.Utf8, "reason_code": pl.Utf8},
-            )
-        )
-        raw = pl.DataFrame({LINE: [m.line for m in malformed], "raw": [m.raw for m in malformed]},
-                           schema={LINE: pl.Int64, "raw": pl.Utf8})
-        _store_failures(con, load_id, plan, failures, raw)
-
-    _reject_duplicate_keys(con, load_id, extract, plan)
-    loaded = run_sql(con, "ingest: count loaded", f"SELECT count(*) FROM {table} WHERE _load_id = ?",
-                     [load_id]).fetchone()[0]
-    rejected = run_sql(con, "ingest: count rejected", "SELECT count(*) FROM rejected_rows WHERE load_id = ?",
-                       [load_id]).fetchone()[0]
-    if rows_read != loaded + rejected:
-        raise IomError(
-            f"{name}: reconciliation failed for {plan.path.name}: read {rows_read}, loaded {loaded}, "
-            f"rejected {rejected}; nothing was loaded"
-        )
-    run_sql(
-        con, "ingest: finish load",
-        "UPDATE loads SET rows_read = ?, rows_loaded = ?, rows_rejected = ?, finished_at = ? WHERE load_id = ?",
-        [rows_read, loaded, rejected, datetime.now(UTC).replace(tzinfo=None), load_id],
-    )
-    con.execute("COMMIT")  # the load is finished only now
-    reasons = dict(
+    def store(self, batch: _Checked, progress: Progress | None) -> None:
+        con, plan = self.con, self.plan
+        self.rows_read += batch.rows
+        if batch.repeated_header is not None:
+            _store_repeated_header(con, self.load_id, plan, batch.repeated_header)
+        _register(con, "batch_good", batch.typed)
         run_sql(
-            con, "ingest: count reasons",
-            "SELECT reason_code, count(*) FROM rejects WHERE load_id = ? GROUP BY 1 ORDER BY 1", [load_id],
-        ).fetchall()
-    )
-    log.info("loaded %s (%s): read %d, loaded %d, rejected %d", name, plan.path.name, rows_read, loaded, rejected)
-    if rows_read and rejected > MOSTLY_REJECTED * rows_read:
-        _warn_mostly_rejected(con, plan, load_id, rows_read, rejected)
-    if plan.ignored:
-        log.info("%s (%s): columns not in the contract, ignored: %s", name, plan.path.name, ", ".join(plan.ignored))
-    if plan.absent_optional:
-        log.info("%s (%s): optional columns absent, left empty: %s", name, plan.path.name,
-                 ", ".join(plan.absent_optional))
-    return LoadResult(name, plan.path.name, load_id, "loaded", rows_read, loaded, rejected, reasons,
-                      plan.ignored, plan.absent_optional)
+            con, f"ingest: insert {self.extract.name} rows",
+            f"INSERT INTO {self.table} (_load_id, _line, {self.columns}) "
+            f"SELECT ?, {q(LINE)}, {self.columns} FROM batch_good",
+            [self.load_id],
+        )
+        if batch.bad is not None:
+            _store_failures(con, self.load_id, plan, batch.failures, _raw_json(batch.bad))
+        con.unregister("batch_good")
+        # Commit every COMMIT_ROWS: a ten-million-row file in one transaction holds gigabytes in
+        # memory. All-or-nothing is kept by `_forget_loads` (on failure) and `clean_unfinished_loads`.
+        if self.rows_read - self.committed_at >= COMMIT_ROWS:
+            con.execute("COMMIT")
+            con.execute("BEGIN TRANSACTION")
+            self.committed_at = self.rows_read
+        if progress:
+            progress(self.extract.name, self.rows_read, None)
+
+    def finish(self, malformed: list[_Malformed]) -> LoadResult:
+        con, plan, extract, load_id, table = self.con, self.plan, self.extract, self.load_id, self.table
+        name = extract.name
+        # Commit the rows before anything below deletes or renumbers some of them: a delete or update
+        # in the transaction that inserted a table's rows makes DuckDB rewrite them all at commit
+        # (seconds at a million rows), one in a later transaction only marks them.
+        con.execute("COMMIT")
+        con.execute("BEGIN TRANSACTION")
+        rows_read = self.rows_read
+        if malformed:
+            rows_read += len(malformed)
+            _fix_lines_around(con, load_id, plan, [m.line for m in malformed])
+            failures = with_messages(
+                pl.DataFrame(
+                    {
+                        LINE: [m.line for m in malformed],
+                        "column_name": [None] * len(malformed),
+                        "value": [m.message for m in malformed],
+                        "reason_code": [RejectReason.MALFORMED_ROW.value] * len(malformed),
+                    },
+                    schema={LINE: pl.Int64, "column_name": pl.Utf8, "value": pl.Utf8, "reason_code": pl.Utf8},
+                )
+            )
+            raw = pl.DataFrame({LINE: [m.line for m in malformed], "raw": [m.raw for m in malformed]},
+                               schema={LINE: pl.Int64, "raw": pl.Utf8})
+            _store_failures(con, load_id, plan, failures, raw)
+
+        _reject_duplicate_keys(con, load_id, extract, plan)
+        loaded = run_sql(con, "ingest: count loaded", f"SELECT count(*) FROM {table} WHERE _load_id = ?",
+                         [load_id]).fetchone()[0]
+        rejected = run_sql(con, "ingest: count rejected", "SELECT count(*) FROM rejected_rows WHERE load_id = ?",
+                           [load_id]).fetchone()[0]
+        if rows_read != loaded + rejected:
+            raise IomError(
+                f"{name}: reconciliation failed for {plan.path.name}: read {rows_read}, loaded {loaded}, "
+                f"rejected {rejected}; nothing was loaded"
+            )
+        run_sql(
+            con, "ingest: finish load",
+            "UPDATE loads SET rows_read = ?, rows_loaded = ?, rows_rejected = ?, finished_at = ? WHERE load_id = ?",
+            [rows_read, loaded, rejected, datetime.now(UTC).replace(tzinfo=None), load_id],
+        )
+        con.execute("COMMIT")  # the load is finished only now
+        self.open = False
+        reasons = dict(
+            run_sql(
+                con, "ingest: count reasons",
+                "SELECT reason_code, count(*) FROM rejects WHERE load_id = ? GROUP BY 1 ORDER BY 1", [load_id],
+            ).fetchall()
+        )
+        log.info("loaded %s (%s): read %d, loaded %d, rejected %d", name, plan.path.name, rows_read, loaded, rejected)
+        if rows_read and rejected > MOSTLY_REJECTED * rows_read:
+            _warn_mostly_rejected(con, plan, load_id, rows_read, rejected)
+        if plan.ignored:
+            log.info("%s (%s): columns not in the contract, ignored: %s", name, plan.path.name,
+                     ", ".join(plan.ignored))
+        if plan.absent_optional:
+            log.info("%s (%s): optional columns absent, left empty: %s", name, plan.path.name,
+                     ", ".join(plan.absent_optional))
+        return LoadResult(name, plan.path.name, load_id, "loaded", rows_read, loaded, rejected, reasons,
+                          plan.ignored, plan.absent_optional)
+
+
+def load_id_of(plan: PlannedFile) -> str:
+    return f"{plan.extract.name}:{plan.sha256[:16]}"
 
 
 def _warn_mostly_rejected(con, plan: PlannedFile, load_id: str, rows_read: int, rejected: int) -> None:
@@ -275,17 +343,16 @@ def _raw_json(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.select(LINE, pl.struct(pl.all().exclude(LINE)).struct.json_encode().alias("raw"))
 
 
-def _quarantine_repeated_header(
-    con: duckdb.DuckDBPyConnection, load_id: str, plan: PlannedFile, text: pl.DataFrame
-) -> pl.Series | None:
-    """A header line repeated inside the data is reported as one clear reason, not a dozen bad
-    values. Returns the mask of rows to keep, or None when there is no such line."""
+def _repeated_header(plan: PlannedFile, text: pl.DataFrame) -> pl.Series | None:
+    """The mask of header lines repeated inside the data (reported as one clear reason, not a
+    dozen bad values), or None when there is none."""
     file_column, canonical = next(iter(plan.rename.items()))
-    is_header = (pl.col(canonical) == file_column).fill_null(False)
-    mask = text.select(is_header).to_series()
-    if not mask.any():
-        return None
-    repeated = text.filter(mask)
+    mask = text.select((pl.col(canonical) == file_column).fill_null(False)).to_series()
+    return mask if mask.any() else None
+
+
+def _store_repeated_header(con: duckdb.DuckDBPyConnection, load_id: str, plan: PlannedFile,
+                           repeated: pl.DataFrame) -> None:
     failures = with_messages(
         repeated.select(
             LINE,
@@ -295,7 +362,6 @@ def _quarantine_repeated_header(
         )
     )
     _store_failures(con, load_id, plan, failures, _raw_json(repeated))
-    return ~mask
 
 
 _END = object()
@@ -436,35 +502,58 @@ def clean_unfinished_loads(con: duckdb.DuckDBPyConnection) -> list[str]:
 def ingest(config: Config, progress: Progress | None = None, con: duckdb.DuckDBPyConnection | None = None) -> list[LoadResult]:
     """Load every new extract file into the warehouse; return one result per file.
 
-    All or nothing: if any file fails part-way, the loads this command made are removed again."""
+    All or nothing: if any file fails part-way, the loads this command made are removed again.
+    Files are read and validated in two worker threads, one stage each, while the main thread
+    stores the batch before and finishes each file: the next file is read while the last is finished.
+    """
     plans = plan_ingest(config)
     own = con is None
     con = con or connect(config)
-    results: list[LoadResult] = []
+    results: dict[int, LoadResult] = {}
     started: list[str] = []
+    load: _FileLoad | None = None
     try:
         clean_unfinished_loads(con)
-        with tempfile.TemporaryDirectory(prefix="iom-ingest-") as tmp:
-            for plan in plans:
-                done = run_sql(
-                    con, "ingest: file already loaded",
-                    "SELECT load_id, rows_read, rows_loaded, rows_rejected FROM loads WHERE source = ? AND sha256 = ?",
-                    [plan.extract.name, plan.sha256],
-                ).fetchall()
-                if done:
-                    log.info("%s (%s) already loaded as %s: skipped", plan.extract.name, plan.path.name, done[0][0])
-                    results.append(LoadResult(plan.extract.name, plan.path.name, done[0][0], "unchanged", *done[0][1:]))
-                    continue
-                started.append(f"{plan.extract.name}:{plan.sha256[:16]}")
-                try:
-                    results.append(_load_file(con, plan, Path(tmp), progress))
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+        new: list[PlannedFile] = []
+        first_of: dict[str, int] = {}  # a load id -> the plan that loads it (the same file twice: once)
+        for i, plan in enumerate(plans):
+            done = run_sql(
+                con, "ingest: file already loaded",
+                "SELECT load_id, rows_read, rows_loaded, rows_rejected FROM loads WHERE source = ? AND sha256 = ?",
+                [plan.extract.name, plan.sha256],
+            ).fetchall()
+            if done:
+                log.info("%s (%s) already loaded as %s: skipped", plan.extract.name, plan.path.name, done[0][0])
+                results[i] = LoadResult(plan.extract.name, plan.path.name, done[0][0], "unchanged", *done[0][1:])
+            elif load_id_of(plan) not in first_of:
+                first_of[load_id_of(plan)] = i
+                new.append(plan)
+        index_of = {id(plans[i]): i for i in first_of.values()}
+        # closing(): after an error below, the workers stop at once, not when the traceback is freed
+        with (tempfile.TemporaryDirectory(prefix="iom-ingest-") as tmp,
+              contextlib.closing(_read_ahead(_read_files(new, Path(tmp)))) as read,
+              contextlib.closing(_read_ahead(_check_files(read))) as checked):
+            for plan, item in checked:
+                if load is None:
+                    started.append(load_id_of(plan))
+                    load = _FileLoad(con, plan)
+                if isinstance(item, _FileRead):
+                    results[index_of[id(plan)]] = load.finish(item.malformed)
+                    load = None
+                else:
+                    load.store(item, progress)
+        for i, plan in enumerate(plans):  # a file given twice in one command: the second is unchanged
+            if i not in results:
+                first = results[first_of[load_id_of(plan)]]
+                log.info("%s (%s) is the same file as %s: skipped", plan.extract.name, plan.path.name, first.file_name)
+                results[i] = LoadResult(first.source, plan.path.name, first.load_id, "unchanged", first.rows_read,
+                                        first.rows_loaded, first.rows_rejected)
     except BaseException:
+        if load is not None and load.open:
+            con.execute("ROLLBACK")
         _forget_loads(con, started)
         raise
     finally:
         if own:
             con.close()
-    return results
+    return [results[i] for i in range(len(plans))]

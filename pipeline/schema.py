@@ -40,8 +40,8 @@ from pipeline.errors import WarehouseError
 # Version 3: a run's release watch, unknown codes and fairness. Version 4: the back-tests.
 # Version 5: the panel's decisions. Version 6: the advisory model's trainings. Version 7:
 # probabilistic linking (link_models, link_decisions, person_key_registry, person_key_events).
-# Version 8: the impact analyses.
-SCHEMA_VERSION = "8"
+# Version 8: the impact analyses. Version 9: the person-key registry without its index.
+SCHEMA_VERSION = "9"
 VERSION_KEY = "schema_version"
 
 
@@ -145,6 +145,8 @@ IMPACT_DDL = [
 PER_RUN_TABLES = (  # purged with the run
     "cohort_members", "movement", "run_release_watch", "run_unknown_codes", "run_fairness")
 
+REGISTRY_DDL = """CREATE TABLE IF NOT EXISTS person_key_registry (
+        record_id VARCHAR NOT NULL, person_key VARCHAR NOT NULL, assigned_at TIMESTAMP NOT NULL)"""
 LINKING_DDL = [
     # [one estimated linkage model]: the Splink model as JSON, its sha256, why it was estimated
     """CREATE TABLE IF NOT EXISTS link_models (
@@ -155,9 +157,10 @@ LINKING_DDL = [
         decision_id BIGINT PRIMARY KEY, decided_at TIMESTAMP NOT NULL, record_id_l VARCHAR NOT NULL,
         record_id_r VARCHAR NOT NULL, decision VARCHAR NOT NULL, decided_by VARCHAR NOT NULL, reason VARCHAR,
         match_probability DOUBLE, source_file VARCHAR, file_sha256 VARCHAR, file_line BIGINT)""",
-    # [one source record]: the person key it was last given, so that a person keeps their key
-    """CREATE TABLE IF NOT EXISTS person_key_registry (
-        record_id VARCHAR PRIMARY KEY, person_key VARCHAR NOT NULL, assigned_at TIMESTAMP NOT NULL)""",
+    # [one source record]: the person key it was last given, so that a person keeps their key.
+    # No primary-key index: the link writes one row per record it rekeys (pipeline.link.persons),
+    # and the index cost more than a second at a first link of a million records.
+    REGISTRY_DDL,
     # [one merge or split of person keys at one link]
     """CREATE TABLE IF NOT EXISTS person_key_events (
         event_at TIMESTAMP NOT NULL, event VARCHAR NOT NULL, person_key VARCHAR NOT NULL, other_key VARCHAR NOT NULL,
@@ -212,6 +215,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     # Probabilistic linking: the model, the reviewers' link decisions and the person-key registry.
     Migration("0007_probabilistic_linking", "6", "7", tuple(LINKING_DDL)),
     Migration("0008_impacts", "7", "8", tuple(IMPACT_DDL)),
+    # The registry loses its primary-key index (kept unique by the link that writes it).
+    Migration("0009_person_key_registry_without_index", "8", "9", (
+        "ALTER TABLE person_key_registry RENAME TO person_key_registry_indexed",
+        REGISTRY_DDL,
+        "INSERT INTO person_key_registry SELECT record_id, person_key, assigned_at FROM person_key_registry_indexed",
+        "DROP TABLE person_key_registry_indexed",
+    )),
 )
 
 

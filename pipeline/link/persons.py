@@ -81,15 +81,18 @@ FROM key_votes v JOIN key_winners w USING (person_key) JOIN anchors a ON a.final
 WHERE v.final_label <> w.final_label
 """
 
-_REGISTER = """
-INSERT OR REPLACE INTO person_key_registry  -- only the records whose key is new or changed
-SELECT l.record_id, a.person_key, $now FROM linked l JOIN anchors a USING (final_label)
+_REKEYED = """
+CREATE OR REPLACE TEMP TABLE rekeyed AS  -- [one record whose key is new or changed]
+SELECT l.record_id, a.person_key FROM linked l JOIN anchors a USING (final_label)
 LEFT JOIN person_key_registry g ON g.record_id = l.record_id
 WHERE g.person_key IS DISTINCT FROM a.person_key
 """
+# One row per record: a rekeyed record's old row goes before its new one is written.
+_UNREGISTER = "DELETE FROM person_key_registry WHERE record_id IN (SELECT record_id FROM rekeyed)"
+_REGISTER = "INSERT INTO person_key_registry SELECT record_id, person_key, $now FROM rekeyed"
 
 STEPS = {"key_votes": _VOTES, "key_winners": _WINNERS, "kept_keys": _KEPT, "anchors": ANCHORS,
-         "person_key_events": _EVENTS, "person_key_registry": _REGISTER}
+         "person_key_events": _EVENTS, "rekeyed": _REKEYED, "unregister": _UNREGISTER, "person_key_registry": _REGISTER}
 
 
 def assign_keys(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -107,8 +110,10 @@ def record_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Steps 4 and 5: the merges and splits, and the registry (in the link's transaction)."""
     now = datetime.now(UTC).replace(tzinfo=None)
     run_sql(con, "person keys: events", _EVENTS, {"now": now})
+    run_sql(con, "person keys: rekeyed", _REKEYED)
+    run_sql(con, "person keys: unregister", _UNREGISTER)
     run_sql(con, "person keys: registry", _REGISTER, {"now": now})
-    for temp in ("key_votes", "key_winners", "kept_keys"):
+    for temp in ("key_votes", "key_winners", "kept_keys", "rekeyed"):
         run_sql(con, f"person keys: drop {temp}", f"DROP TABLE IF EXISTS {temp}")
 
 

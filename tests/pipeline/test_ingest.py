@@ -331,3 +331,40 @@ def test_a_file_with_a_few_bad_rows_is_not_warned_about(workspace, caplog):
     with caplog.at_level("WARNING", logger="pipeline.ingest"):
         ingest(config)
     assert not [r for r in caplog.records if r.levelname == "WARNING" and "rows rejected" in r.getMessage()]
+
+
+def test_a_failure_while_a_later_file_loads_removes_the_files_already_finished(workspace, monkeypatch):
+    """Files are read and validated ahead, in worker threads, while the main thread finishes the
+    one before: a failure in the last file must still leave the warehouse as it was."""
+    import pipeline.ingest as ingest_module
+
+    config = workspace({"police_nominals": [example_row("police_nominals")],
+                        "police_offences": [offence(1), offence(2)],
+                        "prison_custody": [example_row("prison_custody")]})
+    validate = ingest_module.validate_batch
+
+    def failing(frame, extract, *args, **kwargs):
+        if extract.name == "prison_custody":
+            raise InputFileError("prison_custody: a failure while validating")
+        return validate(frame, extract, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "validate_batch", failing)
+    with pytest.raises(InputFileError, match="a failure while validating"):
+        ingest(config)
+    assert warehouse_rows(config, "SELECT (SELECT count(*) FROM loads), (SELECT count(*) FROM src_police_nominals), "
+                                  "(SELECT count(*) FROM src_police_offences), (SELECT count(*) FROM rejects)") \
+        == [(0, 0, 0, 0)]
+    monkeypatch.setattr(ingest_module, "validate_batch", validate)
+    assert {r.source: r.rows_loaded for r in ingest(config)}["police_offences"] == 2  # and a retry loads
+
+
+def test_the_same_file_twice_in_one_command_is_loaded_once(workspace, tmp_path):
+    config = workspace({"police_offences": [offence(1), offence(2)]},
+                       overrides={"police_offences": {"file": "extracts/offences_*.csv"}})
+    original = tmp_path / "extracts" / "police_offences.csv"
+    for copy in ("offences_a.csv", "offences_b.csv"):
+        (tmp_path / "extracts" / copy).write_bytes(original.read_bytes())
+    results = [r for r in ingest(config) if r.source == "police_offences"]
+    assert [(r.file_name, r.status, r.rows_read) for r in results] == [
+        ("offences_a.csv", "loaded", 2), ("offences_b.csv", "unchanged", 2)]
+    assert warehouse_rows(config, "SELECT count(*) FROM src_police_offences") == [(2,)]

@@ -143,3 +143,20 @@ def test_an_internal_error_log_names_the_failing_step(tmp_path, monkeypatch):
     errors = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert any(e["level"] == "error" and "'list runs'" in e["message"] and "BinderException" in e["message"]
                for e in errors), errors
+
+
+def test_a_version_8_person_key_registry_keeps_its_keys_through_the_upgrade(tmp_path):
+    path = tmp_path / "v8.duckdb"
+    open_warehouse(path).close()
+    con = duckdb.connect(str(path))  # as version 8 left it: the registry with its primary key
+    con.execute("DROP TABLE person_key_registry")
+    con.execute("CREATE TABLE person_key_registry (record_id VARCHAR PRIMARY KEY, person_key VARCHAR NOT NULL, "
+                "assigned_at TIMESTAMP NOT NULL)")
+    con.execute("INSERT INTO person_key_registry VALUES ('police:N1', 'P0123456789AB', TIMESTAMP '2026-10-01 09:00')")
+    con.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
+    con.execute("DELETE FROM schema_migrations WHERE name = '0009_person_key_registry_without_index'")
+    con.close()
+
+    open_warehouse(path).close()
+    assert rows(path, "SELECT value FROM meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
+    assert rows(path, "SELECT record_id, person_key FROM person_key_registry") == [("police:N1", "P0123456789AB")]
