@@ -76,15 +76,18 @@ def _current_sql(extract: Extract, several_loads: bool) -> str:
     occurrence = (None if extract.has_unique_key
                   else f"row_number() OVER (PARTITION BY _load_id, {', '.join(key)} ORDER BY _line)")
     if not several_loads:
-        extra = f", {occurrence} AS _occurrence" if occurrence else ""
-        return f"CREATE VIEW {cur} AS SELECT *{extra} FROM {src}"
+        # Nothing to replace, so no occurrence numbers either: a window in the view would be
+        # computed at every read of it (a third of a second per million events).
+        return f"CREATE VIEW {cur} AS SELECT * FROM {src}"
     source = f"(SELECT s.*, l.load_seq FROM {src} s JOIN loads l ON l.load_id = s._load_id)"
+    helpers = ["_rank", "load_seq"]
     if occurrence:
         # No id of its own: the n-th identical row of a load is the same record in the next load.
         source = f"(SELECT *, {occurrence} AS _occurrence FROM {source})"
         key.append("_occurrence")
+        helpers.append("_occurrence")
     return f"""CREATE TABLE {cur} AS
-            SELECT * EXCLUDE (_rank, load_seq) FROM (
+            SELECT * EXCLUDE ({', '.join(helpers)}) FROM (
                 SELECT *, row_number() OVER (PARTITION BY {', '.join(key)} ORDER BY load_seq DESC, _line DESC) AS _rank
                 FROM {source}) WHERE _rank = 1"""
 
