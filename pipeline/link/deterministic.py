@@ -393,8 +393,8 @@ def build_links(con: duckdb.DuckDBPyConnection, settings: LinkingConfig | None =
     if run_sql(con, "anchors: shared or missing keys",
                "SELECT count(*) - count(DISTINCT person_key) + (SELECT count(DISTINCT final_label) FROM linked) - count(*) "
                "FROM anchors").fetchall()[0][0]:
-        raise WarehouseError(  # two 48-bit keys of two people at once: about never
-            "two people were given the same person key", hint="report this: the linking code needs longer keys"
+        raise WarehouseError(  # two people with all five 12-digit parts of their hashes taken: about never
+            "two people were given the same person key, or a person none", hint="report this: the linking code needs longer keys"
         )
     run_sql(con, "person_ids", _PERSON_IDS)
     run_sql(con, "people", _PEOPLE)

@@ -7,8 +7,8 @@
    the smaller key) and the others are recorded as **merged** into it.
 3. A person who keeps no key gets a new one: `P` and 12 hex digits of the sha256 of their
    smallest record id (what every key was before the registry), or the next 12 digits not yet
-   issued where that would repeat a key already issued or another new person's. On a first link every key
-   is new, so a warehouse linked before the registry keeps its keys.
+   issued where that would repeat a key already issued or another new person's. On a first link
+   every key is new, so a warehouse linked before the registry keeps its keys.
 4. Records of a previous key that went to another person are recorded as a **split** of it.
 5. The registry takes the new keys; rows of records no longer loaded stay, so their key is
    never given to anyone else.

@@ -4,9 +4,9 @@
   still two people: both records side by side, the match probability and weight, the weight and
   level of each field, and a suggested decision (`match` at or above the midpoint of the lower
   threshold and the pair's upper one: `upper_threshold` across agencies, `upper_threshold_within`
-  for two records of one agency). Written as CSV by `iom links review --out FILE`: the reviewer fills `decision`
-  (`match` or `no_match`) and optionally `decided_by` and `reason`, and imports it with
-  `iom links decide FILE`.
+  for two records of one agency). Written as CSV by `iom links review --out FILE`: the reviewer
+  fills `decision` (`match` or `no_match`) and optionally `decided_by` and `reason`, and imports
+  it with `iom links decide FILE`.
 - `import_decisions`: checks every row first (an error names the row and the column; nothing
   is changed), then appends the decisions to `link_decisions` (the audit trail, with the file
   name, its sha256 and line) and relinks. The latest decision on a pair wins over the model at
