@@ -52,7 +52,7 @@ def show_link(link, relinked: bool = True) -> None:
         model = (f"model version {link.model_version}, estimated now ({link.model_estimated})" if link.model_estimated
                  else f"model version {link.model_version}")
         out.print(f"  probabilistic linking ({model}): {link.pairs_scored:,} pairs scored at or above the lower "
-                  f"threshold, {link.auto_linked:,} at or above the upper (linked)")
+                  f"threshold, {link.auto_linked:,} at or above their upper threshold (linked)")
         if link.pairs_compared:
             out.print(f"  pairs compared: {link.pairs_compared:,} from {len(link.blocks_used or ()):,} blocks "
                       f"within the pair budget, {link.probabilistic_seconds:.1f} s")

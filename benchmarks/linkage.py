@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def run(records: int, layout: str, seed: int, out: Path, pair_budget: float | None = None,
-        deterministic: bool = False, upper_threshold: float | None = None) -> dict:
+        deterministic: bool = False, upper_threshold: float | None = None,
+        upper_threshold_within: float | None = None) -> dict:
     from pipeline.config import load_config
     from pipeline.link.evaluate import evaluate
     from pipeline.workspace import ingest_workspace
@@ -39,6 +40,8 @@ def run(records: int, layout: str, seed: int, out: Path, pair_budget: float | No
         extra.append("probabilistic = false")
     if upper_threshold is not None:
         extra.append(f"upper_threshold = {upper_threshold}")
+    if upper_threshold_within is not None:
+        extra.append(f"upper_threshold_within = {upper_threshold_within}")
     if out.exists():
         shutil.rmtree(out)
     config_path = write_benchmark_workspace(out, bench, "\n".join(extra))
@@ -55,9 +58,11 @@ def run(records: int, layout: str, seed: int, out: Path, pair_budget: float | No
             "ingest_seconds": round(seconds, 1)}
 
 
-def run_workspace(path: Path, pair_budget: float | None = None, upper_threshold: float | None = None) -> dict:
-    """An existing workspace (e.g. one `iom generate` wrote): ingest, link and evaluate it."""
-    from pipeline.config import load_config
+def run_workspace(path: Path, pair_budget: float | None = None, upper_threshold: float | None = None,
+                  upper_threshold_within: float | None = None) -> dict:
+    """An existing workspace (e.g. one `iom generate` wrote): ingest, link and evaluate it (a
+    warehouse already there keeps its loads and model: only the link runs again)."""
+    from pipeline.config import LinkingConfig, load_config
     from pipeline.link.evaluate import evaluate
     from pipeline.workspace import ingest_workspace
 
@@ -65,9 +70,12 @@ def run_workspace(path: Path, pair_budget: float | None = None, upper_threshold:
     if pair_budget is not None:
         config = config.model_copy(update={"linking": config.linking.model_copy(
             update={"pair_budget": pair_budget, "pair_budget_minimum": 0})})
-    if upper_threshold is not None:
-        config = config.model_copy(update={"linking": config.linking.model_copy(
-            update={"upper_threshold": upper_threshold})})
+    thresholds = {key: value for key, value in (("upper_threshold", upper_threshold),
+                                                ("upper_threshold_within", upper_threshold_within))
+                  if value is not None}
+    if thresholds:  # validated as a config file would be (lower <= upper)
+        config = config.model_copy(update={"linking": LinkingConfig.model_validate(
+            {**config.linking.model_dump(), **thresholds})})
     started = time.perf_counter()
     report = ingest_workspace(config)
     seconds = time.perf_counter() - started
@@ -86,7 +94,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--pair-budget", type=float, default=None, help="pairs per record, and no minimum (default: the config's budget)")
     parser.add_argument("--deterministic", action="store_true", help="the deterministic steps only")
-    parser.add_argument("--upper-threshold", type=float, default=None, help="auto-link at or above (default: the config's)")
+    parser.add_argument("--upper-threshold", type=float, default=None,
+                        help="auto-link two records of different agencies at or above (default: the config's)")
+    parser.add_argument("--upper-threshold-within", type=float, default=None,
+                        help="auto-link two records of one agency at or above (default: the config's)")
     parser.add_argument("--out", type=Path, default=None, help="keep the workspace here (default: a temp folder)")
     parser.add_argument("--workspace", type=Path, default=None,
                         help="instead: ingest and evaluate this existing workspace (its warehouse is rebuilt)")
@@ -95,14 +106,14 @@ def main() -> None:
     for name in ("pipeline.link.probabilistic", "pipeline.link.blocking"):  # the blocks and the step's seconds
         logging.getLogger(name).setLevel(logging.INFO)
     if args.workspace:
-        result = run_workspace(args.workspace, args.pair_budget, args.upper_threshold)
+        result = run_workspace(args.workspace, args.pair_budget, args.upper_threshold, args.upper_threshold_within)
     elif args.out:
         result = run(args.records, args.layout, args.seed, args.out, args.pair_budget, args.deterministic,
-                     args.upper_threshold)
+                     args.upper_threshold, args.upper_threshold_within)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             result = run(args.records, args.layout, args.seed, Path(tmp) / "bench", args.pair_budget,
-                         args.deterministic, args.upper_threshold)
+                         args.deterministic, args.upper_threshold, args.upper_threshold_within)
     for key, value in result.items():
         print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")
 

@@ -85,9 +85,13 @@ class LinkingConfig(_Strict):
     """`[linking]`: the probabilistic step after the PNC and NOMIS links (docs/linking.md)."""
 
     probabilistic: bool = True
-    # match probability at or above `upper`: linked; from `lower` up to `upper`: the review
-    # queue; below `lower`: no link. Changes are recorded in CHANGELOG.md.
-    upper_threshold: float = Field(default=0.85, gt=0, le=1)
+    # match probability at or above the upper threshold: linked; from `lower` up to it: the
+    # review queue; below `lower`: no link. Two records of different agencies are linked from
+    # `upper_threshold`, two of one agency (a duplicate CRN or nominal) from
+    # `upper_threshold_within`: within one agency a pair of common names is more often two people
+    # (docs/linking.md, "The upper thresholds"). Changes are recorded in CHANGELOG.md.
+    upper_threshold: float = Field(default=0.60, gt=0, le=1)
+    upper_threshold_within: float = Field(default=0.90, gt=0, le=1)
     lower_threshold: float = Field(default=0.50, gt=0, le=1)
     # also compare two records of the same agency (duplicate CRNs, nominals, prison numbers)
     within_source: bool = True
@@ -103,9 +107,10 @@ class LinkingConfig(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> LinkingConfig:
-        if self.lower_threshold > self.upper_threshold:
-            raise ValueError(f"lower_threshold ({self.lower_threshold}) must not be above upper_threshold "
-                             f"({self.upper_threshold})")
+        for key in ("upper_threshold", "upper_threshold_within"):
+            if self.lower_threshold > getattr(self, key):
+                raise ValueError(f"lower_threshold ({self.lower_threshold}) must not be above {key} "
+                                 f"({getattr(self, key)})")
         return self
 ModelKind = Literal["logistic", "hist_gradient_boosting"]
 
@@ -331,11 +336,13 @@ period = "month_start"
 
 [linking]
 # After the PNC and NOMIS links, records without a shared identifier are compared with Splink
-# (names, date of birth, sex, area); see docs/linking.md. Match probability at or above
-# upper_threshold: linked; from lower_threshold up to it: the clerical review queue
-# (`iom links review`); below: no link. Two different PNC ids are never merged.
+# (names, date of birth, sex, area); see docs/linking.md. Match probability at or above the
+# upper threshold: linked (upper_threshold for two records of different agencies,
+# upper_threshold_within for two of one agency); from lower_threshold up to it: the clerical
+# review queue (`iom links review`); below: no link. Two different PNC ids are never merged.
 probabilistic = true
-upper_threshold = 0.85
+upper_threshold = 0.60
+upper_threshold_within = 0.90
 lower_threshold = 0.50
 # also look for duplicates within one agency (two CRNs or two nominals of one person)
 within_source = true

@@ -2,7 +2,7 @@
 
 Named steps:
 1. `link_edges` [one accepted pair of records in two components]: pairs the model auto-linked
-   (at or above the upper threshold) that no reviewer rejected, and every pair a reviewer
+   (at or above the pair's upper threshold) that no reviewer rejected, and every pair a reviewer
    matched (whatever the model says); `link_cannot` [one pair a reviewer rejected].
 2. clustering: the components joined by those edges (connected components, scipy). A cluster
    that would hold two different PNC ids, or two records a reviewer said are not the same person,

@@ -393,10 +393,11 @@ def build_links(con: duckdb.DuckDBPyConnection, settings: LinkingConfig | None =
     scored = score_pairs(con, settings, reestimate)
     joined = cluster(con)
     keys = assign_keys(con)
-    if run_sql(con, "anchors: shared keys",
-               "SELECT count(*) - count(DISTINCT person_key) FROM anchors").fetchall()[0][0]:
-        raise WarehouseError(  # two 48-bit keys of two people at once: about never
-            "two people were given the same person key", hint="report this: the linking code needs longer keys"
+    if run_sql(con, "anchors: shared or missing keys",
+               "SELECT count(*) - count(DISTINCT person_key) + (SELECT count(DISTINCT final_label) FROM linked) - count(*) "
+               "FROM anchors").fetchall()[0][0]:
+        raise WarehouseError(  # two people with all five 12-digit parts of their hashes taken: about never
+            "two people were given the same person key, or a person none", hint="report this: the linking code needs longer keys"
         )
     run_sql(con, "person_ids", _PERSON_IDS)
     run_sql(con, "people", _PEOPLE)

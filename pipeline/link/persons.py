@@ -6,9 +6,9 @@
    the smaller label); a person who wins several keys keeps the one with most records (ties:
    the smaller key) and the others are recorded as **merged** into it.
 3. A person who keeps no key gets a new one: `P` and 12 hex digits of the sha256 of their
-   smallest record id (what every key was before the registry), or the next 12 digits where
-   that would repeat a key already issued or another new person's. On a first link every key
-   is new, so a warehouse linked before the registry keeps its keys.
+   smallest record id (what every key was before the registry), or the next 12 digits not yet
+   issued where that would repeat a key already issued or another new person's. On a first link
+   every key is new, so a warehouse linked before the registry keeps its keys.
 4. Records of a previous key that went to another person are recorded as a **split** of it.
 5. The registry takes the new keys; rows of records no longer loaded stay, so their key is
    never given to anyone else.
@@ -47,7 +47,9 @@ FROM key_winners w JOIN key_votes v USING (person_key, final_label) GROUP BY w.f
 ANCHORS = """
 CREATE OR REPLACE TEMP TABLE anchors AS  -- [one person]: a kept key, or a new one from their records
 -- New keys are 12 hex digits (48 bits): at a million people two share them in about one link in
--- 560, and those people take the next 12 digits of their hashes instead.
+-- 560, and those people take the next 12 digits of their hashes instead. A key issued before (a
+-- person who lost their key to another and then loses the next one too, over several relinks)
+-- is never given again: such a person takes the first 12 digits of their hash not yet issued.
 WITH hashed AS (
     SELECT final_label, upper(sha256(min(record_id))) AS digest FROM linked GROUP BY final_label),
 issued AS (
@@ -55,14 +57,22 @@ issued AS (
     UNION SELECT other_key FROM person_key_events),
 fresh AS (SELECT h.* FROM hashed h ANTI JOIN kept_keys k USING (final_label)),
 shared AS (SELECT left(digest, 12) AS prefix FROM fresh GROUP BY prefix HAVING count(*) > 1),
+usual AS (  -- nearly everyone: the first 12 digits
+    SELECT final_label, 'P' || left(digest, 12) AS person_key FROM fresh
+    WHERE left(digest, 12) NOT IN (SELECT prefix FROM shared) AND 'P' || left(digest, 12) NOT IN (SELECT person_key FROM issued)),
+later AS (  -- the few others: each next 12 digits of the 64
+    SELECT f.final_label, t.i, 'P' || substr(f.digest, 1 + 12 * t.i, 12) AS person_key
+    FROM fresh f CROSS JOIN range(1, 5) t(i) WHERE f.final_label NOT IN (SELECT final_label FROM usual)),
+later_shared AS (SELECT person_key FROM later GROUP BY person_key HAVING count(DISTINCT final_label) > 1),
 keyed AS (
     SELECT final_label, person_key FROM kept_keys
     UNION ALL
-    SELECT final_label,
-           'P' || CASE WHEN left(digest, 12) IN (SELECT prefix FROM shared)
-                         OR 'P' || left(digest, 12) IN (SELECT person_key FROM issued)
-                       THEN substr(digest, 13, 12) ELSE left(digest, 12) END
-    FROM fresh)
+    SELECT final_label, person_key FROM usual
+    UNION ALL
+    SELECT final_label, arg_min(person_key, i) FROM later
+    WHERE person_key NOT IN (SELECT person_key FROM issued) AND person_key NOT IN (SELECT person_key FROM usual)
+      AND person_key NOT IN (SELECT person_key FROM later_shared)
+    GROUP BY final_label)
 -- person_number: 0, 1, 2, ... in person-key order, so that the facts tables and the monthly
 -- features join, group and sort on small integers instead of text
 SELECT final_label, person_key, (row_number() OVER (ORDER BY person_key) - 1)::INTEGER AS person_number

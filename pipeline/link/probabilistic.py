@@ -479,7 +479,8 @@ _STORE_PAIRS = f"""
 INSERT INTO link_pairs
 SELECT least(a.record_id, b.record_id), greatest(a.record_id, b.record_id), p.match_probability, p.match_weight,
        {", ".join(f"p.w_{f}" for f in FIELDS)}, {", ".join(f"p.level_{f}" for f in FIELDS)},
-       CASE WHEN p.match_probability >= $upper THEN 'auto_link' ELSE 'review' END, $version
+       CASE WHEN p.match_probability >= CASE WHEN a.source = b.source THEN $upper_within ELSE $upper END
+            THEN 'auto_link' ELSE 'review' END, $version
 FROM predicted p JOIN prob_records a ON a.unique_id = p.unique_id_l JOIN prob_records b ON b.unique_id = p.unique_id_r
 """
 
@@ -524,15 +525,17 @@ def score_pairs(con: duckdb.DuckDBPyConnection, settings, reestimate: bool = Fal
     if predicted is not None:
         con.register("predicted", predicted)
         run_sql(con, "probabilistic: store pairs", _STORE_PAIRS,
-                {"upper": settings.upper_threshold, "version": current.version})
+                {"upper": settings.upper_threshold, "upper_within": settings.upper_threshold_within,
+                 "version": current.version})
         con.unregister("predicted")
     counts = run_sql(con, "probabilistic: count pairs",
                      "SELECT count(*), count(*) FILTER (WHERE zone = 'auto_link') FROM link_pairs").fetchone()
     run_sql(con, "probabilistic: drop prob_records", "DROP TABLE IF EXISTS prob_records")
     seconds = time.perf_counter() - started
-    log.info("probabilistic linking: %d records, %d pairs compared, %d at or above %.2f (%d at or above %.2f), "
-             "%.1f s (%.1f s to the model, %.1f s blocking and scoring)", records.num_rows, compared, counts[0],
-             settings.lower_threshold, counts[1], settings.upper_threshold, seconds, estimated_at - started,
+    log.info("probabilistic linking: %d records, %d pairs compared, %d at or above %.2f (%d at or above %.2f across "
+             "agencies or %.2f within one), %.1f s (%.1f s to the model, %.1f s blocking and scoring)",
+             records.num_rows, compared, counts[0], settings.lower_threshold, counts[1], settings.upper_threshold,
+             settings.upper_threshold_within, seconds, estimated_at - started,
              time.perf_counter() - estimated_at)
     return ScoredPairs(current.version, current.sha256, estimated, records.num_rows, counts[0], counts[1],
                        counts[0] - counts[1], compared, tuple(f"{b.name} ({scope})" for b, scope in chosen),

@@ -2,10 +2,11 @@
 
 - `review_queue`: pairs the model scored between the two thresholds, undecided, whose records are
   still two people: both records side by side, the match probability and weight, the weight and
-  level of each field, and a suggested decision (`match` at or above the midpoint of the two
-  thresholds). Written as CSV by `iom links review --out FILE`: the reviewer fills `decision`
-  (`match` or `no_match`) and optionally `decided_by` and `reason`, and imports it with
-  `iom links decide FILE`.
+  level of each field, and a suggested decision (`match` at or above the midpoint of the lower
+  threshold and the pair's upper one: `upper_threshold` across agencies, `upper_threshold_within`
+  for two records of one agency). Written as CSV by `iom links review --out FILE`: the reviewer
+  fills `decision` (`match` or `no_match`) and optionally `decided_by` and `reason`, and imports
+  it with `iom links decide FILE`.
 - `import_decisions`: checks every row first (an error names the row and the column; nothing
   is changed), then appends the decisions to `link_decisions` (the audit trail, with the file
   name, its sha256 and line) and relinks. The latest decision on a pair wins over the model at
@@ -68,11 +69,15 @@ FROM prison
 """
 
 
-def _midpoint(config: Config) -> float:
-    return (config.linking.lower_threshold + config.linking.upper_threshold) / 2
+def _midpoints(config: Config) -> tuple[float, float]:
+    """The suggestion's cut across agencies and within one: halfway from the lower threshold to the pair's upper."""
+    linking = config.linking
+    return ((linking.lower_threshold + linking.upper_threshold) / 2,
+            (linking.lower_threshold + linking.upper_threshold_within) / 2)
 
 
-def _queue_sql(midpoint: float) -> str:
+def _queue_sql(midpoints: tuple[float, float]) -> str:
+    across, within = (float(m) for m in midpoints)
     sides = ", ".join(f"{x}.{c} AS {c}_{x}" for x in ("l", "r") for c in _RECORD_FIELDS)
     return f"""
     WITH recs AS MATERIALIZED ({_RECORDS}),
@@ -86,7 +91,8 @@ def _queue_sql(midpoint: float) -> str:
         FROM pending p)
     SELECT k.record_id_l, k.record_id_r, round(k.match_probability, 4) AS match_probability,
            round(k.match_weight, 2) AS match_weight,
-           CASE WHEN k.match_probability >= {float(midpoint)} THEN 'match' ELSE 'no_match' END AS suggested,
+           CASE WHEN k.match_probability >= CASE WHEN l.source = r.source THEN {within} ELSE {across} END
+                THEN 'match' ELSE 'no_match' END AS suggested,
            '' AS decision, '' AS decided_by, '' AS reason,
            {sides},
            {", ".join(f"round(k.w_{f}, 2) AS weight_{f}, k.level_{f} AS level_{f}" for f in FIELDS)}
@@ -98,7 +104,7 @@ def _queue_sql(midpoint: float) -> str:
 def review_queue(config: Config) -> pl.DataFrame:
     con = connect(config, read_only=True)
     try:
-        return run_sql(con, "review: queue", _queue_sql(_midpoint(config))).pl()
+        return run_sql(con, "review: queue", _queue_sql(_midpoints(config))).pl()
     finally:
         con.close()
 

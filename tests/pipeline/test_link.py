@@ -253,3 +253,30 @@ def test_the_fingerprint_ignores_docstrings_and_comments_but_not_sql_or_the_vers
     assert _fingerprint_of_edited_code(tmp_path, warehouse, link_sql) != stored
     facts_sql = [("facts.py", "ORDER BY e.event_date", "ORDER BY e.event_date DESC")]
     assert _fingerprint_of_edited_code(tmp_path, warehouse, facts_sql) != stored
+
+
+def test_a_person_who_loses_their_key_twice_never_takes_a_key_someone_holds():
+    # Over several relinks a person's usual key (the first 12 hex digits of their smallest record's
+    # hash) and then the next 12 went to others; now both are held by other people and this
+    # person keeps neither: they must get a key nobody was ever given, not a second copy.
+    import duckdb
+
+    from pipeline.link.persons import assign_keys
+    from pipeline.schema import LINKING_DDL
+
+    digest = hashlib.sha256(b"police:R").hexdigest().upper()
+    first, second = "P" + digest[:12], "P" + digest[12:24]
+    con = duckdb.connect()
+    for ddl in LINKING_DDL:
+        con.execute(ddl)
+    con.execute("CREATE TEMP TABLE linked (record_id VARCHAR, final_label UBIGINT)")
+    con.execute("INSERT INTO linked VALUES ('police:R', 1), ('police:X1', 2), ('police:X2', 2), "
+                "('police:Y1', 3), ('police:Y2', 3), ('police:Y3', 3)")
+    con.execute("INSERT INTO person_key_registry VALUES (?, ?, now()), ('police:X1', ?, now()), "
+                "('police:X2', ?, now()), ('police:Y1', ?, now()), ('police:Y2', ?, now()), ('police:Y3', ?, now())",
+                ["police:R", first, first, first, second, second, second])
+    assign_keys(con)
+    keys = dict(con.execute("SELECT final_label, person_key FROM anchors").fetchall())
+    assert keys[2] == first and keys[3] == second  # the people holding most of each key keep it
+    assert keys[1] not in (first, second) and keys[1] == "P" + digest[24:36]
+    assert len(set(keys.values())) == 3

@@ -104,7 +104,9 @@ def test_a_record_without_a_pnc_id_is_linked_probabilistically_above_the_upper_t
     (0.999999998, 0.999999999, "no link"),
 ])
 def test_thresholds_decide_link_queue_or_no_link(tmp_path, lower, upper, expected):
-    config = with_linking(make_workspace(tmp_path, TYPO), lower_threshold=lower, upper_threshold=upper)
+    # TYPO's pair is across two agencies: upper_threshold decides (the within-agency one only has to be valid)
+    config = with_linking(make_workspace(tmp_path, TYPO), lower_threshold=lower, upper_threshold=upper,
+                          upper_threshold_within=0.999999999)
     report = ingest_workspace(config)
     keys = people_of(config)
     same = keys["police:N1"] == keys["probation:X000001"]
@@ -125,6 +127,61 @@ def test_the_lower_threshold_may_not_exceed_the_upper(tmp_path):
     config = make_workspace(tmp_path)
     with pytest.raises(ConfigError, match="lower_threshold"):
         with_linking(config, lower_threshold=0.9, upper_threshold=0.5)
+
+
+@pytest.mark.parametrize(("values", "key"), [
+    ({"lower_threshold": 0.8, "upper_threshold": 0.9, "upper_threshold_within": 0.7}, "upper_threshold_within"),
+    ({"lower_threshold": 0.8, "upper_threshold": 0.7, "upper_threshold_within": 0.9}, "upper_threshold"),
+    ({"upper_threshold_within": 0}, "upper_threshold_within"),
+    ({"upper_threshold_within": 1.5}, "upper_threshold_within"),
+])
+def test_each_upper_threshold_is_checked_against_the_lower_and_named(tmp_path, values, key):
+    config = make_workspace(tmp_path)
+    with pytest.raises(ConfigError, match=rf"{key}\b"):
+        with_linking(config, **values)
+
+
+# Police N1 (a PNC id) and a second police nominal of the same person, the surname mistyped and no
+# PNC id: a duplicate within one agency, scored as TYPO's pair across two agencies is.
+TYPO_WITHIN = {"police_nominals": [nominal("N1", "12/394773H"), nominal("N2", surname="Ashwroth"), *filler()]}
+
+
+@pytest.mark.parametrize(("world", "pair", "across", "within", "expected"), [
+    (TYPO_WITHIN, ("police:N1", "police:N2"), 0.999999999, 0.5, "linked"),
+    (TYPO_WITHIN, ("police:N1", "police:N2"), 0.5, 0.999999999, "queued"),
+    (TYPO, ("police:N1", "probation:X000001"), 0.5, 0.999999999, "linked"),
+    (TYPO, ("police:N1", "probation:X000001"), 0.999999999, 0.5, "queued"),
+])
+def test_a_pair_within_one_agency_uses_its_own_upper_threshold(tmp_path, world, pair, across, within, expected):
+    config = with_linking(make_workspace(tmp_path, world), lower_threshold=0.5, upper_threshold=across,
+                          upper_threshold_within=within)
+    report = ingest_workspace(config)
+    keys = people_of(config)
+    assert (keys[pair[0]] == keys[pair[1]]) == (expected == "linked")
+    assert report.link.auto_linked == (1 if expected == "linked" else 0)
+    queue = review_queue(config)
+    assert queue.height == report.link.review_queue == (1 if expected == "queued" else 0)
+    if expected == "queued":
+        row = queue.row(0, named=True)
+        assert (row["record_id_l"], row["record_id_r"]) == pair
+        # halfway from the lower threshold to this pair's upper one: the pair scored below it
+        assert 0.5 <= row["match_probability"] < 0.999999999 and row["suggested"] == (
+            "match" if row["match_probability"] >= (0.5 + 0.999999999) / 2 else "no_match")
+
+
+def test_changing_the_within_agency_threshold_relinks(tmp_path):
+    from pipeline.config import LinkingConfig
+    from pipeline.link.fingerprint import link_fingerprint
+
+    config = make_workspace(tmp_path, TYPO)
+    ingest_workspace(config)
+    con = connect(config, read_only=True)
+    try:
+        before = link_fingerprint(con, LinkingConfig())
+        after = link_fingerprint(con, LinkingConfig(upper_threshold_within=0.95))
+    finally:
+        con.close()
+    assert before != after
 
 
 def test_a_record_matching_two_pnc_ids_joins_neither_and_waits_for_a_reviewer(tmp_path):
