@@ -64,6 +64,7 @@ CRO_PATTERN = r"^(([0-9]{1,6})/([0-9]{2})([A-Z])|SF([0-9]{2})/([0-9]{1,6})([A-Z]
 NOMIS_PATTERN = r"^[A-Z][0-9]{4}[A-Z]{2}$"
 CRN_PATTERN = r"^[A-Z][0-9]{6}$"
 LOCAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$"
+NAME_COLUMNS = ("surname", "forenames")
 HO_CODE_PATTERN = r"^[0-9]{3}[A-Z]?/[0-9]{2}$"
 # What an offence code may be: a Home Office class/subclass (028/01, the shipped reference's
 # codes), a CJS offence code (TH68010) or a force's or another jurisdiction's own code, which the
@@ -123,6 +124,13 @@ class Column:
     max_length: int = 200
     description: str = ""
     example: str = ""
+
+    @property
+    def nearly_unique(self) -> bool:
+        """Identifiers and names: nearly every row holds a value of its own (what the warehouse
+        stores with FSST compression only, `pipeline.schema.FSST`)."""
+        return self.kind is Kind.TEXT and (self.identifier is not None or self.pattern == LOCAL_ID_PATTERN
+                                           or self.name in NAME_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from pipeline.schema import (
     q,
     src_table,
     table_ddl,
+    text_compression,
     version_number,
 )
 
@@ -192,7 +193,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, version: str | None = None) ->
     version = check_version(con) if version is None else version
     if version == SCHEMA_VERSION:
         # Idempotent and cheap: a src table of an extract the contract added appears.
-        for step, ddl in table_ddl():
+        for step, ddl in table_ddl(text_compression(con)):
             run_sql(con, f"schema: {step}", ddl)
         return
     # A new file gets today's tables, which hold every migration already.
@@ -205,7 +206,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, version: str | None = None) ->
                          migration.from_version, migration.to_version, migration.name)
                 for number, statement in enumerate(migration.statements, start=1):
                     run_sql(con, f"migration {migration.name} ({number})", statement)
-        for step, ddl in table_ddl():
+        for step, ddl in table_ddl(text_compression(con)):
             run_sql(con, f"schema: {step}", ddl)
         for migration in pending:
             run_sql(con, "schema: record migration",

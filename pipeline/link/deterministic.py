@@ -64,6 +64,7 @@ from pipeline.link.persons import STEPS as PERSON_KEY_STEPS
 from pipeline.link.persons import assign_keys, record_keys
 from pipeline.link.probabilistic import _RECORDS as _PROB_RECORDS
 from pipeline.link.probabilistic import _STORE_PAIRS, PAIRS_DDL, score_pairs, settings_dict
+from pipeline.schema import FSST, text_compression
 from pipeline.warehouse import cur_table, q, run_sql, src_table, table_exists
 
 log = logging.getLogger(__name__)
@@ -244,8 +245,12 @@ FROM id_records r JOIN labels l USING (rid) LEFT JOIN relabel x ON x.label = l.l
 """
 
 
+_PERSON_IDS_DDL = """
+CREATE OR REPLACE TABLE person_ids (
+    person_key VARCHAR {many}, person_number INTEGER, source VARCHAR, source_id VARCHAR {many},
+    pnc_norm VARCHAR {many}, link_method VARCHAR, ambiguous BOOLEAN, linked_across_agencies BOOLEAN)"""
 _PERSON_IDS = """
-CREATE OR REPLACE TABLE person_ids AS
+INSERT INTO person_ids BY NAME
 WITH
 -- counts by grouping and joining back: windows with DISTINCT over a million rows cost far more
 component AS (
@@ -277,8 +282,14 @@ LEFT JOIN same_pnc p ON p.final_label = l.final_label AND p.pnc_norm = l.pnc_nor
 LEFT JOIN same_nomis n ON n.final_label = l.final_label AND n.nomis = l.nomis
 """
 
+_PEOPLE_DDL = """
+CREATE OR REPLACE TABLE people (
+    person_key VARCHAR {many}, person_number INTEGER, police_person_id VARCHAR {many}, pnc_id VARCHAR {many},
+    crn VARCHAR {many}, nomis_id VARCHAR {many}, surname VARCHAR {many}, forenames VARCHAR {many},
+    date_of_birth DATE, sex VARCHAR, ethnicity VARCHAR, area VARCHAR, deceased_date DATE,
+    in_police BOOLEAN, in_probation BOOLEAN, in_prison BOOLEAN)"""
 _PEOPLE = f"""
-CREATE OR REPLACE TABLE people AS
+INSERT INTO people BY NAME
 WITH police AS (
     SELECT i.final_label, arg_min(n.police_person_id, n.police_person_id) AS police_person_id,
            arg_min(n.pnc_id, n.police_person_id) FILTER (WHERE n.pnc_id IS NOT NULL) AS pnc_id,
@@ -399,7 +410,11 @@ def build_links(con: duckdb.DuckDBPyConnection, settings: LinkingConfig | None =
         raise WarehouseError(  # two people with all five 12-digit parts of their hashes taken: about never
             "two people were given the same person key, or a person none", hint="report this: the linking code needs longer keys"
         )
+    # Declared, then filled: identifiers and names take the file's clause for nearly unique text.
+    many = text_compression(con)
+    run_sql(con, "person_ids: table", _PERSON_IDS_DDL.format(many=many))
     run_sql(con, "person_ids", _PERSON_IDS)
+    run_sql(con, "people: table", _PEOPLE_DDL.format(many=many))
     run_sql(con, "people", _PEOPLE)
     build_facts(con)
     run_sql(con, "link_report", _REPORT)
@@ -444,8 +459,8 @@ def rendered_steps() -> dict[str, str]:
                                              ("ambiguous", _AMBIGUOUS_TO_REVIEW))},
         **{f"person keys: {k}": v for k, v in PERSON_KEY_STEPS.items()},
         "review queue": _QUEUE,
-        "person_ids": _PERSON_IDS,
-        "people": _PEOPLE,
+        "person_ids": _PERSON_IDS_DDL.format(many=FSST) + _PERSON_IDS,
+        "people": _PEOPLE_DDL.format(many=FSST) + _PEOPLE,
         "link_report": _REPORT,
     })
     return steps
