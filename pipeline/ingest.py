@@ -1,9 +1,16 @@
 """Ingest: read every configured extract, validate it, load good rows and quarantine bad ones.
 
 Per file: preflight (`pipeline.preflight`: exists, readable, header, required columns) for *all*
-files first, so a bad file stops the command before anything is written; then one transaction per command loads every
-new file. A file already loaded (same source and sha256) is a reported no-op. For every load,
-rows read = rows loaded + rows rejected is checked before commit.
+files first, so a bad file stops the command before anything is written; then every new file is
+loaded. A file already loaded (same source and sha256) is a reported no-op. For every load,
+rows read = rows loaded + rows rejected is checked before the load is marked finished.
+
+Three threads: one reads the files' batches in turn, one normalises and validates them, and the
+main thread stores each batch and finishes each file (its malformed rows, repeated keys, counts).
+A load commits as it goes (every COMMIT_ROWS, and before its repeated keys are removed); it is all
+or nothing all the same: a load is finished only at its last commit, a failure removes every load
+the command made (`_forget_loads`), and one left unfinished by a killed process is removed by the
+next ingest (`clean_unfinished_loads`).
 """
 
 from __future__ import annotations
@@ -183,15 +190,14 @@ def _read_files(plans: list[PlannedFile], workdir: Path) -> Iterator[tuple[Plann
 def _check_files(items: Iterator[tuple[PlannedFile, pl.DataFrame | _FileRead]]
                  ) -> Iterator[tuple[PlannedFile, _Checked | _FileRead]]:
     """Normalise and validate each text batch of `_read_files`; the ends pass through."""
-    checks: dict[int, tuple[ParseOptions, object]] = {}
+    current = None  # a file's batches come together: its schema is built once
     for plan, item in items:
         if isinstance(item, _FileRead):
             yield plan, item
             continue
-        if id(plan) not in checks:
-            options = _parse_options(plan)
-            checks[id(plan)] = (options, build_schema(plan.extract, options))
-        options, schema = checks[id(plan)]
+        if plan is not current:
+            current, options = plan, _parse_options(plan)
+            schema = build_schema(plan.extract, options)
         yield plan, _checked(plan, item, schema, options)
 
 

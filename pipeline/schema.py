@@ -30,7 +30,6 @@ code cannot know what its tables mean.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from pipeline.contract import EXTRACTS, Extract
@@ -173,20 +172,12 @@ LINKING_DDL = [
 # dictionary, which finds nothing in nearly unique values, and took half of their write time for
 # a file the same size (measured in docs/performance.md). Coded columns keep the automatic choice.
 # Files of storage version 1.3 or later (an encrypted warehouse) have FSST only inside DICT_FSST,
-# whose automatic choice is as fast: they take no clause (`text_compression`).
+# whose automatic choice is as fast: they take no clause (`pipeline.warehouse.text_compression`).
 FSST = "USING COMPRESSION fsst"
 
 
-def text_compression(con) -> str:
-    """The compression clause for nearly unique text in the open warehouse: FSST, or none."""
-    row = con.execute("SELECT tags['storage_version'] FROM duckdb_databases() "
-                      "WHERE database_name = current_database()").fetchone()
-    found = re.match(r"v(\d+)\.(\d+)", (row[0] or "") if row else "")
-    return FSST if found and (int(found[1]), int(found[2])) < (1, 3) else ""
-
-
 def src_ddl(extract: Extract, compression: str = "") -> str:
-    """`compression`: the clause for identifiers and names (`text_compression`)."""
+    """`compression`: the clause for identifiers and names (`pipeline.warehouse.text_compression`)."""
     cols = ", ".join(f"{q(c.name)} {c.kind.sql_type}{' ' + compression if compression and c.nearly_unique else ''}"
                      for c in extract.columns)
     return f"CREATE TABLE IF NOT EXISTS {q(src_table(extract))} (_load_id VARCHAR NOT NULL, _line BIGINT, {cols})"

@@ -201,8 +201,6 @@ def _canonical_code(column: Column, own_words: Mapping[str, str] | None) -> pl.E
     if column.name == "sex":
         expr = expr.str.to_uppercase()
         return expr.replace_strict(SEX_WORDS, default=expr, return_dtype=pl.Utf8)
-    if column.identifier:
-        return expr.str.to_uppercase()
     if column.pattern == OFFENCE_CODE_PATTERN:  # `contract.offence_code_form`: 028/01 from 28/1 or 028-01
         return expr.map_elements(lambda code: offence_code_form(code) or None, return_dtype=pl.Utf8)
     if column.allowed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ import duckdb
 from pipeline.config import Config
 from pipeline.errors import WarehouseError, note_step
 from pipeline.schema import (
+    FSST,
     MIGRATIONS,
     SCHEMA_VERSION,
     VERSION_KEY,
@@ -28,7 +30,6 @@ from pipeline.schema import (
     q,
     src_table,
     table_ddl,
-    text_compression,
     version_number,
 )
 
@@ -185,6 +186,15 @@ def check_version(con: duckdb.DuckDBPyConnection) -> str | None:
             "older code must not read or change it",
         )
     return version
+
+
+def text_compression(con: duckdb.DuckDBPyConnection) -> str:
+    """The compression clause for nearly unique text (identifiers, names) in the open warehouse:
+    `schema.FSST` where its storage version has FSST as a method of its own (before 1.3), else none."""
+    row = run_sql(con, "schema: storage version", "SELECT tags['storage_version'] FROM duckdb_databases() "
+                  "WHERE database_name = current_database()").fetchone()
+    found = re.match(r"v(\d+)\.(\d+)", (row[0] or "") if row else "")
+    return FSST if found and (int(found[1]), int(found[2])) < (1, 3) else ""
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection, version: str | None = None) -> None:

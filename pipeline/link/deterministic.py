@@ -64,8 +64,8 @@ from pipeline.link.persons import STEPS as PERSON_KEY_STEPS
 from pipeline.link.persons import assign_keys, record_keys
 from pipeline.link.probabilistic import _RECORDS as _PROB_RECORDS
 from pipeline.link.probabilistic import _STORE_PAIRS, PAIRS_DDL, score_pairs, settings_dict
-from pipeline.schema import FSST, text_compression
-from pipeline.warehouse import cur_table, q, run_sql, src_table, table_exists
+from pipeline.schema import FSST
+from pipeline.warehouse import cur_table, q, run_sql, src_table, table_exists, text_compression
 
 log = logging.getLogger(__name__)
 
