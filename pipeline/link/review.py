@@ -283,14 +283,14 @@ def evidence_lines(evidence: LinkEvidence) -> list[str]:
     """Plain-English lines: each record's method, then each pair with its weights per field."""
     lines = [f"{r['record_id']}: {METHOD_TEXT.get(r['link_method'], r['link_method'])}" for r in evidence.records]
     for pair in evidence.pairs:
-        head = f"{pair['record_id_l']} ~ {pair['record_id_r']}:"
+        parts = []
         if pair["match_probability"] is not None:
-            head += f" match probability {pair['match_probability']:.4f} (weight {pair['match_weight']:+.1f})"
-            head += {"auto_link": ", linked by the model", "review": ", in the review queue"}.get(pair["zone"], "")
+            parts.append(f"match probability {pair['match_probability']:.4f} (weight {pair['match_weight']:+.1f})"
+                         + {"auto_link": ", linked by the model", "review": ", in the review queue"}.get(pair["zone"], ""))
         if pair["decision"]:
             verdict = "same person" if pair["decision"] == "match" else "not the same person"
-            head += f"; reviewer {pair['decided_by']} decided {verdict} on {pair['decided_at']:%Y-%m-%d}"
-        lines.append(head)
+            parts.append(f"reviewer {pair['decided_by']} decided {verdict} on {pair['decided_at']:%Y-%m-%d}")
+        lines.append(f"{pair['record_id_l']} ~ {pair['record_id_r']}: {'; '.join(parts)}")
         if pair["match_probability"] is not None:
             for f in FIELDS:
                 lines.append(f"    {FIELD_LABELS[f]:<15} {pair[f'w_{f}']:+6.1f}  {pair[f'level_{f}']}")

@@ -487,3 +487,15 @@ def test_a_comparison_an_estimation_dropped_is_put_back_with_its_priors():
     assert [c["output_column_name"] for c in restored["comparisons"]] == [c["output_column_name"] for c in before["comparisons"]]
     assert next(c for c in restored["comparisons"] if c["output_column_name"] == "dob") == \
         next(c for c in before["comparisons"] if c["output_column_name"] == "dob")
+
+
+def test_a_pair_only_a_reviewer_decided_reads_as_one_clean_sentence():
+    from datetime import datetime
+
+    from pipeline.link.review import LinkEvidence, evidence_lines
+
+    pair = {"record_id_l": "prison:F1234AA", "record_id_r": "probation:X123456", "match_probability": None,
+            "match_weight": None, "zone": None, "decision": "no_match", "decided_by": "analyst A",
+            "decided_at": datetime(2026, 12, 1, 9, 30)}
+    assert evidence_lines(LinkEvidence([], [pair])) == [
+        "prison:F1234AA ~ probation:X123456: reviewer analyst A decided not the same person on 2026-12-01"]
