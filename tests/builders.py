@@ -181,6 +181,17 @@ def person_key(con: duckdb.DuckDBPyConnection, source: str, source_id: str) -> s
     return row[0]
 
 
+def person_keys_by_record(config: Config) -> dict[str, str]:
+    """Every linked record ('source:source_id') and the person key it was given."""
+    from pipeline.warehouse import connect
+
+    con = connect(config, read_only=True)
+    try:
+        return dict(con.execute("SELECT source || ':' || source_id, person_key FROM person_ids").fetchall())
+    finally:
+        con.close()
+
+
 def row_of(frame: pl.DataFrame, key: str) -> dict:
     rows = frame.filter(pl.col("person_key") == key).to_dicts()
     assert len(rows) == 1, f"expected one row for {key}, got {len(rows)}"

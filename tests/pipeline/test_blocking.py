@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import duckdb
 import pytest
-from builders import example_row
+from builders import example_row, person_keys_by_record
 from builders import write_workspace as make_workspace
 
 from pipeline.link.blocking import (
@@ -108,14 +108,6 @@ def _case(crn: str, surname: str, forenames: str, dob: str) -> dict:
                        date_of_birth=dob)
 
 
-def _keys(config) -> dict[str, str]:
-    from pipeline.warehouse import connect
-
-    con = connect(config, read_only=True)
-    try:
-        return dict(con.execute("SELECT source || ':' || source_id, person_key FROM person_ids").fetchall())
-    finally:
-        con.close()
 
 
 @pytest.mark.slow
@@ -128,7 +120,7 @@ def test_a_duplicate_within_one_agency_with_its_initial_mistyped_is_found(tmp_pa
                                 _case("X000002", "Eshworth", "Daniel", "1991-04-17"), *filler]}
     config = make_workspace(tmp_path, rows)
     ingest_workspace(config)
-    keys = _keys(config)
+    keys = person_keys_by_record(config)
     assert keys["probation:X000001"] == keys["probation:X000002"]
     assert len({keys[f"probation:{row['crn']}"] for row in filler}) == len(filler)
 
@@ -157,7 +149,7 @@ def test_a_copy_with_a_name_and_its_date_corrupted_is_found_when_the_budget_allo
             "probation_cases": [_case("X000001", "Ashwroth", "Daniel", "1989-04-17")]}
     config = _budget(make_workspace(tmp_path, rows), budget)
     report = ingest_workspace(config)
-    keys = _keys(config)
+    keys = person_keys_by_record(config)
     assert (keys["police:N1"] == keys["probation:X000001"]) == linked
     assert (report.link.pairs_compared > 0) == linked or budget > 0
 

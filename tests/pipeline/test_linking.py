@@ -11,7 +11,7 @@ import duckdb
 import hypothesis.strategies as st
 import polars as pl
 import pytest
-from builders import example_row, write_csv
+from builders import example_row, person_keys_by_record, write_csv
 from builders import write_workspace as make_workspace
 from hypothesis import HealthCheck, given, settings
 from typer.testing import CliRunner
@@ -66,12 +66,6 @@ def with_linking(config, **values):
     return load_config(config.path)
 
 
-def people_of(config) -> dict[str, str]:
-    con = connect(config, read_only=True)
-    try:
-        return dict(con.execute("SELECT source || ':' || source_id, person_key FROM person_ids").fetchall())
-    finally:
-        con.close()
 
 
 def methods_of(config) -> dict[str, str]:
@@ -90,7 +84,7 @@ TYPO = {"police_nominals": [nominal("N1", "12/394773H"), *filler()],
 def test_a_record_without_a_pnc_id_is_linked_probabilistically_above_the_upper_threshold(tmp_path):
     config = make_workspace(tmp_path, TYPO)
     report = ingest_workspace(config)
-    keys = people_of(config)
+    keys = person_keys_by_record(config)
     assert keys["police:N1"] == keys["probation:X000001"]
     assert methods_of(config)["probation:X000001"] == "probabilistic"
     assert report.link.auto_linked == 1 and report.link.review_queue == 0
@@ -108,7 +102,7 @@ def test_thresholds_decide_link_queue_or_no_link(tmp_path, lower, upper, expecte
     config = with_linking(make_workspace(tmp_path, TYPO), lower_threshold=lower, upper_threshold=upper,
                           upper_threshold_within=0.999999999)
     report = ingest_workspace(config)
-    keys = people_of(config)
+    keys = person_keys_by_record(config)
     same = keys["police:N1"] == keys["probation:X000001"]
     assert same == (expected == "linked")
     assert report.link.review_queue == (1 if expected == "queued" else 0)
@@ -156,7 +150,7 @@ def test_a_pair_within_one_agency_uses_its_own_upper_threshold(tmp_path, world, 
     config = with_linking(make_workspace(tmp_path, world), lower_threshold=0.5, upper_threshold=across,
                           upper_threshold_within=within)
     report = ingest_workspace(config)
-    keys = people_of(config)
+    keys = person_keys_by_record(config)
     assert (keys[pair[0]] == keys[pair[1]]) == (expected == "linked")
     assert report.link.auto_linked == (1 if expected == "linked" else 0)
     queue = review_queue(config)
@@ -192,7 +186,7 @@ def test_a_record_matching_two_pnc_ids_joins_neither_and_waits_for_a_reviewer(tm
         "police_nominals": [nominal("N1", "12/394773H"), nominal("N2", "2002/0073319Z"), *filler()],
         "probation_cases": [case("X000001")]})
     report = ingest_workspace(config)
-    keys = people_of(config)
+    keys = person_keys_by_record(config)
     assert len({keys["police:N1"], keys["police:N2"], keys["probation:X000001"]}) == 3
     assert report.link.conflicts == 2 and report.link.review_queue == 2
     con = connect(config, read_only=True)
@@ -203,7 +197,7 @@ def test_a_record_matching_two_pnc_ids_joins_neither_and_waits_for_a_reviewer(tm
     assert reasons == {"matches people with two different PNC ids: for a reviewer"}
     assert review_queue(config).height == 2
     import_decisions(config, _decide(config, tmp_path, {("police:N2", "probation:X000001"): "match"}))
-    keys = people_of(config)
+    keys = person_keys_by_record(config)
     assert keys["probation:X000001"] == keys["police:N2"] != keys["police:N1"]
 
 
@@ -291,7 +285,7 @@ def test_a_reviewers_match_links_the_pair_and_survives_a_relink(tmp_path):
     written = write_queue(queue.with_columns(decision=pl.lit("match")), tmp_path / "review.csv")
     result = import_decisions(config, written)
     assert (result.recorded, result.matches) == (1, 1)
-    keys = people_of(config)
+    keys = person_keys_by_record(config)
     assert keys["police:N1"] == keys["probation:X000001"]
     assert methods_of(config)["probation:X000001"] == "review"
     assert review_queue(config).height == 0
@@ -300,16 +294,16 @@ def test_a_reviewers_match_links_the_pair_and_survives_a_relink(tmp_path):
               [example_row("prison_custody", nomis_id="A1111AA", pnc_id="", surname="Zebedee", forenames="Ulla")])
     report = ingest_workspace(config)
     assert report.relinked
-    keys = people_of(config)
+    keys = person_keys_by_record(config)
     assert keys["police:N1"] == keys["probation:X000001"]
 
 
 def test_a_reviewers_no_match_wins_over_the_model_across_relinks(tmp_path):
     config = make_workspace(tmp_path, TYPO)
     ingest_workspace(config)
-    assert people_of(config)["police:N1"] == people_of(config)["probation:X000001"]
+    assert person_keys_by_record(config)["police:N1"] == person_keys_by_record(config)["probation:X000001"]
     import_decisions(config, _decide(config, tmp_path, {("probation:X000001", "police:N1"): "no_match"}))
-    keys = people_of(config)
+    keys = person_keys_by_record(config)
     assert keys["police:N1"] != keys["probation:X000001"]
     con = connect(config, read_only=True)
     try:
@@ -322,7 +316,7 @@ def test_a_reviewers_no_match_wins_over_the_model_across_relinks(tmp_path):
     write_csv(tmp_path / "extracts" / "prison_custody.csv", list(example_row("prison_custody")),
               [example_row("prison_custody", nomis_id="A1111AA", pnc_id="", surname="Zebedee", forenames="Ulla")])
     assert ingest_workspace(config).relinked
-    keys = people_of(config)
+    keys = person_keys_by_record(config)
     assert keys["police:N1"] != keys["probation:X000001"]
 
 
@@ -337,7 +331,7 @@ def test_a_reviewers_no_match_wins_over_the_model_across_relinks(tmp_path):
 def test_a_bad_review_file_names_row_and_column_and_changes_nothing(tmp_path, rows, expected):
     config = make_workspace(tmp_path, TYPO)
     ingest_workspace(config)
-    before = people_of(config)
+    before = person_keys_by_record(config)
     path = tmp_path / "bad.csv"
     write_csv(path, ["record_id_l", "record_id_r", "decision"], rows)
     with pytest.raises(InputFileError, match=expected):
@@ -347,7 +341,7 @@ def test_a_bad_review_file_names_row_and_column_and_changes_nothing(tmp_path, ro
         assert con.execute("SELECT count(*) FROM link_decisions").fetchone()[0] == 0
     finally:
         con.close()
-    assert people_of(config) == before
+    assert person_keys_by_record(config) == before
 
 
 def test_a_review_file_without_the_decision_column_is_refused_by_the_cli(tmp_path):
@@ -366,25 +360,25 @@ def test_a_review_file_without_the_decision_column_is_refused_by_the_cli(tmp_pat
 def test_a_person_keeps_their_key_when_a_later_link_adds_a_record(tmp_path):
     config = make_workspace(tmp_path, {"police_nominals": [nominal("N5", "12/394773H"), *filler()]})
     ingest_workspace(config)
-    key = people_of(config)["police:N5"]
+    key = person_keys_by_record(config)["police:N5"]
     # a second nominal of the same person (same PNC id) whose id sorts first, and a probation copy
     write_csv(tmp_path / "extracts" / "police_nominals.csv", list(example_row("police_nominals")),
               [nominal("N5", "12/394773H"), nominal("N0", "12/394773H"), *filler()])
     write_csv(tmp_path / "extracts" / "probation_cases.csv", list(example_row("probation_cases")),
               [case("X000001", surname="Ashwroth")])
     ingest_workspace(config)
-    keys = people_of(config)
+    keys = person_keys_by_record(config)
     assert keys["police:N0"] == keys["police:N5"] == keys["probation:X000001"] == key
 
 
 def test_merged_keys_are_recorded_and_movement_says_records_merged(tmp_path):
     config = with_linking(make_workspace(tmp_path, TYPO), upper_threshold=0.999999999, lower_threshold=0.5)
     ingest_workspace(config)
-    before = people_of(config)
+    before = person_keys_by_record(config)
     police_key, probation_key = before["police:N1"], before["probation:X000001"]
     assert police_key != probation_key
     import_decisions(config, _decide(config, tmp_path, {("police:N1", "probation:X000001"): "match"}))
-    after = people_of(config)
+    after = person_keys_by_record(config)
     kept = after["police:N1"]
     assert kept in (police_key, probation_key) and after["probation:X000001"] == kept
     gone = probation_key if kept == police_key else police_key
